@@ -1,0 +1,1 @@
+"""flowerkit's benchmark suite (pytest-benchmark) and its report command."""

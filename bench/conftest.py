@@ -1,0 +1,157 @@
+"""Knobs, shared fixtures and JSON output for `pytest bench --benchmark-only`.
+
+Every knob is a command-line option or an environment variable:
+
+    --bench-size smoke|full      FLOWERKIT_BENCH_SIZE     (default: smoke)
+    --bench-preset NAME          FLOWERKIT_BENCH_PRESET   throughput recipe (codelab)
+    --bench-backbone NAME        FLOWERKIT_BENCH_BACKBONE override the recipe's backbone
+    --bench-image-size N         FLOWERKIT_BENCH_IMAGE_SIZE
+    --bench-batch-size N         FLOWERKIT_BENCH_BATCH_SIZE
+    --bench-rounds N             FLOWERKIT_BENCH_ROUNDS   timed rounds per benchmark
+    --bench-precision P          FLOWERKIT_BENCH_PRECISION float32|mixed_bfloat16|mixed_float16
+    --bench-accuracy-preset NAME FLOWERKIT_BENCH_ACCURACY_PRESET (mobilenet_v2_035)
+    --bench-epochs N             FLOWERKIT_BENCH_EPOCHS   accuracy run epochs
+    --bench-max-images N         FLOWERKIT_BENCH_MAX_IMAGES accuracy run subset (0 = all)
+    --bench-accuracy-batch-size N FLOWERKIT_BENCH_ACCURACY_BATCH_SIZE
+    --bench-target-accuracy X    FLOWERKIT_BENCH_TARGET_ACCURACY
+    --bench-data SOURCE          FLOWERKIT_BENCH_DATA     (../shared/data/flower_photos)
+
+Without --benchmark-json, results go to
+bench/results/{backend}-{device}-{precision}-{size}.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FLOWERKIT_SHARED", REPO.parent / "shared")).resolve()
+
+# Keras reads KERAS_HOME once, at import: point it at a private cache that
+# holds the shared ImageNet weights (when present) before anything imports it.
+if "FLOWERKIT_BENCH_KERAS_HOME" not in os.environ:
+    _home = Path(tempfile.mkdtemp(prefix="flowerkit-bench-keras-home-"))
+    if (SHARED / "weights/keras_home/models").is_dir():
+        shutil.copytree(SHARED / "weights/keras_home/models", _home / "models")
+    os.environ["FLOWERKIT_BENCH_KERAS_HOME"] = os.environ["KERAS_HOME"] = str(_home)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+SIZES = {
+    # Under two minutes per backend on a 2-core CPU.
+    "smoke": dict(image_size=96, batch_size=8, rounds=3, epochs=2, max_images=300,
+                  accuracy_batch_size=16, target_accuracy=0.6, pipeline_batches=4),
+    # Measures properly: the recipes' own sizes, full data.
+    "full": dict(image_size=None, batch_size=None, rounds=10, epochs=None, max_images=0,
+                 accuracy_batch_size=None, target_accuracy=0.85, pipeline_batches=20),
+}
+
+KNOBS = {
+    "size": ("smoke", str),
+    "preset": ("codelab", str),
+    "backbone": (None, str),
+    "image_size": (None, int),
+    "batch_size": (None, int),
+    "rounds": (None, int),
+    "precision": ("float32", str),
+    "accuracy_preset": ("mobilenet_v2_035", str),
+    "epochs": (None, int),
+    "max_images": (None, int),
+    "accuracy_batch_size": (None, int),
+    "target_accuracy": (None, float),
+    "data": (str(SHARED / "data/flower_photos"), str),
+}
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("flowerkit benchmarks")
+    for name, (_, kind) in KNOBS.items():
+        group.addoption("--bench-" + name.replace("_", "-"), type=kind, default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    size: str
+    preset: str
+    backbone: str | None
+    image_size: int | None
+    batch_size: int | None
+    rounds: int
+    precision: str
+    accuracy_preset: str
+    epochs: int | None
+    max_images: int
+    accuracy_batch_size: int | None
+    target_accuracy: float
+    data: str
+    pipeline_batches: int
+
+    def throughput_recipe(self, **changes):
+        """The recipe under test, with random weights (pure speed)."""
+        from flowerkit import get_preset
+
+        recipe = get_preset(self.preset)
+        overrides = dict(weights=None, precision=self.precision, class_names=tuple(f"c{i}" for i in range(5)))
+        if self.backbone:
+            overrides.update(backbone=self.backbone, backbone_kwargs={})
+        if self.image_size:
+            overrides["image_size"] = self.image_size
+        if self.batch_size:
+            overrides["batch_size"] = self.batch_size
+        return recipe.replace(**{**overrides, **changes})
+
+
+def _knob(config, name):
+    default, kind = KNOBS[name]
+    value = config.getoption("--bench-" + name.replace("_", "-"))
+    if value is None and f"FLOWERKIT_BENCH_{name.upper()}" in os.environ:
+        value = kind(os.environ[f"FLOWERKIT_BENCH_{name.upper()}"])
+    return default if value is None else value
+
+
+def read_config(config) -> BenchConfig:
+    size = _knob(config, "size")
+    if size not in SIZES:
+        raise pytest.UsageError(f"--bench-size must be one of {list(SIZES)}, got {size!r}")
+    values = {name: _knob(config, name) for name in KNOBS}
+    for name, default in SIZES[size].items():
+        if values.get(name) is None:
+            values[name] = default
+    return BenchConfig(**values)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # Default JSON output named by backend, device and precision (timm style).
+    if getattr(config.option, "benchmark_json", "absent") is None:
+        import keras
+
+        from flowerkit import runtime
+
+        bench = read_config(config)
+        device = re.sub(r"[^A-Za-z0-9.]+", "_", runtime.device_summary()["name"]).strip("_")
+        name = f"{keras.backend.backend()}-{device}-{bench.precision}-{bench.size}.json"
+        path = REPO / "bench" / "results" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config.option.benchmark_json = str(path)
+
+
+@pytest.fixture(scope="session")
+def bench_config(pytestconfig) -> BenchConfig:
+    return read_config(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def data_source(bench_config) -> str | None:
+    """The photos to read: ../shared's copy here, tf_flowers elsewhere."""
+    if Path(bench_config.data).is_dir():
+        return bench_config.data
+    if os.environ.get("FLOWERKIT_REQUIRE_SHARED"):
+        pytest.fail(f"benchmark data not found: {bench_config.data}")
+    return None  # tf_flowers through the Keras cache

@@ -1,0 +1,55 @@
+"""Timing helpers and the `extra_info` every benchmark row carries."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from flowerkit import runtime
+
+
+def timed(function):
+    """Seconds one call takes. Callers make `function` return host data
+    (numpy arrays, Python floats), so device work has finished: that host
+    copy is the synchronisation point on TensorFlow, JAX and PyTorch."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def row_info(benchmark_kind, recipe, images_per_round, compile_seconds, flops_per_image, stats):
+    """The fields every JSON row carries, from one benchmark's statistics."""
+    median = stats["median"]
+    images_per_second = images_per_round / median if median else None
+    device = runtime.device_summary()
+    return {
+        "benchmark": benchmark_kind,
+        "backend": runtime.backend(),
+        "device_kind": device["kind"],
+        "device_name": device["name"],
+        "device_count": device["count"],
+        "versions": runtime.library_versions(),
+        "recipe": recipe.name,
+        "backbone": recipe.backbone,
+        "backbone_kwargs": dict(recipe.backbone_kwargs),
+        "batch_size": recipe.batch_size,
+        "image_size": recipe.image_size,
+        "precision": recipe.precision,
+        "jit_compile": runtime.resolve_jit_compile(recipe.jit_compile),
+        "images_per_second": images_per_second,
+        "compile_seconds": compile_seconds,
+        "flops_per_image": flops_per_image,
+        "gflops_per_second": (
+            flops_per_image * images_per_second / 1e9
+            if flops_per_image and images_per_second
+            else None
+        ),
+    }
+
+
+def random_batch(recipe, num_classes=5, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (recipe.batch_size, *recipe.image_shape)).astype("float32")
+    labels = np.eye(num_classes, dtype="float32")[rng.integers(0, num_classes, recipe.batch_size)]
+    return images, labels

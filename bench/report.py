@@ -1,0 +1,197 @@
+"""Merge benchmark runs into one markdown table and one PNG chart.
+
+    python -m bench.report bench/results/*.json [--output bench/results/report]
+
+Each input is a pytest-benchmark JSON file written by `pytest bench
+--benchmark-only` (one backend/device/precision per file). Columns are runs,
+rows are benchmarks; each cell gives images/s and the ratio to the fastest
+run in its row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ORDER = ["input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"]
+LABELS = {
+    "input_pipeline": "input pipeline (img/s)",
+    "inference": "inference (img/s)",
+    "train_step_frozen": "train step, frozen backbone (img/s)",
+    "train_step_finetune": "train step, fine-tuning (img/s)",
+    "accuracy": "end-to-end training (img/s)",
+}
+
+
+def load_rows(paths) -> list[dict]:
+    """One row per benchmark per file: its extra_info plus the run's name."""
+    rows = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"bench.report: error: cannot read {path}: {error}")
+        for bench in data.get("benchmarks", []):
+            info = dict(bench.get("extra_info", {}))
+            if "benchmark" not in info:
+                continue
+            info["run"] = run_name(info)
+            info["median_seconds"] = bench["stats"]["median"]
+            rows.append(info)
+    if not rows:
+        raise SystemExit("bench.report: error: no flowerkit benchmark rows in the given files")
+    return rows
+
+
+def run_name(info: dict) -> str:
+    name = f"{info['backend']} {info['device_kind']}"
+    if info.get("precision", "float32") != "float32":
+        name += f" {info['precision']}"
+    return name
+
+
+def _runs(rows):
+    runs = []
+    for row in rows:
+        if row["run"] not in runs:
+            runs.append(row["run"])
+    return runs
+
+
+def _cell(rows, run, kind):
+    for row in rows:
+        if row["run"] == run and row["benchmark"] == kind:
+            return row
+    return None
+
+
+def markdown_table(rows) -> str:
+    runs = _runs(rows)
+    lines = [
+        "| benchmark | " + " | ".join(runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for kind in ORDER:
+        cells = [_cell(rows, run, kind) for run in runs]
+        speeds = [c["images_per_second"] for c in cells if c and c.get("images_per_second")]
+        if not speeds:
+            continue
+        fastest = max(speeds)
+        texts = []
+        for cell in cells:
+            if not cell or not cell.get("images_per_second"):
+                texts.append("–")
+                continue
+            ips = cell["images_per_second"]
+            texts.append(f"{ips:,.1f} ({ips / fastest:.2f}×)")
+        lines.append(f"| {LABELS[kind]} | " + " | ".join(texts) + " |")
+    accuracy = [_cell(rows, run, "accuracy") for run in runs]
+    if any(accuracy):
+        lines.append(
+            "| final validation accuracy | "
+            + " | ".join(f"{c['val_accuracy']:.3f}" if c else "–" for c in accuracy)
+            + " |"
+        )
+        lines.append(
+            "| training wall time (s) | "
+            + " | ".join(f"{c['wall_seconds']:.0f}" if c else "–" for c in accuracy)
+            + " |"
+        )
+        lines.append(
+            "| time to target accuracy (s) | "
+            + " | ".join(_time_to_target(c) for c in accuracy)
+            + " |"
+        )
+    compile_cells = []
+    for run in runs:
+        seconds = [c["compile_seconds"] for c in rows if c["run"] == run and c.get("compile_seconds")]
+        compile_cells.append(f"{max(seconds):.1f}" if seconds else "–")
+    lines.append("| slowest warm-up / compile (s) | " + " | ".join(compile_cells) + " |")
+    return "\n".join(lines) + "\n\n" + _setup_notes(rows)
+
+
+def _time_to_target(cell) -> str:
+    if not cell:
+        return "–"
+    if cell.get("seconds_to_target") is None:
+        return f"not reached ({cell['target_accuracy']:.0%})"
+    return f"{cell['seconds_to_target']:.0f} ({cell['target_accuracy']:.0%}, epoch {cell['epochs_to_target']})"
+
+
+def _setup_notes(rows) -> str:
+    notes = []
+    speed = next((r for r in rows if r["benchmark"] == "inference"), None)
+    if speed:
+        options = ", ".join(f"{k}={v}" for k, v in speed["backbone_kwargs"].items())
+        notes.append(
+            f"Throughput: recipe `{speed['recipe']}` ({speed['backbone']}"
+            f"{' ' + options if options else ''}, random weights), "
+            f"{speed['image_size']}×{speed['image_size']}, batch {speed['batch_size']}, "
+            f"{speed['flops_per_image'] / 1e9:.2f} GFLOP per image forward."
+        )
+    accuracy = next((r for r in rows if r["benchmark"] == "accuracy"), None)
+    if accuracy:
+        notes.append(
+            f"Accuracy: recipe `{accuracy['recipe']}`, {accuracy['epochs']} epochs, "
+            f"{accuracy['train_images']} training / {accuracy['validation_images']} validation images."
+        )
+    devices = sorted({f"{r['device_kind']}: {r['device_name']} ×{r['device_count']}" for r in rows})
+    notes.append("Devices: " + "; ".join(devices) + ".")
+    versions = {}
+    for row in rows:
+        for package in ("keras", "tensorflow", "jax", "torch"):
+            if package in row.get("versions", {}):
+                versions[package] = row["versions"][package]
+    notes.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    notes.append("Cells: median images/s (ratio to the fastest run in the row).")
+    return "\n".join(notes) + "\n"
+
+
+def plot_chart(rows, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs = _runs(rows)
+    kinds = [k for k in ORDER if any(_cell(rows, r, k) for r in runs)]
+    width = 0.8 / len(runs)
+    figure, axis = plt.subplots(figsize=(2.2 * len(kinds) + 2, 4.5))
+    for i, run in enumerate(runs):
+        values = [(_cell(rows, run, k) or {}).get("images_per_second") or 0 for k in kinds]
+        bars = axis.bar(np.arange(len(kinds)) + i * width, values, width, label=run)
+        axis.bar_label(bars, fmt="%.0f", fontsize=8)
+    axis.set_xticks(np.arange(len(kinds)) + width * (len(runs) - 1) / 2)
+    axis.set_xticklabels([LABELS[k].replace(" (img/s)", "") for k in kinds], fontsize=9)
+    axis.set_yscale("log")
+    axis.set_ylabel("images per second (log scale)")
+    axis.set_title("flowerkit throughput per backend")
+    axis.legend()
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN.json")
+    parser.add_argument("--output", default="bench/results/report",
+                        help="writes OUTPUT.md and OUTPUT.png (default: bench/results/report)")
+    args = parser.parse_args(argv)
+    rows = load_rows(args.runs)
+    table = markdown_table(rows)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".md").write_text(table)
+    plot_chart(rows, output.with_suffix(".png"))
+    print(table)
+    print(f"wrote {output.with_suffix('.md')} and {output.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

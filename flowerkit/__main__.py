@@ -1,0 +1,5 @@
+import sys
+
+from flowerkit.cli import main
+
+sys.exit(main())

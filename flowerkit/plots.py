@@ -1,0 +1,74 @@
+"""The codelab's pictures as PNG files: training curves, nine validation
+images with their predicted labels, and the confusion matrix."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_training_curves(history: dict, path) -> None:
+    """Accuracy and loss, training vs validation (`display_training_curves`)."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, metric in zip(axes, ("accuracy", "loss")):
+        for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
+            if key in history:
+                epochs = np.arange(1, len(history[key]) + 1)
+                axis.plot(epochs, history[key], marker="o", label=label)
+        axis.set_title(f"model {metric}")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_predictions(images, labels, probabilities, class_names, path) -> None:
+    """Up to nine images titled with the predicted class and its probability;
+    wrong predictions in red (`display_9_images_with_predictions`)."""
+    count = min(9, len(images))
+    columns = min(3, count)
+    rows = int(np.ceil(count / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.5 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for i in range(count):
+        axis = axes.flat[i]
+        predicted = int(np.argmax(probabilities[i]))
+        correct = predicted == int(labels[i])
+        title = f"{class_names[predicted]} {probabilities[i][predicted]:.0%}"
+        if not correct:
+            title += f"\n(true: {class_names[int(labels[i])]})"
+        axis.imshow(np.clip(images[i], 0, 255).astype("uint8"))
+        axis.set_title(title, color="black" if correct else "red", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion_matrix(matrix, class_names, path) -> None:
+    matrix = np.asarray(matrix)
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
+    size = 1.1 * len(class_names) + 2
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (row, column), value in np.ndenumerate(matrix):
+        colour = "white" if normalised[row, column] > 0.5 else "black"
+        axis.text(column, row, str(value), ha="center", va="center", color=colour)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="fraction of true class")
+    axis.set_title("confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,229 @@
+"""The transfer-learning recipe: every hyperparameter of a run, in one place.
+
+A `Recipe` is plain, immutable data (big_vision style). The model builder, the
+data pipeline, the training loop, the CLIs and the benchmarks all read it and
+nothing else, so a `recipe.json` saved beside a model is enough to rebuild the
+run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+from flowerkit.errors import FlowerkitError
+
+FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
+
+HEADS = ("flatten", "gap")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything that defines a training run.
+
+    Attributes:
+        name: preset this recipe started from (informational).
+        class_names: class names in label order; empty means "take them from
+            the data source" (sorted folder names).
+        image_size: square side, in pixels, that images are resized to.
+        backbone: a name from `flowerkit.backbones.BACKBONES`, or "none" for
+            the codelab's plain dense network on pixels.
+        backbone_kwargs: extra constructor options, e.g. `{"alpha": 0.35}`.
+        weights: "imagenet" (Keras cache / download), a path to a weights
+            file, a keras-hub preset name or folder, or None (random).
+        head: "flatten" (the codelab) or "gap" (global average pooling).
+        head_units: hidden Dense(relu) layers between the features and the
+            softmax (the codelab's dense section uses (500, 50)).
+        dropout: dropout rate before the softmax layer.
+        trainable_backbone: fine-tune the backbone instead of freezing it.
+            BatchNorm layers stay in inference mode either way.
+        optimizer, learning_rate: optimizer name and its learning rate.
+        label_smoothing: for the categorical cross-entropy loss.
+        batch_size, epochs: as in `model.fit`.
+        validation_split: fraction of each class held out for validation.
+        seed: drives the split, shuffling, augmentation and initialisation.
+        augmentation: string-named ops, see `flowerkit.augment`.
+        precision: "float32", "mixed_float16" or "mixed_bfloat16".
+        jit_compile: "auto" picks the fastest known setting per backend and
+            device (XLA off for TensorFlow on CPU, where it is ~16x slower).
+    """
+
+    name: str = "custom"
+    class_names: tuple[str, ...] = ()
+    image_size: int = 192
+    backbone: str = "mobilenet_v2"
+    backbone_kwargs: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    weights: str | None = "imagenet"
+    head: str = "flatten"
+    head_units: tuple[int, ...] = ()
+    dropout: float = 0.0
+    trainable_backbone: bool = False
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    label_smoothing: float = 0.0
+    batch_size: int = 64
+    epochs: int = 10
+    validation_split: float = 0.19
+    seed: int = 42
+    augmentation: tuple[str, ...] = ()
+    precision: str = "float32"
+    jit_compile: str | bool = "auto"
+
+    def __post_init__(self):
+        # Normalise JSON/CLI input (lists, dicts) into immutable forms.
+        set_ = object.__setattr__
+        set_(self, "class_names", tuple(self.class_names))
+        set_(self, "head_units", tuple(int(u) for u in self.head_units))
+        set_(self, "augmentation", tuple(self.augmentation))
+        set_(self, "backbone_kwargs", types.MappingProxyType(dict(self.backbone_kwargs)))
+        self._validate()
+
+    def _validate(self):
+        def fail(message):
+            raise FlowerkitError(f"Invalid recipe: {message}")
+
+        if self.image_size < 32:
+            fail(f"image_size must be at least 32, got {self.image_size}.")
+        if self.head not in HEADS:
+            fail(f"head must be one of {HEADS}, got {self.head!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            fail(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        if self.precision not in PRECISIONS:
+            fail(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if not 0.0 < self.validation_split < 1.0:
+            fail(f"validation_split must be in (0, 1), got {self.validation_split}.")
+        if self.batch_size < 1 or self.epochs < 1:
+            fail("batch_size and epochs must be positive.")
+        if not 0.0 <= self.dropout < 1.0:
+            fail(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.learning_rate <= 0:
+            fail(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.jit_compile not in ("auto", True, False):
+            fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
+        if len(set(self.class_names)) != len(self.class_names):
+            fail(f"class_names has duplicates: {self.class_names}.")
+        from flowerkit.augment import validate_ops
+        from flowerkit.backbones import get_backbone
+
+        try:
+            get_backbone(self.backbone)
+            validate_ops(self.augmentation)
+        except FlowerkitError as error:
+            fail(str(error))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 3)
+
+    def replace(self, **changes) -> "Recipe":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise FlowerkitError(
+                f"Unknown recipe field(s): {', '.join(sorted(unknown))}. "
+                f"Known: {', '.join(field_names())}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[field.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
+        unknown = set(data) - set(field_names())
+        if unknown:
+            raise FlowerkitError(f"Unknown recipe field(s): {', '.join(sorted(unknown))}.")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FlowerkitError(f"Recipe file not found: {path}") from None
+        except json.JSONDecodeError as error:
+            raise FlowerkitError(f"Recipe file {path} is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(Recipe))
+
+
+def field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Recipe)
+
+
+PRESETS: dict[str, Recipe] = {
+    # Exactly the codelab notebook: frozen full-width MobileNetV2, Flatten,
+    # Dense(5, softmax), Adam 1e-3, batch 64, 10 epochs, 19% validation.
+    "codelab": Recipe(
+        name="codelab",
+        image_size=192,
+        backbone="mobilenet_v2",
+        backbone_kwargs={"alpha": 1.0},
+        weights="imagenet",
+        head="flatten",
+    ),
+    # The codelab's section 3: a plain dense network on pixels, no pretraining.
+    "dense": Recipe(
+        name="dense",
+        image_size=192,
+        backbone="none",
+        weights=None,
+        head="flatten",
+        head_units=(500, 50),
+    ),
+    # MobileNetV2 alpha 0.35 at its native 224: the ImageNet weights that ship
+    # with the offline cache. Pooled features + dropout generalise better than
+    # Flatten on this narrower backbone.
+    "mobilenet_v2_035": Recipe(
+        name="mobilenet_v2_035",
+        image_size=224,
+        backbone="mobilenet_v2",
+        backbone_kwargs={"alpha": 0.35},
+        weights="imagenet",
+        head="gap",
+        dropout=0.2,
+        augmentation=("flip",),
+    ),
+    # EfficientNet-Lite0 through keras-hub (preset name or a local preset folder).
+    "efficientnet_lite0": Recipe(
+        name="efficientnet_lite0",
+        image_size=224,
+        backbone="efficientnet_lite0",
+        weights="efficientnet_lite0_ra_imagenet",
+        head="gap",
+        dropout=0.2,
+        augmentation=("flip",),
+    ),
+}
+
+
+def get_preset(name: str) -> Recipe:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise FlowerkitError(
+            f"Unknown preset {name!r}. Available: {', '.join(PRESETS)}."
+        ) from None

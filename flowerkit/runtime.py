@@ -1,0 +1,91 @@
+"""What we are running on: backend, device, library versions, and the
+execution settings that are fastest there."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from functools import lru_cache
+
+
+def backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+@lru_cache(maxsize=None)
+def devices() -> list[dict]:
+    """Accelerators visible to the current backend, or the CPU."""
+    name = backend()
+    found = []
+    if name == "jax":
+        import jax
+
+        found = [
+            {"kind": d.platform.upper(), "name": getattr(d, "device_kind", d.platform)}
+            for d in jax.devices()
+            if d.platform != "cpu"
+        ]
+    elif name == "torch":
+        import torch
+
+        found = [
+            {"kind": "GPU", "name": torch.cuda.get_device_name(i)}
+            for i in range(torch.cuda.device_count())
+        ]
+    elif name == "tensorflow":
+        import tensorflow as tf
+
+        for kind in ("TPU", "GPU"):
+            for device in tf.config.list_physical_devices(kind):
+                details = tf.config.experimental.get_device_details(device)
+                found.append({"kind": kind, "name": details.get("device_name", device.name)})
+    return found or [{"kind": "CPU", "name": cpu_name()}]
+
+
+def device_kind() -> str:
+    return devices()[0]["kind"]
+
+
+def device_summary() -> dict:
+    found = devices()
+    return {"kind": found[0]["kind"], "name": found[0]["name"], "count": len(found)}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("keras", "tensorflow", "jax", "jaxlib", "torch", "keras-hub", "numpy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def resolve_jit_compile(setting) -> bool:
+    """The recipe's jit_compile, with "auto" resolved per backend and device.
+
+    JAX always traces with XLA; PyTorch's torch.compile is slow to warm up and
+    not yet a win for these models; XLA on TensorFlow pays off on GPU/TPU but
+    runs depthwise convolutions ~16x slower on CPU.
+    """
+    if setting != "auto":
+        return bool(setting)
+    name = backend()
+    if name == "jax":
+        return True
+    if name == "tensorflow":
+        return device_kind() != "CPU"
+    return False

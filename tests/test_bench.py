@@ -1,0 +1,65 @@
+"""The benchmark harness: the report from fixture runs, and the suite's
+smoke size end to end on this backend."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, shared_path
+from PIL import Image
+
+FIXTURES = REPO / "tests/fixtures/bench"
+
+
+def test_report_merges_runs_side_by_side(tmp_path):
+    from bench.report import main
+
+    runs = sorted(str(p) for p in FIXTURES.glob("*.json"))
+    assert main([*runs, "--output", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report.md").read_text()
+    header = table.splitlines()[0]
+    assert header == "| benchmark | jax CPU | tensorflow CPU | torch CPU |"
+    inference = next(line for line in table.splitlines() if line.startswith("| inference"))
+    assert inference == "| inference (img/s) | 20.0 (0.10×) | 205.0 (1.00×) | 45.0 (0.22×) |"
+    assert "| final validation accuracy | 0.890 | 0.890 | 0.890 |" in table
+    assert "not reached (85%)" in table and "120 (85%, epoch 2)" in table
+    with Image.open(tmp_path / "report.png") as chart:
+        chart.load()
+        assert chart.width > 600
+
+
+def test_report_rejects_files_without_rows(tmp_path):
+    from bench.report import main
+
+    (tmp_path / "empty.json").write_text(json.dumps({"benchmarks": []}))
+    with pytest.raises(SystemExit, match="no flowerkit benchmark rows"):
+        main([str(tmp_path / "empty.json")])
+
+
+@pytest.mark.slow
+def test_smoke_suite_writes_every_field(tmp_path, backend):
+    shared_path("data/flower_photos")
+    output = tmp_path / "run.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(REPO / "bench"), "--benchmark-only",
+         f"--benchmark-json={output}", "-p", "no:cacheprovider", "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=900,
+        env={**os.environ, "FLOWERKIT_BENCH_SIZE": "smoke"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {b["extra_info"]["benchmark"]: b["extra_info"] for b in json.loads(output.read_text())["benchmarks"]}
+    assert set(rows) == {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"}
+    for row in rows.values():
+        assert row["backend"] == backend
+        for field in ("device_kind", "device_name", "device_count", "versions", "batch_size",
+                      "image_size", "precision", "jit_compile", "images_per_second"):
+            assert row[field] is not None, field
+        assert row["images_per_second"] > 0
+    for kind in ("inference", "train_step_frozen", "train_step_finetune"):
+        assert rows[kind]["compile_seconds"] > 0
+        assert rows[kind]["flops_per_image"] > 1e8 and rows[kind]["gflops_per_second"] > 0
+    assert rows["train_step_finetune"]["flops_per_image"] > rows["train_step_frozen"]["flops_per_image"]
+    assert 0 <= rows["accuracy"]["val_accuracy"] <= 1

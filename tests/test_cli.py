@@ -1,0 +1,140 @@
+"""The CLIs end to end, as a user runs them: subprocesses, real files."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+
+def run(*args, env=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(session_image_folder, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    result = run(
+        "flowerkit.train", "--preset", "dense", "--data", str(session_image_folder),
+        "--image-size", "32", "--epochs", "3", "--batch-size", "8", "--output", str(output),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    return output, result
+
+
+def test_train_writes_model_recipe_metrics_and_pictures(trained_run):
+    output, result = trained_run
+    assert "validation accuracy" in result.stdout
+    for name in ("curves.png", "predictions.png", "confusion_matrix.png"):
+        with Image.open(output / name) as image:
+            image.load()
+            assert image.width > 300 and image.height > 200
+    recipe = json.loads((output / "recipe.json").read_text())
+    assert recipe["class_names"] == ["blue", "green", "red"] and recipe["epochs"] == 3
+    history = json.loads((output / "history.json").read_text())
+    assert set(history) >= {"accuracy", "loss", "val_accuracy", "val_loss"}
+    assert len(history["loss"]) == 3
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert set(metrics) >= {
+        "val_accuracy", "val_loss", "wall_seconds", "train_images_per_second",
+        "backend", "device", "versions",
+    }
+    assert metrics["backend"] == os.environ.get("KERAS_BACKEND", metrics["backend"])
+    assert metrics["val_accuracy"] == history["val_accuracy"][-1]
+    assert (output / "model.keras").is_file()
+    assert not (output / "backup").exists()  # removed once training completes
+
+
+def test_predict_table_and_json(trained_run, session_image_folder):
+    output, _ = trained_run
+    images = [str(session_image_folder / "red" / "red_000.jpg"), str(session_image_folder / "blue" / "blue_001.jpg")]
+    table = run("flowerkit.predict", str(output / "model.keras"), *images)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.count("%") == 6  # top-3 for each of two images
+    result = run("flowerkit.predict", str(output / "model.keras"), *images, "--json", "--top-k", "2")
+    predictions = json.loads(result.stdout)
+    assert [p["image"] for p in predictions] == images
+    for p in predictions:
+        assert len(p["top"]) == 2
+        assert p["top"][0]["probability"] >= p["top"][1]["probability"]
+    assert predictions[0]["top"][0]["class"] == "red"
+    assert predictions[1]["top"][0]["class"] == "blue"
+
+
+def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tmp_path):
+    output, _ = trained_run
+    result = run("flowerkit.evaluate", str(output / "model.keras"), "--data", str(session_image_folder),
+                 "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "precision" in result.stdout and "confusion matrix" in result.stdout
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert report["images"] == 48
+    assert set(report["per_class"]) == {"blue", "green", "red"}
+    assert sum(map(sum, report["confusion_matrix"])) == 48
+    assert report["accuracy"] > 0.8  # colours are trivially separable
+    Image.open(tmp_path / "confusion_matrix.png").load()
+    validation = run("flowerkit.evaluate", str(output / "model.keras"), "--data",
+                     str(session_image_folder), "--split", "validation", "--json",
+                     "--output", str(tmp_path / "v"))
+    assert json.loads(validation.stdout)["images"] == 9  # 19% of 16 per class, rounded
+
+
+def test_console_script_has_the_same_subcommands():
+    result = run("flowerkit", "--help")
+    assert result.returncode == 0
+    for command in ("train", "predict", "evaluate"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("flowerkit.train", "--data", "/no/such/folder"), "Data folder not found: /no/such/folder"),
+        (("flowerkit.train", "--epochs", "many"), "invalid int value: 'many'"),
+        (("flowerkit.train", "--bogus"), "unrecognized arguments: --bogus"),
+        (("flowerkit.train", "--head", "pyramid", "--data", "."), "head must be one of"),
+        (("flowerkit.train", "--preset", "nope"), "invalid choice: 'nope'"),
+        (("flowerkit.predict", "/no/model.keras", "x.jpg"), "Model file not found: /no/model.keras"),
+        (("flowerkit.evaluate", "/no/model.keras"), "Model file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, message):
+    result = run(*args, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_predict_unreadable_image(trained_run, tmp_path):
+    output, _ = trained_run
+    (tmp_path / "bad.jpg").write_text("not a jpeg")
+    result = run("flowerkit.predict", str(output / "model.keras"), str(tmp_path / "bad.jpg"))
+    assert result.returncode == 2 and "Cannot read image" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_default_train_offline_fails_fast_with_guidance(tmp_path):
+    """No flags = codelab on tf_flowers; with no network and an empty cache it
+    must say how to point at local data and weights, within seconds."""
+    started = time.monotonic()
+    result = run(
+        "flowerkit.train", "--output", str(tmp_path / "run"),
+        env={"KERAS_HOME": str(tmp_path / "empty_cache"),
+             "FLOWERKIT_TF_FLOWERS_URL": "http://127.0.0.1:9/flower_photos.tgz"},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--data DIR" in result.stderr and "--weights PATH" in result.stderr
+    assert time.monotonic() - started < 90

@@ -1,0 +1,134 @@
+"""The model builder: architecture, preprocessing inside, frozen backbone."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import shared_path
+
+from flowerkit import BACKBONES, FlowerkitError, build_model, get_preset
+
+
+def _layer_types(model):
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def test_codelab_architecture():
+    recipe = get_preset("codelab").replace(weights=None, class_names=tuple("abcde"))
+    model = build_model(recipe)
+    assert model.input_shape == (None, 192, 192, 3)
+    assert model.output_shape == (None, 5)
+    assert _layer_types(model) == ["InputLayer", "Rescaling", "Functional", "Flatten", "Dense"]
+    backbone = model.layers[2]
+    assert backbone.name.startswith("mobilenetv2_1.00")
+    assert not backbone.trainable
+    head = model.layers[-1]
+    assert head.activation.__name__ == "softmax"
+    # Only the head trains: Flatten(6x6x1280) -> 5.
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 6 * 6 * 1280 * 5 + 5
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
+
+
+def test_dense_architecture():
+    model = build_model(get_preset("dense").replace(class_names=tuple("abcde"), image_size=32))
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [500, 50, 5]
+
+
+def test_model_takes_raw_pixels():
+    """Preprocessing lives in the model: 0..255 in, the backbone sees -1..1."""
+    recipe = get_preset("codelab").replace(
+        weights=None, class_names=("a", "b"), image_size=32, backbone_kwargs={"alpha": 0.35}
+    )
+    model = build_model(recipe)
+    rescale = model.get_layer("preprocessing")
+    out = keras.ops.convert_to_numpy(rescale(np.array([[0.0, 127.5, 255.0]])))
+    np.testing.assert_allclose(out, [[-1, 0, 1]], atol=1e-6)
+
+
+def test_frozen_backbone_keeps_batchnorm_statistics():
+    recipe = get_preset("codelab").replace(
+        weights=None, class_names=("a", "b"), image_size=32, backbone_kwargs={"alpha": 0.35},
+        trainable_backbone=False,
+    )
+    model = build_model(recipe)
+    bn = next(l for l in model.layers[2].layers if isinstance(l, keras.layers.BatchNormalization))
+    before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    # (A random MobileNetV2 emits ~0 features, so the head's bias shows training.)
+    bias_before = keras.ops.convert_to_numpy(model.layers[-1].bias).copy()
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.eye(2)[[0] * 6 + [1] * 2].astype("float32")
+    model.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bn.moving_mean), before)
+    assert not np.allclose(keras.ops.convert_to_numpy(model.layers[-1].bias), bias_before)
+
+
+def test_fine_tuning_trains_the_backbone():
+    recipe = get_preset("codelab").replace(
+        weights=None, class_names=("a", "b"), image_size=32, backbone_kwargs={"alpha": 0.35},
+        trainable_backbone=True, head="gap",
+    )
+    model = build_model(recipe)
+    assert len(model.trainable_weights) > 2
+
+
+@pytest.mark.parametrize("name", [n for n in BACKBONES if n not in ("none", "efficientnet_lite0")])
+def test_every_keras_application_backbone_builds(name):
+    size = 75 if name == "xception" else 64
+    recipe = get_preset("codelab").replace(
+        backbone=name, backbone_kwargs={}, weights=None, head="gap", class_names=("a", "b", "c"),
+        image_size=size,
+    )
+    model = build_model(recipe, compile=False)
+    out = model.predict(np.zeros((1, size, size, 3), "float32"), verbose=0)
+    assert out.shape == (1, 3)
+    np.testing.assert_allclose(out.sum(), 1.0, rtol=1e-5)
+
+
+def test_imagenet_weights_from_the_keras_cache():
+    """weights="imagenet" resolves through $KERAS_HOME/models (the shared copy)."""
+    weights = shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5")
+    shared_path("weights/keras_home/models")
+    base = dict(class_names=("a", "b"), image_size=224, backbone_kwargs={"alpha": 0.35})
+    from_cache = build_model(get_preset("codelab").replace(**base), compile=False)
+    from_file = build_model(get_preset("codelab").replace(**base, weights=str(weights)), compile=False)
+    for a, b in zip(from_cache.layers[2].weights, from_file.layers[2].weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_efficientnet_lite0_from_local_keras_hub_preset():
+    pytest.importorskip("keras_hub", reason="keras-hub not installed")
+    preset = shared_path("weights/efficientnet_lite0_keras_hub")
+    recipe = get_preset("efficientnet_lite0").replace(weights=str(preset), class_names=("a", "b"))
+    model = build_model(recipe)
+    assert model.layers[-1].units == 2
+    assert not model.get_layer(index=3).trainable  # the hub backbone, after augmentation/rescaling
+    out = model.predict(np.full((1, 224, 224, 3), 127.0, "float32"), verbose=0)
+    assert out.shape == (1, 2)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    recipe = get_preset("codelab").replace(weights=str(tmp_path / "nope.h5"), class_names=("a", "b"))
+    with pytest.raises(FlowerkitError, match="Weights file not found"):
+        build_model(recipe)
+
+
+def test_missing_imagenet_weights_offline_say_what_to_do(monkeypatch):
+    """alpha 0.75 at 96px is not in the shared cache: Keras tries to download."""
+    import keras.src.utils.file_utils as file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    recipe = get_preset("codelab").replace(
+        image_size=96, backbone_kwargs={"alpha": 0.75}, class_names=("a", "b"))
+    with pytest.raises(FlowerkitError, match="Offline.*KERAS_HOME.*--weights PATH"):
+        build_model(recipe)
+
+
+def test_needs_two_classes():
+    with pytest.raises(FlowerkitError, match="at least two classes"):
+        build_model(get_preset("dense").replace(class_names=("only",)))

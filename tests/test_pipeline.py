@@ -1,0 +1,78 @@
+"""Decode/resize/batch pipelines: shapes, labels, crop policy, shuffling."""
+
+import numpy as np
+import pytest
+from conftest import write_image
+
+from flowerkit.evaluation import iterate_batches
+from flowerkit.pipeline import ImageBatches, decode_image, make_dataset
+from flowerkit.sources import index_folder
+
+
+def _has_tensorflow():
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+PIPELINES = ["python", pytest.param("tf", marks=pytest.mark.skipif(
+    not _has_tensorflow(), reason="tf.data pipeline needs TensorFlow (absent in this env by design)"))]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_batches_have_images_and_one_hot_labels(image_folder, pipeline):
+    index = index_folder(image_folder)
+    batches = list(iterate_batches(make_dataset(index, 32, batch_size=8, pipeline=pipeline)))
+    assert [len(x) for x, _ in batches] == [8, 8, 8, 6]
+    images = np.concatenate([x for x, _ in batches])
+    labels = np.concatenate([y for _, y in batches])
+    assert images.shape == (30, 32, 32, 3) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 255
+    np.testing.assert_array_equal(labels.argmax(1), index.labels)
+    assert labels.shape == (30, 3) and set(labels.sum(1)) == {1.0}
+    # Class colours survive decoding: red images are mostly red.
+    red = images[index.labels == 2].mean(axis=(0, 1, 2))
+    assert red[0] > 150 and red[2] < 100
+
+
+def test_crop_to_fill_keeps_the_centre(tmp_path):
+    from PIL import Image
+
+    # 90x30: left third blue, centre third green, right third red.
+    pixels = np.zeros((30, 90, 3), dtype=np.uint8)
+    pixels[:, :30, 2] = pixels[:, 30:60, 1] = pixels[:, 60:, 0] = 255
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    image = decode_image(str(tmp_path / "wide.png"), 16)
+    assert image.shape == (16, 16, 3)
+    np.testing.assert_allclose(image.mean(axis=(0, 1)), [0, 255, 0], atol=6)
+
+
+@pytest.mark.skipif(not _has_tensorflow(), reason="compares against tf.data; TensorFlow absent")
+def test_tf_and_python_pipelines_agree(image_folder):
+    write_image(image_folder / "red" / "big.jpg", (200, 40, 40), size=(300, 200))
+    index = index_folder(image_folder)
+    tf_images = np.concatenate([x for x, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="tf"))])
+    py_images = np.concatenate([x for x, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="python"))])
+    # Different JPEG decoders and resize kernels: close, not bit-identical.
+    assert np.abs(tf_images - py_images).mean() < 6
+
+
+def test_python_pipeline_reshuffles_each_epoch(image_folder):
+    index = index_folder(image_folder)
+    data = ImageBatches(index, 16, batch_size=30, shuffle=True, seed=1)
+    first = data[0][1].argmax(1)
+    data.on_epoch_end()
+    second = data[0][1].argmax(1)
+    assert sorted(first) == sorted(second) and list(first) != list(second)
+    again = ImageBatches(index, 16, batch_size=30, shuffle=True, seed=1)
+    np.testing.assert_array_equal(again[0][1].argmax(1), first)
+
+
+def test_file_broken_after_indexing_is_dropped_not_fatal(image_folder):
+    index = index_folder(image_folder)
+    with open(index.paths[0], "wb") as broken:
+        broken.write(b"garbage")
+    data = ImageBatches(index, 16, batch_size=4)
+    images, labels = data[0]
+    assert len(images) == len(labels) == 3
+    assert data.failed == {0}

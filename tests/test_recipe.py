@@ -1,0 +1,86 @@
+import dataclasses
+
+import pytest
+
+from flowerkit import PRESETS, FlowerkitError, Recipe, get_preset
+from flowerkit.cli import _recipe_from_args, build_parser
+
+
+def test_codelab_preset_is_the_notebook():
+    recipe = get_preset("codelab")
+    assert recipe.backbone == "mobilenet_v2"
+    assert dict(recipe.backbone_kwargs) == {"alpha": 1.0}
+    assert recipe.weights == "imagenet"
+    assert (recipe.image_size, recipe.batch_size, recipe.epochs) == (192, 64, 10)
+    assert recipe.validation_split == 0.19
+    assert recipe.head == "flatten" and recipe.head_units == () and recipe.dropout == 0
+    assert (recipe.optimizer, recipe.learning_rate) == ("adam", 1e-3)
+    assert not recipe.trainable_backbone
+
+
+def test_dense_preset_is_the_codelab_dense_network():
+    recipe = get_preset("dense")
+    assert recipe.backbone == "none" and recipe.weights is None
+    assert recipe.head == "flatten" and recipe.head_units == (500, 50)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_json_round_trip(tmp_path, name):
+    recipe = PRESETS[name].replace(class_names=("a", "b"), augmentation=("flip", "zoom:0.2"))
+    recipe.save(tmp_path / "recipe.json")
+    assert Recipe.load(tmp_path / "recipe.json") == recipe
+
+
+def test_recipe_is_immutable():
+    recipe = get_preset("codelab")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.epochs = 3
+    with pytest.raises(TypeError):
+        recipe.backbone_kwargs["alpha"] = 0.5
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"head": "pyramid"}, "head must be one of"),
+        ({"backbone": "vgg99"}, "Unknown backbone 'vgg99'"),
+        ({"validation_split": 1.5}, "validation_split"),
+        ({"augmentation": ("spin",)}, "Unknown augmentation op 'spin'"),
+        ({"augmentation": ("zoom:lots",)}, "is not a number"),
+        ({"precision": "float8"}, "precision must be one of"),
+        ({"image_size": 8}, "image_size"),
+        ({"class_names": ("a", "a")}, "duplicates"),
+    ],
+)
+def test_invalid_values_are_clear_errors(changes, message):
+    with pytest.raises(FlowerkitError, match=message):
+        get_preset("codelab").replace(**changes)
+
+
+def test_unknown_field_is_an_error():
+    with pytest.raises(FlowerkitError, match="Unknown recipe field"):
+        get_preset("codelab").replace(epochz=3)
+    with pytest.raises(FlowerkitError, match="Unknown preset 'nope'"):
+        get_preset("nope")
+
+
+def test_cli_flags_override_single_fields():
+    args = build_parser().parse_args(
+        ["train", "--preset", "codelab", "--epochs", "3", "--alpha", "0.35",
+         "--weights", "none", "--augmentation", "flip,zoom:0.1", "--trainable-backbone", "true"]
+    )
+    recipe = _recipe_from_args(args)
+    assert recipe == get_preset("codelab").replace(
+        epochs=3,
+        backbone_kwargs={"alpha": 0.35},
+        weights=None,
+        augmentation=("flip", "zoom:0.1"),
+        trainable_backbone=True,
+    )
+
+
+def test_cli_starts_from_saved_recipe(tmp_path):
+    saved = get_preset("dense").replace(epochs=2)
+    saved.save(tmp_path / "r.json")
+    args = build_parser().parse_args(["train", "--recipe", str(tmp_path / "r.json"), "--seed", "7"])
+    assert _recipe_from_args(args) == saved.replace(seed=7)

@@ -1,0 +1,134 @@
+"""Data sources and the split: folders, tf_flowers, bad inputs."""
+
+import numpy as np
+import pytest
+from conftest import CLASSES, COLOURS, write_image
+
+from flowerkit import FlowerkitError, FlowerkitWarning
+from flowerkit.sources import index_folder, index_source, sample_index, split_index
+
+
+def test_folder_classes_sorted_and_labels_match(image_folder):
+    index = index_folder(image_folder)
+    assert index.class_names == CLASSES
+    assert len(index) == 30
+    for path, label in zip(index.paths, index.labels):
+        assert f"/{CLASSES[label]}/" in path
+
+
+def test_class_names_can_fix_order(image_folder):
+    index = index_folder(image_folder, class_names=("red", "blue"))
+    assert index.class_names == ("red", "blue")
+    assert len(index) == 20
+
+
+def _corrupt(folder):
+    daisy = folder / "red"
+    (daisy / "empty.jpg").write_bytes(b"")
+    (daisy / "text.jpg").write_text("not an image")
+    good = (folder / "red" / "red_000.jpg").read_bytes()
+    (daisy / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    write_image(daisy / "webp_in_disguise.jpg", COLOURS["red"], format="WEBP")
+    (daisy / "notes.txt").write_text("ignored: not an image extension")
+
+
+def test_unreadable_files_are_skipped_with_one_counting_warning(image_folder):
+    _corrupt(image_folder)
+    with pytest.warns(FlowerkitWarning, match=r"Skipped 4 unreadable image\(s\)"):
+        index = index_folder(image_folder)
+    assert len(index) == 30
+    assert not any("empty" in p or "truncated" in p for p in index.paths)
+
+
+def test_other_formats_and_modes_are_kept(image_folder):
+    from PIL import Image
+
+    write_image(image_folder / "red" / "x.png", COLOURS["red"])
+    Image.new("L", (30, 20), 128).save(image_folder / "red" / "grey.jpg")
+    Image.new("RGBA", (30, 20), (255, 0, 0, 128)).save(image_folder / "red" / "alpha.png")
+    assert len(index_folder(image_folder)) == 33
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing", "Data folder not found"),
+        (lambda p: (p / "file.txt").write_text("x") and p / "file.txt", "not a folder"),
+        (lambda p: (p / "only" / "one").mkdir(parents=True) or p / "only", "need at least two"),
+        (lambda p: [(p / "e" / c).mkdir(parents=True) for c in "ab"] and p / "e", "No readable images"),
+    ],
+    ids=["missing", "file", "one-class", "empty-classes"],
+)
+def test_bad_folders_are_clear_errors_naming_the_path(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(FlowerkitError, match=message) as error:
+        index_folder(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_class_folder_named(image_folder):
+    with pytest.raises(FlowerkitError, match=r"\['tulips'\] not found"):
+        index_folder(image_folder, class_names=("red", "tulips"))
+
+
+def test_split_is_deterministic_stratified_and_disjoint(image_folder):
+    index = index_folder(image_folder)
+    train, validation = split_index(index, 0.2, seed=3)
+    again_train, again_validation = split_index(index_folder(image_folder), 0.2, seed=3)
+    assert validation.paths == again_validation.paths and train.paths == again_train.paths
+    assert set(train.paths).isdisjoint(validation.paths)
+    assert len(train) + len(validation) == len(index)
+    assert validation.class_counts() == {name: 2 for name in CLASSES}
+    _, other = split_index(index, 0.2, seed=4)
+    assert other.paths != validation.paths
+
+
+def test_split_too_small_is_an_error(tmp_path):
+    for name in ("a", "b"):
+        write_image(tmp_path / name / "one.jpg", (0, 0, 0))
+    with pytest.raises(FlowerkitError, match="cannot be split"):
+        split_index(index_folder(tmp_path), 0.1, seed=0)
+
+
+def test_sample_is_seeded(image_folder):
+    index = index_folder(image_folder)
+    assert sample_index(index, 7, 1).paths == sample_index(index, 7, 1).paths
+    assert len(sample_index(index, 7, 1)) == 7
+    assert sample_index(index, 100, 1) is index
+
+
+def test_tf_flowers_download_failure_says_how_to_work_offline(monkeypatch):
+    import flowerkit.sources as sources
+
+    # Port 9 on loopback refuses at once: a download that cannot happen.
+    monkeypatch.setattr(sources, "TF_FLOWERS_URL", "http://127.0.0.1:9/flower_photos.tgz")
+    with pytest.raises(FlowerkitError, match="--data DIR") as error:
+        index_source("tf_flowers")
+    assert "KERAS_HOME" in str(error.value)
+
+
+def test_tf_flowers_uses_the_keras_cache_without_downloading(monkeypatch, tmp_path):
+    """A cached archive with the pinned hash is used as is (no network)."""
+    import flowerkit.sources as sources
+
+    calls = []
+
+    def fake_get_file(fname, origin, file_hash, hash_algorithm, extract):
+        calls.append((fname, file_hash, hash_algorithm, extract))
+        root = tmp_path / "flower_photos_extracted" / "flower_photos"
+        for name in ("daisy", "roses"):
+            write_image(root / name / "a.jpg", (1, 2, 3))
+            write_image(root / name / "b.jpg", (1, 2, 3))
+        return str(tmp_path / "flower_photos_extracted")
+
+    import keras
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    index = index_source(None)
+    assert index.class_names == ("daisy", "roses")
+    assert calls == [("flower_photos.tgz", sources.TF_FLOWERS_SHA256, "sha256", True)]
+
+
+def test_labels_are_int_array(image_folder):
+    index = index_folder(image_folder)
+    assert index.labels.dtype == np.int32

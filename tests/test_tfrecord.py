@@ -1,0 +1,80 @@
+"""The codelab's TFRecords: written here in its exact format, read back."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+from conftest import COLOURS, write_image
+
+from flowerkit import FlowerkitError
+from flowerkit.sources import index_source
+
+HAS_TF = importlib.util.find_spec("tensorflow") is not None
+CODELAB_CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+
+
+def write_codelab_tfrecords(folder, shards=2, per_shard=5):
+    """As the codelab's `to_tfrecord`: image, class, label, size, one_hot_class."""
+    import tensorflow as tf
+
+    def feature(kind, values):
+        lists = {"bytes_list": tf.train.BytesList, "int64_list": tf.train.Int64List,
+                 "float_list": tf.train.FloatList}
+        return tf.train.Feature(**{kind: lists[kind](value=values)})
+
+    expected = []
+    for shard in range(shards):
+        path = folder / f"flowers{shard:02d}-{per_shard}.tfrec"
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for i in range(per_shard):
+                label = (shard * per_shard + i) % len(CODELAB_CLASSES)
+                jpeg = write_image(folder / "tmp.jpg", list(COLOURS.values())[label % 3],
+                                   size=(192, 192), seed=i).read_bytes()
+                one_hot = np.eye(len(CODELAB_CLASSES))[label]
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    "image": feature("bytes_list", [jpeg]),
+                    "class": feature("int64_list", [label]),
+                    "label": feature("bytes_list", [CODELAB_CLASSES[label].encode()]),
+                    "size": feature("int64_list", [192, 192]),
+                    "one_hot_class": feature("float_list", one_hot.tolist()),
+                }))
+                writer.write(example.SerializeToString())
+                expected.append(label)
+    return expected
+
+
+@pytest.mark.skipif(not HAS_TF, reason="TFRecords need TensorFlow (absent in this env by design)")
+def test_reads_codelab_tfrecords(tmp_path):
+    expected = write_codelab_tfrecords(tmp_path)
+    index = index_source(str(tmp_path / "*.tfrec"))
+    assert index.class_names == tuple(CODELAB_CLASSES)
+    assert index.labels.tolist() == expected
+    assert len(index.encoded) == 10 and index.encoded[0][:2] == b"\xff\xd8"
+
+
+@pytest.mark.skipif(not HAS_TF, reason="TFRecords need TensorFlow (absent in this env by design)")
+def test_tfrecord_pipeline_and_damage(tmp_path):
+    from flowerkit.evaluation import iterate_batches
+    from flowerkit.pipeline import make_dataset
+
+    write_codelab_tfrecords(tmp_path)
+    data = (tmp_path / "flowers01-5.tfrec").read_bytes()
+    (tmp_path / "flowers01-5.tfrec").write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match="truncated"):
+        index = index_source(str(tmp_path / "*.tfrec"))
+    assert 5 <= len(index) < 10
+    for pipeline in ("tf", "python"):
+        images, labels = next(iter(iterate_batches(make_dataset(index, 64, 4, pipeline=pipeline))))
+        assert images.shape == (4, 64, 64, 3) and labels.shape == (4, 5)
+
+
+@pytest.mark.skipif(not HAS_TF, reason="TFRecords need TensorFlow (absent in this env by design)")
+def test_no_matching_tfrecords_is_an_error(tmp_path):
+    with pytest.raises(FlowerkitError, match="No TFRecord files match"):
+        index_source(str(tmp_path / "*.tfrec"))
+
+
+@pytest.mark.skipif(HAS_TF, reason="checks the error raised where TensorFlow is absent")
+def test_tfrecords_without_tensorflow_name_the_package(tmp_path):
+    with pytest.raises(FlowerkitError, match="needs TensorFlow.*pip install tensorflow"):
+        index_source(str(tmp_path / "*.tfrec"))

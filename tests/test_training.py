@@ -1,0 +1,55 @@
+"""The Python API's train(): artefacts, and resuming an interrupted run."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import flowerkit
+
+
+class StopAfter(keras.callbacks.Callback):
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def _recipe():
+    return flowerkit.get_preset("dense").replace(image_size=32, epochs=4, batch_size=8)
+
+
+def test_train_api_returns_model_history_and_metrics(image_folder):
+    result = flowerkit.train(_recipe(), source=str(image_folder), verbose=0)
+    assert result.recipe.class_names == ("blue", "green", "red")
+    assert len(result.history["loss"]) == 4
+    assert result.metrics["train_images"] + result.metrics["validation_images"] == 30
+    assert result.metrics["backend"] == keras.backend.backend()
+    assert result.output_dir is None
+    probabilities = result.model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
+    assert probabilities.shape == (1, 3)
+
+
+def test_interrupted_run_resumes_with_nothing_lost(image_folder, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0,
+                        callbacks=[StopAfter(2)])
+    assert (tmp_path / "backup").is_dir()
+    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["loss"]) == 4  # two epochs before, two after the interruption
+    assert history == result.history
+    assert not (tmp_path / "backup").exists()
+    # A new run into the same folder starts afresh.
+    flowerkit.train(_recipe().replace(epochs=1), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    assert len(json.loads((tmp_path / "history.json").read_text())["loss"]) == 1
+
+
+def test_recipe_class_mismatch_is_an_error(image_folder):
+    recipe = _recipe().replace(class_names=("daisy", "roses"))
+    with pytest.raises(flowerkit.FlowerkitError, match="differ from the classes"):
+        flowerkit.train(recipe, source=str(image_folder))
