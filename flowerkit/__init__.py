@@ -5,36 +5,46 @@ backend-agnostic Keras 3 package.
     recipe = flowerkit.get_preset("mobilenet_v2_035").replace(epochs=5)
     result = flowerkit.train(recipe, source="path/to/flower_photos", output_dir="runs/demo")
     flowerkit.predict("runs/demo/model.keras", ["rose.jpg"])
+
+Names are imported on first use, so `import flowerkit` (and `flowerkit
+--help`) does not start Keras and its backend.
 """
 
-from flowerkit.backbones import BACKBONES, BackboneSpec, get_backbone
-from flowerkit.data import FlowerData, load_data
-from flowerkit.errors import FlowerkitError
-from flowerkit.evaluation import evaluate, predict
-from flowerkit.model import build_model, load_model
-from flowerkit.recipe import PRESETS, Recipe, get_preset
-from flowerkit.sources import FlowerkitWarning, ImageIndex, index_source
-from flowerkit.training import TrainResult, train
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BACKBONES",
-    "BackboneSpec",
-    "FlowerData",
-    "FlowerkitError",
-    "FlowerkitWarning",
-    "ImageIndex",
-    "PRESETS",
-    "Recipe",
-    "TrainResult",
-    "build_model",
-    "evaluate",
-    "get_backbone",
-    "get_preset",
-    "index_source",
-    "load_data",
-    "load_model",
-    "predict",
-    "train",
-]
+_EXPORTS = {
+    "BACKBONES": "flowerkit.backbones",
+    "BackboneSpec": "flowerkit.backbones",
+    "get_backbone": "flowerkit.backbones",
+    "FlowerData": "flowerkit.data",
+    "load_data": "flowerkit.data",
+    "FlowerkitError": "flowerkit.errors",
+    "evaluate": "flowerkit.evaluation",
+    "predict": "flowerkit.evaluation",
+    "build_model": "flowerkit.model",
+    "load_model": "flowerkit.model",
+    "PRESETS": "flowerkit.recipe",
+    "Recipe": "flowerkit.recipe",
+    "get_preset": "flowerkit.recipe",
+    "FlowerkitWarning": "flowerkit.sources",
+    "ImageIndex": "flowerkit.sources",
+    "index_source": "flowerkit.sources",
+    "TrainResult": "flowerkit.training",
+    "train": "flowerkit.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'flowerkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -210,6 +210,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from flowerkit import runtime
+
+        runtime.warm_up_quietly()
         return args.run(args)
     except FlowerkitError as error:
         print(f"flowerkit {args.command}: error: {error}", file=sys.stderr)

@@ -3,9 +3,41 @@ execution settings that are fastest there."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
 import platform
+import sys
+import tempfile
 from functools import lru_cache
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Holds back what native code writes to stderr (TensorFlow's start-up
+    chatter: oneDNN notes, "could not find cuda drivers", a failed cuInit on
+    machines without a GPU) and replays it only if the block fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def warm_up_quietly() -> None:
+    """Imports Keras and its backend, and lists devices, with native start-up
+    noise held back (see `native_stderr_captured`). For CLIs."""
+    with native_stderr_captured():
+        devices()
 
 
 def backend() -> str:
