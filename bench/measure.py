@@ -18,10 +18,8 @@ def timed(function):
     return time.perf_counter() - start
 
 
-def row_info(benchmark_kind, recipe, images_per_round, compile_seconds, flops_per_image, stats):
-    """The fields every JSON row carries, from one benchmark's statistics."""
-    median = stats["median"]
-    images_per_second = images_per_round / median if median else None
+def run_info(benchmark_kind, recipe) -> dict:
+    """What was measured, where: the fields every JSON row starts with."""
     device = runtime.device_summary()
     return {
         "benchmark": benchmark_kind,
@@ -37,6 +35,15 @@ def row_info(benchmark_kind, recipe, images_per_round, compile_seconds, flops_pe
         "image_size": recipe.image_size,
         "precision": recipe.precision,
         "jit_compile": runtime.resolve_jit_compile(recipe.jit_compile),
+    }
+
+
+def row_info(benchmark_kind, recipe, images_per_round, compile_seconds, flops_per_image, stats):
+    """A throughput row: `run_info` plus speed, from the benchmark's statistics."""
+    median = stats["median"]
+    images_per_second = images_per_round / median if median else None
+    return {
+        **run_info(benchmark_kind, recipe),
         "images_per_second": images_per_second,
         "compile_seconds": compile_seconds,
         "flops_per_image": flops_per_image,

@@ -8,7 +8,8 @@ import time
 import keras
 
 import flowerkit
-from flowerkit import runtime
+from bench.measure import run_info
+from flowerkit.flops import train_step_flops
 
 
 class TimeToAccuracy(keras.callbacks.Callback):
@@ -45,22 +46,10 @@ def test_final_accuracy(benchmark, bench_config, data_source):
         iterations=1,
     )
     metrics = result.metrics
-    device = runtime.device_summary()
+    flops = train_step_flops(result.model)
     benchmark.extra_info.update(
         {
-            "benchmark": "accuracy",
-            "backend": runtime.backend(),
-            "device_kind": device["kind"],
-            "device_name": device["name"],
-            "device_count": device["count"],
-            "versions": runtime.library_versions(),
-            "recipe": result.recipe.name,
-            "backbone": recipe.backbone,
-            "backbone_kwargs": dict(recipe.backbone_kwargs),
-            "batch_size": recipe.batch_size,
-            "image_size": recipe.image_size,
-            "precision": recipe.precision,
-            "jit_compile": metrics["jit_compile"],
+            **run_info("accuracy", result.recipe),
             "epochs": metrics["epochs"],
             "train_images": metrics["train_images"],
             "validation_images": metrics["validation_images"],
@@ -68,7 +57,10 @@ def test_final_accuracy(benchmark, bench_config, data_source):
             "best_val_accuracy": metrics["best_val_accuracy"],
             "wall_seconds": metrics["wall_seconds"],
             "images_per_second": metrics["train_images_per_second"],
-            "compile_seconds": None,
+            "compile_seconds": None,  # inside the first epoch; see epoch_train_seconds
+            "epoch_train_seconds": metrics["epoch_train_seconds"],
+            "flops_per_image": flops,
+            "gflops_per_second": flops * metrics["train_images_per_second"] / 1e9,
             "target_accuracy": bench_config.target_accuracy,
             "seconds_to_target": clock.reached_after,
             "epochs_to_target": clock.reached_epoch,
