@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import contextlib
+import zipfile
+
+from pathlib import Path
 
 import keras
 
@@ -83,13 +86,19 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
 
 def load_model(path) -> keras.Model:
     """Loads a saved flowerkit model on any backend (uncompiled: for inference)."""
-    from pathlib import Path
-
     if not Path(path).is_file():
         raise FlowerkitError(f"Model file not found: {path}")
-    with contextlib.suppress(FlowerkitError):
-        import_keras_hub()  # registers keras-hub layers, if the model uses them
+    if _uses_keras_hub(path):
+        import_keras_hub()  # registers the keras-hub layers the file names
     return keras.models.load_model(path, compile=False)
+
+
+def _uses_keras_hub(path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return b"keras_hub" in archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError):
+        raise FlowerkitError(f"Not a Keras model file (.keras): {path}") from None
 
 
 @contextlib.contextmanager

@@ -122,6 +122,9 @@ def test_predict_unreadable_image(trained_run, tmp_path):
     result = run("flowerkit.predict", str(output / "model.keras"), str(tmp_path / "bad.jpg"))
     assert result.returncode == 2 and "Cannot read image" in result.stderr
     assert "Traceback" not in result.stderr
+    (tmp_path / "model.keras").write_text("not a model")
+    result = run("flowerkit.predict", str(tmp_path / "model.keras"), str(tmp_path / "bad.jpg"))
+    assert result.returncode == 2 and "Not a Keras model file" in result.stderr
 
 
 def test_default_train_offline_fails_fast_with_guidance(tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
+import flowerkit
 from flowerkit import BACKBONES, FlowerkitError, build_model, get_preset
 
 
@@ -97,15 +98,19 @@ def test_imagenet_weights_from_the_keras_cache():
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
-def test_efficientnet_lite0_from_local_keras_hub_preset():
+def test_efficientnet_lite0_from_local_keras_hub_preset(tmp_path):
     pytest.importorskip("keras_hub", reason="keras-hub not installed")
     preset = shared_path("weights/efficientnet_lite0_keras_hub")
     recipe = get_preset("efficientnet_lite0").replace(weights=str(preset), class_names=("a", "b"))
     model = build_model(recipe)
     assert model.layers[-1].units == 2
     assert not model.get_layer(index=3).trainable  # the hub backbone, after augmentation/rescaling
-    out = model.predict(np.full((1, 224, 224, 3), 127.0, "float32"), verbose=0)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+    out = model.predict(image, verbose=0)
     assert out.shape == (1, 2)
+    model.save(tmp_path / "model.keras")
+    reloaded = flowerkit.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(image, verbose=0), out, atol=1e-5)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
