@@ -15,6 +15,10 @@ Every knob is a command-line option or an environment variable:
     --bench-accuracy-batch-size N FLOWERKIT_BENCH_ACCURACY_BATCH_SIZE
     --bench-target-accuracy X    FLOWERKIT_BENCH_TARGET_ACCURACY
     --bench-data SOURCE          FLOWERKIT_BENCH_DATA     (../shared/data/flower_photos)
+    --bench-min-accuracy X       FLOWERKIT_BENCH_MIN_ACCURACY the accuracy run fails below this
+
+The private Keras cache (KERAS_HOME) is set up by the repository's root
+conftest.py, as for the tests.
 
 Without --benchmark-json, results go to
 bench/results/{backend}-{device}-{precision}-{size}.json.
@@ -25,31 +29,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FLOWERKIT_SHARED", REPO.parent / "shared")).resolve()
+import pytest
 
-# Keras reads KERAS_HOME once, at import: point it at a private cache that
-# holds the shared ImageNet weights (when present) before anything imports it.
-if "FLOWERKIT_BENCH_KERAS_HOME" not in os.environ:
-    _home = Path(tempfile.mkdtemp(prefix="flowerkit-bench-keras-home-"))
-    if (SHARED / "weights/keras_home/models").is_dir():
-        shutil.copytree(SHARED / "weights/keras_home/models", _home / "models")
-    os.environ["FLOWERKIT_BENCH_KERAS_HOME"] = os.environ["KERAS_HOME"] = str(_home)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import pytest  # noqa: E402
+from tests.helpers import REPO, REQUIRE_SHARED, SHARED
 
 SIZES = {
     # Under two minutes per backend on a 2-core CPU.
     "smoke": dict(image_size=96, batch_size=8, rounds=3, epochs=2, max_images=300,
-                  accuracy_batch_size=16, target_accuracy=0.6, pipeline_batches=4),
+                  accuracy_batch_size=16, target_accuracy=0.6, min_accuracy=0.6,
+                  pipeline_batches=4),
     # Measures properly: the recipes' own sizes, full data.
     "full": dict(image_size=None, batch_size=None, rounds=10, epochs=None, max_images=0,
-                 accuracy_batch_size=None, target_accuracy=0.85, pipeline_batches=20),
+                 accuracy_batch_size=None, target_accuracy=0.85, min_accuracy=0.85,
+                 pipeline_batches=20),
 }
 
 KNOBS = {
@@ -65,6 +59,7 @@ KNOBS = {
     "max_images": (None, int),
     "accuracy_batch_size": (None, int),
     "target_accuracy": (None, float),
+    "min_accuracy": (None, float),
     "data": (str(SHARED / "data/flower_photos"), str),
 }
 
@@ -89,6 +84,7 @@ class BenchConfig:
     max_images: int
     accuracy_batch_size: int | None
     target_accuracy: float
+    min_accuracy: float
     data: str
     pipeline_batches: int
 
@@ -152,6 +148,6 @@ def data_source(bench_config) -> str | None:
     """The photos to read: ../shared's copy here, tf_flowers elsewhere."""
     if Path(bench_config.data).is_dir():
         return bench_config.data
-    if os.environ.get("FLOWERKIT_REQUIRE_SHARED"):
+    if REQUIRE_SHARED:
         pytest.fail(f"benchmark data not found: {bench_config.data}")
     return None  # tf_flowers through the Keras cache

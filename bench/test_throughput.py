@@ -10,8 +10,8 @@ from bench.measure import random_batch, row_info, timed
 
 from flowerkit import build_model
 from flowerkit.flops import forward_flops, train_step_flops
-from flowerkit.pipeline import make_dataset
-from flowerkit.sources import index_source, sample_index
+from flowerkit.data.pipelines import make_dataset
+from flowerkit.data.sources import index_source, sample_index
 
 
 def _record(benchmark, kind, recipe, images_per_round, compile_seconds, flops):
@@ -21,21 +21,21 @@ def _record(benchmark, kind, recipe, images_per_round, compile_seconds, flops):
 
 
 def test_input_pipeline(benchmark, bench_config, data_source):
-    """Decode + crop + resize + batch real JPEGs, as `fit` consumes them."""
-    from keras.src.trainers.data_adapters import get_data_adapter  # what fit() iterates
-
-    recipe = bench_config.throughput_recipe()
+    """Decode + crop + resize + batch real JPEGs: the training subset that
+    `flowerkit.train` feeds to `fit`."""
+    recipe = bench_config.throughput_recipe(class_names=())
     batches = bench_config.pipeline_batches
-    index = sample_index(index_source(data_source), recipe.batch_size * batches, recipe.seed)
-    dataset = make_dataset(index, recipe.image_size, recipe.batch_size, shuffle=True, seed=0)
+    images = recipe.batch_size * batches
+    # max_images over the whole source: about `images` of them land in training.
+    train = load_data(recipe, data_source, subsets=("train",),
+                      max_images=round(images / (1 - recipe.validation_split))).train
 
     def one_pass():
-        iterator = get_data_adapter(dataset).get_numpy_iterator()
-        return [images.shape for images, _ in itertools.islice(iterator, batches)]
+        return [x.shape for x, _, _ in itertools.islice(iterate_batches(train.dataset), batches)]
 
     compile_seconds = timed(one_pass)  # first pass: thread pools, file cache
     benchmark.pedantic(one_pass, rounds=bench_config.rounds, iterations=1)
-    _record(benchmark, "input_pipeline", recipe, len(index), compile_seconds, None)
+    _record(benchmark, "input_pipeline", recipe, min(len(train), images), compile_seconds, None)
 
 
 def test_inference(benchmark, bench_config):

@@ -1,8 +1,13 @@
-"""Backbone registry: name -> how to build it, preprocess for it, load weights.
+"""Backbone registry (timm / keras-hub style): a name -> how to build it and
+how it wants its pixels.
 
-Each entry builds a feature extractor mapping *preprocessed* images to a
-feature map; `flowerkit.model` puts the matching preprocessing layer in front,
-so finished models take raw RGB 0-255 images on every backend.
+    @register_backbone("mobilenet_v2", preprocessing="tf")
+    def mobilenet_v2(input_shape, weights, **options): ...
+
+A builder returns a feature extractor mapping *preprocessed* images to a
+feature map (or None for no backbone); `flowerkit.model` puts the matching
+preprocessing layer in front, so finished models take raw RGB 0-255 images
+on every backend.
 """
 
 from __future__ import annotations
@@ -29,62 +34,117 @@ PREPROCESSING_SCALES = {
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    build: Callable | None  # (input_shape, weights, kwargs) -> keras.Model
+    build: Callable  # (input_shape, weights, **options) -> keras.Model | None
     preprocessing: str
-    default_image_size: int
-    description: str
 
 
-def _load_keras_application(constructor_name: str, **fixed_kwargs) -> Callable:
-    def build(input_shape, weights, kwargs):
-        import keras
-
-        constructor = getattr(keras.applications, constructor_name)
-        if weights not in (None, "imagenet"):
-            weights = _existing_file(weights)
-        try:
-            return constructor(
-                input_shape=input_shape,
-                include_top=False,
-                weights=weights,
-                **fixed_kwargs,
-                **kwargs,
-            )
-        except TypeError as error:
-            raise FlowerkitError(f"{constructor_name}: {error}") from None
-        except ValueError as error:
-            raise FlowerkitError(f"{constructor_name}: {error}") from None
-        except Exception as error:  # download failures surface as bare Exception
-            if weights == "imagenet" and "fetch failure" in str(error):
-                raise FlowerkitError(
-                    f"Could not download the ImageNet weights for {constructor_name} "
-                    f"({error}). Offline? Put the Keras weight files in "
-                    "$KERAS_HOME/models (e.g. copy ../shared/weights/keras_home/models), "
-                    "or pass --weights PATH to a weights file, or --weights none."
-                ) from None
-            raise
-
-    return build
+BACKBONES: dict[str, BackboneSpec] = {}
 
 
-def _load_keras_hub_backbone(default_preset: str) -> Callable:
-    def build(input_shape, weights, kwargs):
-        keras_hub = import_keras_hub()
-        preset = default_preset if weights in (None, "imagenet") else weights
-        if _looks_like_path(preset) and not Path(preset).is_dir():
-            raise FlowerkitError(f"keras-hub preset folder not found: {preset}")
-        try:
-            return keras_hub.models.Backbone.from_preset(
-                preset, load_weights=weights is not None, **kwargs
-            )
-        except (OSError, ValueError) as error:
+def register_backbone(name: str, preprocessing: str):
+    """Registers the decorated builder under `name`."""
+    if preprocessing not in PREPROCESSING_SCALES:
+        raise ValueError(f"preprocessing must be one of {list(PREPROCESSING_SCALES)}")
+
+    def register(build: Callable) -> Callable:
+        if name in BACKBONES:
+            raise ValueError(f"Backbone {name!r} is already registered.")
+        BACKBONES[name] = BackboneSpec(name, build, preprocessing)
+        return build
+
+    return register
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise FlowerkitError(
+            f"Unknown backbone {name!r}. Available: {', '.join(BACKBONES)}."
+        ) from None
+
+
+@register_backbone("none", preprocessing="unit")
+def no_backbone(input_shape, weights, **options):
+    """No backbone: the codelab's dense network on pixels."""
+    return None
+
+
+@register_backbone("mobilenet_v2", preprocessing="tf")
+def mobilenet_v2(input_shape, weights, **options):
+    """keras.applications.MobileNetV2 (option: alpha)."""
+    return keras_application("MobileNetV2", input_shape, weights, options)
+
+
+@register_backbone("mobilenet", preprocessing="tf")
+def mobilenet(input_shape, weights, **options):
+    """keras.applications.MobileNet v1 (options: alpha, depth_multiplier)."""
+    return keras_application("MobileNet", input_shape, weights, options)
+
+
+@register_backbone("efficientnet_v2_b0", preprocessing="raw")
+def efficientnet_v2_b0(input_shape, weights, **options):
+    """keras.applications.EfficientNetV2B0, which preprocesses inside."""
+    options.setdefault("include_preprocessing", True)
+    return keras_application("EfficientNetV2B0", input_shape, weights, options)
+
+
+@register_backbone("resnet50_v2", preprocessing="tf")
+def resnet50_v2(input_shape, weights, **options):
+    """keras.applications.ResNet50V2."""
+    return keras_application("ResNet50V2", input_shape, weights, options)
+
+
+@register_backbone("xception", preprocessing="tf")
+def xception(input_shape, weights, **options):
+    """keras.applications.Xception."""
+    return keras_application("Xception", input_shape, weights, options)
+
+
+@register_backbone("efficientnet_lite0", preprocessing="lite")
+def efficientnet_lite0(input_shape, weights, **options):
+    """keras-hub EfficientNet-Lite0 (weights: a preset name or a local preset folder)."""
+    return keras_hub_backbone("efficientnet_lite0_ra_imagenet", weights, options)
+
+
+def keras_application(constructor_name: str, input_shape, weights, options: dict):
+    """A `keras.applications` model without its top, as a backbone."""
+    import keras
+
+    constructor = getattr(keras.applications, constructor_name)
+    if weights not in (None, "imagenet"):
+        weights = _existing_file(weights)
+    try:
+        return constructor(input_shape=input_shape, include_top=False, weights=weights, **options)
+    except (TypeError, ValueError) as error:
+        raise FlowerkitError(f"{constructor_name}: {error}") from None
+    except Exception as error:  # download failures surface as bare Exception
+        if weights == "imagenet" and "fetch failure" in str(error):
             raise FlowerkitError(
-                f"Could not load keras-hub preset {preset!r}: {error}. Offline? "
-                "Pass --weights DIR with a local preset folder "
-                "(e.g. ../shared/weights/efficientnet_lite0_keras_hub)."
+                f"Could not download the ImageNet weights for {constructor_name} "
+                f"({error}). Offline? Put the Keras weight files in "
+                "$KERAS_HOME/models (e.g. copy ../shared/weights/keras_home/models), "
+                "or pass --weights PATH to a weights file, or --weights none."
             ) from None
+        raise
 
-    return build
+
+def keras_hub_backbone(default_preset: str, weights, options: dict):
+    """A keras-hub backbone from a preset name or a local preset folder."""
+    keras_hub = import_keras_hub()
+    preset = default_preset if weights in (None, "imagenet") else weights
+    if _looks_like_path(preset) and not Path(preset).is_dir():
+        raise FlowerkitError(f"keras-hub preset folder not found: {preset}")
+    try:
+        return keras_hub.models.Backbone.from_preset(
+            preset, load_weights=weights is not None, **options
+        )
+    except (OSError, ValueError) as error:
+        raise FlowerkitError(
+            f"Could not load keras-hub preset {preset!r}: {error}. Offline? "
+            "Pass --weights DIR with a local preset folder "
+            "(e.g. ../shared/weights/efficientnet_lite0_keras_hub)."
+        ) from None
 
 
 def import_keras_hub():
@@ -106,64 +166,3 @@ def _existing_file(path: str) -> str:
     if not Path(path).is_file():
         raise FlowerkitError(f"Weights file not found: {path}")
     return str(path)
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in [
-        BackboneSpec(
-            "none", None, "unit", 192, "no backbone: the codelab's dense network on pixels"
-        ),
-        BackboneSpec(
-            "mobilenet_v2",
-            _load_keras_application("MobileNetV2"),
-            "tf",
-            224,
-            "keras.applications.MobileNetV2 (option: alpha)",
-        ),
-        BackboneSpec(
-            "mobilenet",
-            _load_keras_application("MobileNet"),
-            "tf",
-            224,
-            "keras.applications.MobileNet v1 (options: alpha, depth_multiplier)",
-        ),
-        BackboneSpec(
-            "efficientnet_v2_b0",
-            _load_keras_application("EfficientNetV2B0", include_preprocessing=True),
-            "raw",
-            224,
-            "keras.applications.EfficientNetV2B0 (preprocesses inside)",
-        ),
-        BackboneSpec(
-            "resnet50_v2",
-            _load_keras_application("ResNet50V2"),
-            "tf",
-            224,
-            "keras.applications.ResNet50V2",
-        ),
-        BackboneSpec(
-            "xception",
-            _load_keras_application("Xception"),
-            "tf",
-            299,
-            "keras.applications.Xception",
-        ),
-        BackboneSpec(
-            "efficientnet_lite0",
-            _load_keras_hub_backbone("efficientnet_lite0_ra_imagenet"),
-            "lite",
-            224,
-            "keras-hub EfficientNet-Lite0 (weights: preset name or local preset folder)",
-        ),
-    ]
-}
-
-
-def get_backbone(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise FlowerkitError(
-            f"Unknown backbone {name!r}. Available: {', '.join(BACKBONES)}."
-        ) from None

@@ -1,4 +1,5 @@
-"""The one exception type that the CLIs turn into a single line on stderr."""
+"""The exception the CLIs turn into one line, and the warning for data that
+flowerkit works around."""
 
 
 class FlowerkitError(ValueError):
@@ -6,3 +7,7 @@ class FlowerkitError(ValueError):
 
     Subclasses `ValueError` so that library users can catch it as one.
     """
+
+
+class FlowerkitWarning(UserWarning):
+    """Data problems that flowerkit works around (skipped files, ...)."""

@@ -1,6 +1,10 @@
-"""`python -m flowerkit.evaluate`: the same as `flowerkit evaluate`."""
+"""`python -m flowerkit.evaluate`: the same as `flowerkit evaluate`.
 
-from flowerkit.cli import run_subcommand
+Only an entry point: the command lives in `flowerkit.commands.evaluate`, and this
+module is never imported, so `flowerkit.evaluate` stays the API function.
+"""
 
 if __name__ == "__main__":
+    from flowerkit.cli import run_subcommand
+
     run_subcommand("evaluate")

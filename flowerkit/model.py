@@ -1,21 +1,18 @@
 """Build the transfer-learning model a recipe describes.
 
     raw RGB 0-255 -> [augmentation] -> backbone preprocessing -> backbone
-    (frozen: inference mode) -> flatten | pooling -> [Dense relu]* -> [dropout]
+    (BatchNorm in inference mode) -> flatten | pooling -> [Dense relu]* -> [dropout]
     -> Dense(softmax)
 """
 
 from __future__ import annotations
 
 import contextlib
-import zipfile
-
-from pathlib import Path
 
 import keras
 
 from flowerkit.augment import build_layers
-from flowerkit.backbones import PREPROCESSING_SCALES, get_backbone, import_keras_hub
+from flowerkit.backbones import PREPROCESSING_SCALES, get_backbone
 from flowerkit.errors import FlowerkitError
 from flowerkit.recipe import Recipe
 from flowerkit.runtime import resolve_jit_compile
@@ -24,14 +21,14 @@ from flowerkit.runtime import resolve_jit_compile
 def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = True) -> keras.Model:
     """Returns the (compiled) `keras.Model` for `recipe`.
 
-    `num_classes` defaults to `len(recipe.class_names)`.
+    `num_classes` defaults to `len(recipe.class_names)`. Initial weights
+    draw from Keras's global seed; `flowerkit.train` seeds it from the recipe.
     """
     num_classes = num_classes or len(recipe.class_names)
     if num_classes < 2:
         raise FlowerkitError(
             "The model needs at least two classes: set recipe.class_names or pass num_classes."
         )
-    keras.utils.set_random_seed(recipe.seed)
     with _dtype_policy(recipe.precision):
         model = _build_network(recipe, num_classes)
     if compile:
@@ -48,11 +45,10 @@ def _build_network(recipe: Recipe, num_classes: int) -> keras.Model:
     scale = PREPROCESSING_SCALES[spec.preprocessing]
     if scale is not None:
         x = keras.layers.Rescaling(scale[0], offset=scale[1], name="preprocessing")(x)
-    if spec.build is not None:
-        backbone = spec.build(recipe.image_shape, recipe.weights, dict(recipe.backbone_kwargs))
+    backbone = spec.build(recipe.image_shape, recipe.weights, **recipe.backbone_kwargs)
+    if backbone is not None:
         backbone.trainable = recipe.trainable_backbone
-        # Inference mode even when fine-tuning: BatchNorm statistics learnt on
-        # ImageNet stay put, as in the Keras transfer-learning guide.
+        _freeze_batch_normalization(backbone)
         x = backbone(x, training=False)
     if recipe.head == "flatten":
         x = keras.layers.Flatten(name="flatten")(x)
@@ -69,6 +65,19 @@ def _build_network(recipe: Recipe, num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"flowerkit_{recipe.backbone}")
 
 
+def _freeze_batch_normalization(layer) -> None:
+    """BatchNorm in inference mode, also when fine-tuning: the statistics
+    learnt on ImageNet stay put (the Keras transfer-learning guide). A
+    non-trainable BatchNormalization layer always uses its moving statistics;
+    `backbone(x, training=False)` alone is not enough, because a Functional
+    model passes the outer call's `training` on to the layers inside it."""
+    for sublayer in getattr(layer, "layers", []):
+        if isinstance(sublayer, keras.layers.BatchNormalization):
+            sublayer.trainable = False
+        else:
+            _freeze_batch_normalization(sublayer)
+
+
 def compile_model(model: keras.Model, recipe: Recipe) -> None:
     optimizers = {
         "adam": keras.optimizers.Adam,
@@ -82,23 +91,6 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
         metrics=["accuracy"],
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
-
-
-def load_model(path) -> keras.Model:
-    """Loads a saved flowerkit model on any backend (uncompiled: for inference)."""
-    if not Path(path).is_file():
-        raise FlowerkitError(f"Model file not found: {path}")
-    if _uses_keras_hub(path):
-        import_keras_hub()  # registers the keras-hub layers the file names
-    return keras.models.load_model(path, compile=False)
-
-
-def _uses_keras_hub(path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return b"keras_hub" in archive.read("config.json")
-    except (zipfile.BadZipFile, KeyError):
-        raise FlowerkitError(f"Not a Keras model file (.keras): {path}") from None
 
 
 @contextlib.contextmanager

@@ -1,19 +1,21 @@
 """The codelab's pictures as PNG files: training curves, nine validation
-images with their predicted labels, and the confusion matrix."""
+images with their predicted labels, and the confusion matrix.
+
+Figures are made with `matplotlib.figure.Figure` rather than pyplot: no
+display, no global pyplot state, and a notebook's plotting backend is left
+as the user set it.
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_training_curves(history: dict, path) -> None:
     """Accuracy and loss, training vs validation (`display_training_curves`)."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2)
     for axis, metric in zip(axes, ("accuracy", "loss")):
         for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
             if key in history:
@@ -26,7 +28,6 @@ def plot_training_curves(history: dict, path) -> None:
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_predictions(images, labels, probabilities, class_names, path) -> None:
@@ -35,7 +36,8 @@ def plot_predictions(images, labels, probabilities, class_names, path) -> None:
     count = min(9, len(images))
     columns = min(3, count)
     rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.5 * rows), squeeze=False)
+    figure = Figure(figsize=(3.3 * columns, 3.5 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for i in range(count):
@@ -49,7 +51,6 @@ def plot_predictions(images, labels, probabilities, class_names, path) -> None:
         axis.set_title(title, color="black" if correct else "red", fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_confusion_matrix(matrix, class_names, path) -> None:
@@ -57,7 +58,8 @@ def plot_confusion_matrix(matrix, class_names, path) -> None:
     row_sums = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
     size = 1.1 * len(class_names) + 2
-    figure, axis = plt.subplots(figsize=(size + 1, size))
+    figure = Figure(figsize=(size + 1, size))
+    axis = figure.subplots()
     image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right")
@@ -71,4 +73,3 @@ def plot_confusion_matrix(matrix, class_names, path) -> None:
     axis.set_title("confusion matrix")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -17,11 +17,26 @@ from typing import Any, Mapping
 
 from flowerkit.errors import FlowerkitError
 
-FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
-
 HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# Scalar fields as JSON or the CLI may give them; checked before use.
+_FIELD_KINDS = {
+    "name": (str,),
+    "image_size": (int,),
+    "backbone": (str,),
+    "head": (str,),
+    "dropout": (int, float),
+    "trainable_backbone": (bool,),
+    "optimizer": (str,),
+    "learning_rate": (int, float),
+    "label_smoothing": (int, float),
+    "batch_size": (int,),
+    "epochs": (int,),
+    "validation_split": (int, float),
+    "seed": (int,),
+    "precision": (str,),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +106,12 @@ class Recipe:
         def fail(message):
             raise FlowerkitError(f"Invalid recipe: {message}")
 
+        for name, kinds in _FIELD_KINDS.items():
+            value = getattr(self, name)
+            # bool is an int subclass: `"epochs": true` is not a number.
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                wanted = " or ".join(kind.__name__ for kind in kinds)
+                fail(f"{name} must be {wanted}, got {value!r}.")
         if self.image_size < 32:
             fail(f"image_size must be at least 32, got {self.image_size}.")
         if self.head not in HEADS:
@@ -163,7 +184,23 @@ class Recipe:
             raise FlowerkitError(f"Recipe file not found: {path}") from None
         except json.JSONDecodeError as error:
             raise FlowerkitError(f"Recipe file {path} is not valid JSON: {error}") from None
-        return cls.from_dict(data)
+        if not isinstance(data, dict):
+            raise FlowerkitError(f"Recipe file {path} must hold a JSON object of recipe fields.")
+        try:
+            return cls.from_dict(data)
+        except FlowerkitError as error:
+            raise FlowerkitError(f"Recipe file {path}: {error}") from None
+
+    @classmethod
+    def from_preset(cls, preset: str | Path) -> "Recipe":
+        """A preset name (see `flowerkit.presets`), a run folder holding
+        recipe.json, or a recipe.json file: what `--preset` accepts."""
+        path = Path(preset)
+        if path.is_dir():
+            return cls.load(path / "recipe.json")
+        if path.suffix == ".json" or path.is_file():
+            return cls.load(path)
+        return get_preset(str(preset))
 
 
 def field_names() -> tuple[str, ...]:
@@ -174,56 +211,10 @@ def field_types() -> dict[str, Any]:
     return typing.get_type_hints(Recipe)
 
 
-PRESETS: dict[str, Recipe] = {
-    # Exactly the codelab notebook: frozen full-width MobileNetV2, Flatten,
-    # Dense(5, softmax), Adam 1e-3, batch 64, 10 epochs, 19% validation.
-    "codelab": Recipe(
-        name="codelab",
-        image_size=192,
-        backbone="mobilenet_v2",
-        backbone_kwargs={"alpha": 1.0},
-        weights="imagenet",
-        head="flatten",
-    ),
-    # The codelab's section 3: a plain dense network on pixels, no pretraining.
-    "dense": Recipe(
-        name="dense",
-        image_size=192,
-        backbone="none",
-        weights=None,
-        head="flatten",
-        head_units=(500, 50),
-    ),
-    # MobileNetV2 alpha 0.35 at its native 224: the ImageNet weights that ship
-    # with the offline cache. Pooled features + dropout generalise better than
-    # Flatten on this narrower backbone.
-    "mobilenet_v2_035": Recipe(
-        name="mobilenet_v2_035",
-        image_size=224,
-        backbone="mobilenet_v2",
-        backbone_kwargs={"alpha": 0.35},
-        weights="imagenet",
-        head="gap",
-        dropout=0.2,
-        augmentation=("flip",),
-    ),
-    # EfficientNet-Lite0 through keras-hub (preset name or a local preset folder).
-    "efficientnet_lite0": Recipe(
-        name="efficientnet_lite0",
-        image_size=224,
-        backbone="efficientnet_lite0",
-        weights="efficientnet_lite0_ra_imagenet",
-        head="gap",
-        dropout=0.2,
-        augmentation=("flip",),
-    ),
-}
-
-
 def get_preset(name: str) -> Recipe:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise FlowerkitError(
-            f"Unknown preset {name!r}. Available: {', '.join(PRESETS)}."
-        ) from None
+    """The recipe of a preset in `flowerkit.presets.PRESETS`."""
+    from flowerkit.presets import PRESETS
+
+    if name not in PRESETS:
+        raise FlowerkitError(f"Unknown preset {name!r}. Available: {', '.join(PRESETS)}.")
+    return Recipe(name=name, **PRESETS[name])

@@ -106,6 +106,16 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def run_info(recipe) -> dict:
+    """Where and how a recipe runs: for metrics.json and benchmark rows."""
+    return {
+        "backend": backend(),
+        "device": device_summary(),
+        "jit_compile": resolve_jit_compile(recipe.jit_compile),
+        "versions": library_versions(),
+    }
+
+
 def resolve_jit_compile(setting) -> bool:
     """The recipe's jit_compile, with "auto" resolved per backend and device.
 

@@ -1,6 +1,10 @@
-"""`python -m flowerkit.train`: the same as `flowerkit train`."""
+"""`python -m flowerkit.train`: the same as `flowerkit train`.
 
-from flowerkit.cli import run_subcommand
+Only an entry point: the command lives in `flowerkit.commands.train`, and this
+module is never imported, so `flowerkit.train` stays the API function.
+"""
 
 if __name__ == "__main__":
+    from flowerkit.cli import run_subcommand
+
     run_subcommand("train")

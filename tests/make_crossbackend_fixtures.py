@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import SHARED  # noqa: E402
+from tests.helpers import SHARED  # noqa: E402
 
 from flowerkit import build_model, get_preset  # noqa: E402
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, shared_path
+from tests.helpers import REPO, shared_path
 from PIL import Image
 
 FIXTURES = REPO / "tests/fixtures/bench"
@@ -62,4 +62,6 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
         assert rows[kind]["compile_seconds"] > 0
         assert rows[kind]["flops_per_image"] > 1e8 and rows[kind]["gflops_per_second"] > 0
     assert rows["train_step_finetune"]["flops_per_image"] > rows["train_step_frozen"]["flops_per_image"]
-    assert 0 <= rows["accuracy"]["val_accuracy"] <= 1
+    # Pretrained MobileNetV2 on 300 photos at 96px, 2 epochs: well above chance
+    # (0.2) and above what random-weight features reach (about 0.4).
+    assert rows["accuracy"]["val_accuracy"] >= 0.6, rows["accuracy"]["val_accuracy"]

@@ -1,4 +1,5 @@
-"""The CLIs end to end, as a user runs them: subprocesses, real files."""
+"""The CLIs end to end, as a user runs them: real files; `python -m` in a
+subprocess where the entry point itself is under test, in-process otherwise."""
 
 import json
 import os
@@ -6,8 +7,11 @@ import subprocess
 import sys
 import time
 
+import keras
 import pytest
 from PIL import Image
+
+from flowerkit.cli import main
 
 
 def run(*args, env=None, timeout=600):
@@ -18,6 +22,16 @@ def run(*args, env=None, timeout=600):
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def run_main(capsys, *argv):
+    """(exit status, stdout, stderr) of `flowerkit ARGV...`, in this process."""
+    try:
+        status = main(list(argv))
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +63,21 @@ def test_train_writes_model_recipe_metrics_and_pictures(trained_run):
         "val_accuracy", "val_loss", "wall_seconds", "train_images_per_second",
         "backend", "device", "versions",
     }
-    assert metrics["backend"] == os.environ.get("KERAS_BACKEND", metrics["backend"])
+    assert metrics["backend"] == keras.backend.backend()  # the subprocess inherits the backend
     assert metrics["val_accuracy"] == history["val_accuracy"][-1]
     assert (output / "model.keras").is_file()
     assert not (output / "backup").exists()  # removed once training completes
 
 
-def test_predict_table_and_json(trained_run, session_image_folder):
+def test_predict_table_and_json(trained_run, session_image_folder, capsys):
     output, _ = trained_run
     images = [str(session_image_folder / "red" / "red_000.jpg"), str(session_image_folder / "blue" / "blue_001.jpg")]
     table = run("flowerkit.predict", str(output / "model.keras"), *images)
     assert table.returncode == 0, table.stderr
     assert table.stdout.count("%") == 6  # top-3 for each of two images
-    result = run("flowerkit.predict", str(output / "model.keras"), *images, "--json", "--top-k", "2")
-    predictions = json.loads(result.stdout)
+    status, out, err = run_main(capsys, "predict", str(output / "model.keras"), *images, "--json", "--top-k", "2")
+    assert status == 0, err
+    predictions = json.loads(out)
     assert [p["image"] for p in predictions] == images
     for p in predictions:
         assert len(p["top"]) == 2
@@ -71,22 +86,22 @@ def test_predict_table_and_json(trained_run, session_image_folder):
     assert predictions[1]["top"][0]["class"] == "blue"
 
 
-def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tmp_path):
+def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tmp_path, capsys):
     output, _ = trained_run
-    result = run("flowerkit.evaluate", str(output / "model.keras"), "--data", str(session_image_folder),
-                 "--output", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    assert "precision" in result.stdout and "confusion matrix" in result.stdout
+    status, out, err = run_main(capsys, "evaluate", str(output / "model.keras"), "--data",
+                                str(session_image_folder), "--output", str(tmp_path))
+    assert status == 0, err
+    assert "precision" in out and "confusion matrix" in out
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert report["images"] == 48
     assert set(report["per_class"]) == {"blue", "green", "red"}
     assert sum(map(sum, report["confusion_matrix"])) == 48
     assert report["accuracy"] > 0.8  # colours are trivially separable
     Image.open(tmp_path / "confusion_matrix.png").load()
-    validation = run("flowerkit.evaluate", str(output / "model.keras"), "--data",
-                     str(session_image_folder), "--split", "validation", "--json",
-                     "--output", str(tmp_path / "v"))
-    assert json.loads(validation.stdout)["images"] == 9  # 19% of 16 per class, rounded
+    status, out, _ = run_main(capsys, "evaluate", str(output / "model.keras"), "--data",
+                              str(session_image_folder), "--split", "validation", "--json",
+                              "--output", str(tmp_path / "v"))
+    assert status == 0 and json.loads(out)["images"] == 9  # 19% of 16 per class, rounded
 
 
 def test_console_script_has_the_same_subcommands():
@@ -99,32 +114,35 @@ def test_console_script_has_the_same_subcommands():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("flowerkit.train", "--data", "/no/such/folder"), "Data folder not found: /no/such/folder"),
-        (("flowerkit.train", "--epochs", "many"), "invalid int value: 'many'"),
-        (("flowerkit.train", "--bogus"), "unrecognized arguments: --bogus"),
-        (("flowerkit.train", "--head", "pyramid", "--data", "."), "head must be one of"),
-        (("flowerkit.train", "--preset", "nope"), "invalid choice: 'nope'"),
-        (("flowerkit.predict", "/no/model.keras", "x.jpg"), "Model file not found: /no/model.keras"),
-        (("flowerkit.evaluate", "/no/model.keras"), "Model file not found"),
+        (("train", "--data", "/no/such/folder", "--preset", "dense"), "Data folder not found: /no/such/folder"),
+        (("train", "--epochs", "many"), "invalid int value: 'many'"),
+        (("train", "--bogus"), "unrecognized arguments: --bogus"),
+        (("train", "--head", "pyramid", "--data", "."), "head must be one of"),
+        (("train", "--preset", "nope"), "Unknown preset 'nope'"),
+        (("train", "--max-images", "-3"), "must be at least 1, got -3"),
+        (("train", "--max-images", "0"), "must be at least 1, got 0"),
+        (("train", "--batch-size", "0"), "batch_size and epochs must be positive"),
+        (("predict", "/no/model.keras", "x.jpg"), "Model file not found: /no/model.keras"),
+        (("predict", "/no/model.keras", "x.jpg", "--top-k", "0"), "must be at least 1, got 0"),
+        (("evaluate", "/no/model.keras"), "Model file not found"),
     ],
 )
-def test_bad_input_is_one_line_and_nonzero(args, message):
-    result = run(*args, timeout=120)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and message in errors[0], result.stderr
+def test_bad_input_is_one_line_and_exit_status_2(capsys, args, message):
+    status, _, err = run_main(capsys, *args)
+    assert status == 2
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], err
 
 
-def test_predict_unreadable_image(trained_run, tmp_path):
+def test_predict_unreadable_image(trained_run, tmp_path, capsys):
     output, _ = trained_run
     (tmp_path / "bad.jpg").write_text("not a jpeg")
-    result = run("flowerkit.predict", str(output / "model.keras"), str(tmp_path / "bad.jpg"))
-    assert result.returncode == 2 and "Cannot read image" in result.stderr
-    assert "Traceback" not in result.stderr
+    status, _, err = run_main(capsys, "predict", str(output / "model.keras"), str(tmp_path / "bad.jpg"))
+    assert status == 2 and "Cannot read image" in err
     (tmp_path / "model.keras").write_text("not a model")
-    result = run("flowerkit.predict", str(tmp_path / "model.keras"), str(tmp_path / "bad.jpg"))
-    assert result.returncode == 2 and "Not a Keras model file" in result.stderr
+    status, _, err = run_main(capsys, "predict", str(tmp_path / "model.keras"), str(tmp_path / "bad.jpg"))
+    assert status == 2 and "Not a Keras model file" in err
 
 
 def test_default_train_offline_fails_fast_with_guidance(tmp_path):
@@ -141,3 +159,13 @@ def test_default_train_offline_fails_fast_with_guidance(tmp_path):
     assert "Traceback" not in result.stderr
     assert "--data DIR" in result.stderr and "--weights PATH" in result.stderr
     assert time.monotonic() - started < 90
+
+
+def test_api_names_survive_the_cli(capsys):
+    """`flowerkit.train` etc. stay the API functions after the CLI ran in this
+    process (the `python -m` entry modules of the same names are never imported)."""
+    run_main(capsys, "--help")
+    import flowerkit
+
+    assert flowerkit.train.__module__ == "flowerkit.training"
+    assert flowerkit.predict.__module__ == flowerkit.evaluate.__module__ == "flowerkit.evaluation"

@@ -3,8 +3,8 @@ the same probabilities (fixtures from tests/make_crossbackend_fixtures.py)."""
 
 import numpy as np
 import pytest
-from conftest import REPO
-from make_crossbackend_fixtures import fixture_inputs
+from tests.helpers import REPO
+from tests.make_crossbackend_fixtures import fixture_inputs
 
 from flowerkit import load_model
 
@@ -22,7 +22,7 @@ def test_model_saved_on_any_backend_predicts_the_same(saved_on):
 
 
 def test_save_and_reload_on_this_backend(tmp_path):
-    from make_crossbackend_fixtures import fixture_recipe
+    from tests.make_crossbackend_fixtures import fixture_recipe
 
     from flowerkit import build_model
 

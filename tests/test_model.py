@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import shared_path
+from tests.helpers import shared_path
 
 import flowerkit
 from flowerkit import BACKBONES, FlowerkitError, build_model, get_preset
@@ -65,13 +65,31 @@ def test_frozen_backbone_keeps_batchnorm_statistics():
     assert not np.allclose(keras.ops.convert_to_numpy(model.layers[-1].bias), bias_before)
 
 
-def test_fine_tuning_trains_the_backbone():
+@pytest.mark.parametrize("trainable_backbone", [True, False], ids=["fine-tuned", "frozen"])
+def test_backbone_kernels_move_only_when_fine_tuned(trainable_backbone):
+    # Pretrained weights: through a random MobileNetV2 in inference mode the
+    # signal (and so every gradient) all but vanishes.
+    weights = shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5")
     recipe = get_preset("codelab").replace(
-        weights=None, class_names=("a", "b"), image_size=32, backbone_kwargs={"alpha": 0.35},
-        trainable_backbone=True, head="gap",
+        weights=str(weights), class_names=("a", "b"), image_size=64, backbone_kwargs={"alpha": 0.35},
+        trainable_backbone=trainable_backbone, head="gap", learning_rate=0.01,
     )
     model = build_model(recipe)
-    assert len(model.trainable_weights) > 2
+    backbone = model.get_layer(index=2)
+    kernel = backbone.get_layer("Conv_1").kernel  # the last convolution: the largest gradients
+    bn = next(l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization))
+    kernel_before = keras.ops.convert_to_numpy(kernel).copy()
+    mean_before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    x = np.random.default_rng(0).uniform(0, 255, (8, 64, 64, 3)).astype("float32")
+    y = np.eye(2, dtype="float32")[[0, 1] * 4]
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    moved = np.abs(keras.ops.convert_to_numpy(kernel) - kernel_before).max()
+    if trainable_backbone:
+        assert moved > 1e-6
+    else:
+        assert moved == 0
+    # BatchNorm runs in inference mode either way: its statistics never move.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bn.moving_mean), mean_before)
 
 
 @pytest.mark.parametrize("name", [n for n in BACKBONES if n not in ("none", "efficientnet_lite0")])
@@ -120,14 +138,12 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_imagenet_weights_offline_say_what_to_do(monkeypatch):
-    """alpha 0.75 at 96px is not in the shared cache: Keras tries to download."""
-    import keras.src.utils.file_utils as file_utils
-
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://example: None -- [Errno -2] Name or service not known")
-
-    monkeypatch.setattr(keras.utils, "get_file", offline)
-    monkeypatch.setattr(file_utils, "get_file", offline)
+    """alpha 0.75 at 96px is not in the shared cache: Keras tries to download,
+    through a proxy on a closed loopback port, so it fails at once."""
+    for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
     recipe = get_preset("codelab").replace(
         image_size=96, backbone_kwargs={"alpha": 0.75}, class_names=("a", "b"))
     with pytest.raises(FlowerkitError, match="Offline.*KERAS_HOME.*--weights PATH"):

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import write_image
+from tests.helpers import write_image
 
-from flowerkit.evaluation import iterate_batches
-from flowerkit.pipeline import ImageBatches, decode_image, make_dataset
-from flowerkit.sources import index_folder
+from flowerkit.data.decode import decode_image
+from flowerkit.data.pipelines import ImageBatches, iterate_batches, make_dataset
+from flowerkit.data.sources import index_folder
 
 
 def _has_tensorflow():
@@ -23,9 +23,9 @@ PIPELINES = ["python", pytest.param("tf", marks=pytest.mark.skipif(
 def test_batches_have_images_and_one_hot_labels(image_folder, pipeline):
     index = index_folder(image_folder)
     batches = list(iterate_batches(make_dataset(index, 32, batch_size=8, pipeline=pipeline)))
-    assert [len(x) for x, _ in batches] == [8, 8, 8, 6]
-    images = np.concatenate([x for x, _ in batches])
-    labels = np.concatenate([y for _, y in batches])
+    assert [len(x) for x, _, _ in batches] == [8, 8, 8, 6]
+    images = np.concatenate([x for x, _, _ in batches])
+    labels = np.concatenate([y for _, y, _ in batches])
     assert images.shape == (30, 32, 32, 3) and images.dtype == np.float32
     assert 0 <= images.min() and images.max() <= 255
     np.testing.assert_array_equal(labels.argmax(1), index.labels)
@@ -51,8 +51,8 @@ def test_crop_to_fill_keeps_the_centre(tmp_path):
 def test_tf_and_python_pipelines_agree(image_folder):
     write_image(image_folder / "red" / "big.jpg", (200, 40, 40), size=(300, 200))
     index = index_folder(image_folder)
-    tf_images = np.concatenate([x for x, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="tf"))])
-    py_images = np.concatenate([x for x, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="python"))])
+    tf_images = np.concatenate([x for x, _, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="tf"))])
+    py_images = np.concatenate([x for x, _, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="python"))])
     # Different JPEG decoders and resize kernels: close, not bit-identical.
     assert np.abs(tf_images - py_images).mean() < 6
 
@@ -70,7 +70,7 @@ def test_python_pipeline_reshuffles_each_epoch(image_folder):
 
 def test_file_broken_after_indexing_is_dropped_not_fatal(image_folder):
     index = index_folder(image_folder)
-    with open(index.paths[0], "wb") as broken:
+    with open(index.images[0], "wb") as broken:
         broken.write(b"garbage")
     data = ImageBatches(index, 16, batch_size=4)
     images, labels = data[0]

@@ -2,7 +2,7 @@
 learning actually learns."""
 
 import pytest
-from conftest import shared_path
+from tests.helpers import shared_path
 
 import flowerkit
 

@@ -1,9 +1,11 @@
 import dataclasses
+import json
 
 import pytest
 
 from flowerkit import PRESETS, FlowerkitError, Recipe, get_preset
-from flowerkit.cli import _recipe_from_args, build_parser
+from flowerkit.cli import build_parser
+from flowerkit.commands.train import recipe_from_args
 
 
 def test_codelab_preset_is_the_notebook():
@@ -26,7 +28,7 @@ def test_dense_preset_is_the_codelab_dense_network():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_json_round_trip(tmp_path, name):
-    recipe = PRESETS[name].replace(class_names=("a", "b"), augmentation=("flip", "zoom:0.2"))
+    recipe = get_preset(name).replace(class_names=("a", "b"), augmentation=("flip", "zoom:0.2"))
     recipe.save(tmp_path / "recipe.json")
     assert Recipe.load(tmp_path / "recipe.json") == recipe
 
@@ -69,7 +71,7 @@ def test_cli_flags_override_single_fields():
         ["train", "--preset", "codelab", "--epochs", "3", "--alpha", "0.35",
          "--weights", "none", "--augmentation", "flip,zoom:0.1", "--trainable-backbone", "true"]
     )
-    recipe = _recipe_from_args(args)
+    recipe = recipe_from_args(args)
     assert recipe == get_preset("codelab").replace(
         epochs=3,
         backbone_kwargs={"alpha": 0.35},
@@ -83,4 +85,40 @@ def test_cli_starts_from_saved_recipe(tmp_path):
     saved = get_preset("dense").replace(epochs=2)
     saved.save(tmp_path / "r.json")
     args = build_parser().parse_args(["train", "--recipe", str(tmp_path / "r.json"), "--seed", "7"])
-    assert _recipe_from_args(args) == saved.replace(seed=7)
+    assert recipe_from_args(args) == saved.replace(seed=7)
+
+
+def test_from_preset_takes_a_name_a_run_folder_or_a_recipe_file(tmp_path):
+    saved = get_preset("dense").replace(epochs=2, class_names=("a", "b"))
+    saved.save(tmp_path / "recipe.json")
+    assert Recipe.from_preset("dense") == get_preset("dense")
+    assert Recipe.from_preset(tmp_path) == saved
+    assert Recipe.from_preset(tmp_path / "recipe.json") == saved
+    with pytest.raises(FlowerkitError, match="Recipe file not found"):
+        Recipe.from_preset(tmp_path / "other.json")
+    args = build_parser().parse_args(["train", "--preset", str(tmp_path)])
+    assert recipe_from_args(args) == saved
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"epochs": "abc"}, "epochs must be int, got 'abc'"),
+        ({"image_size": 22.5}, "image_size must be int"),
+        ({"trainable_backbone": "yes"}, "trainable_backbone must be bool"),
+        ({"learning_rate": True}, "learning_rate must be int or float"),
+        ({"epochz": 3}, "Unknown recipe field"),
+        ([1, 2], "must hold a JSON object"),
+    ],
+)
+def test_bad_recipe_files_name_the_file_and_the_field(tmp_path, content, message):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(FlowerkitError, match=message) as error:
+        Recipe.load(path)
+    assert str(path) in str(error.value)
+
+
+def test_presets_are_plain_data():
+    assert all(isinstance(fields, dict) for fields in PRESETS.values())
+    assert get_preset("mobilenet_v2_035").name == "mobilenet_v2_035"

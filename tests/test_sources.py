@@ -2,17 +2,17 @@
 
 import numpy as np
 import pytest
-from conftest import CLASSES, COLOURS, write_image
+from tests.helpers import CLASSES, COLOURS, write_image
 
 from flowerkit import FlowerkitError, FlowerkitWarning
-from flowerkit.sources import index_folder, index_source, sample_index, split_index
+from flowerkit.data.sources import index_folder, index_source, sample_index, split_index
 
 
 def test_folder_classes_sorted_and_labels_match(image_folder):
     index = index_folder(image_folder)
     assert index.class_names == CLASSES
     assert len(index) == 30
-    for path, label in zip(index.paths, index.labels):
+    for path, label in zip(index.images, index.labels):
         assert f"/{CLASSES[label]}/" in path
 
 
@@ -37,7 +37,7 @@ def test_unreadable_files_are_skipped_with_one_counting_warning(image_folder):
     with pytest.warns(FlowerkitWarning, match=r"Skipped 4 unreadable image\(s\)"):
         index = index_folder(image_folder)
     assert len(index) == 30
-    assert not any("empty" in p or "truncated" in p for p in index.paths)
+    assert not any("empty" in p or "truncated" in p for p in index.images)
 
 
 def test_other_formats_and_modes_are_kept(image_folder):
@@ -75,12 +75,12 @@ def test_split_is_deterministic_stratified_and_disjoint(image_folder):
     index = index_folder(image_folder)
     train, validation = split_index(index, 0.2, seed=3)
     again_train, again_validation = split_index(index_folder(image_folder), 0.2, seed=3)
-    assert validation.paths == again_validation.paths and train.paths == again_train.paths
-    assert set(train.paths).isdisjoint(validation.paths)
+    assert validation.images == again_validation.images and train.images == again_train.images
+    assert set(train.images).isdisjoint(validation.images)
     assert len(train) + len(validation) == len(index)
     assert validation.class_counts() == {name: 2 for name in CLASSES}
     _, other = split_index(index, 0.2, seed=4)
-    assert other.paths != validation.paths
+    assert other.images != validation.images
 
 
 def test_split_too_small_is_an_error(tmp_path):
@@ -92,13 +92,13 @@ def test_split_too_small_is_an_error(tmp_path):
 
 def test_sample_is_seeded(image_folder):
     index = index_folder(image_folder)
-    assert sample_index(index, 7, 1).paths == sample_index(index, 7, 1).paths
+    assert sample_index(index, 7, 1).images == sample_index(index, 7, 1).images
     assert len(sample_index(index, 7, 1)) == 7
     assert sample_index(index, 100, 1) is index
 
 
 def test_tf_flowers_download_failure_says_how_to_work_offline(monkeypatch):
-    import flowerkit.sources as sources
+    import flowerkit.data.sources as sources
 
     # Port 9 on loopback refuses at once: a download that cannot happen.
     monkeypatch.setattr(sources, "TF_FLOWERS_URL", "http://127.0.0.1:9/flower_photos.tgz")
@@ -109,7 +109,7 @@ def test_tf_flowers_download_failure_says_how_to_work_offline(monkeypatch):
 
 def test_tf_flowers_uses_the_keras_cache_without_downloading(monkeypatch, tmp_path):
     """A cached archive with the pinned hash is used as is (no network)."""
-    import flowerkit.sources as sources
+    import flowerkit.data.sources as sources
 
     calls = []
 

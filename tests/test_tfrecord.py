@@ -4,10 +4,10 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import COLOURS, write_image
+from tests.helpers import COLOURS, write_image
 
 from flowerkit import FlowerkitError
-from flowerkit.sources import index_source
+from flowerkit.data.sources import index_source
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 CODELAB_CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
@@ -49,13 +49,12 @@ def test_reads_codelab_tfrecords(tmp_path):
     index = index_source(str(tmp_path / "*.tfrec"))
     assert index.class_names == tuple(CODELAB_CLASSES)
     assert index.labels.tolist() == expected
-    assert len(index.encoded) == 10 and index.encoded[0][:2] == b"\xff\xd8"
+    assert len(index.images) == 10 and index.in_memory and index.images[0][:2] == b"\xff\xd8"
 
 
 @pytest.mark.skipif(not HAS_TF, reason="TFRecords need TensorFlow (absent in this env by design)")
 def test_tfrecord_pipeline_and_damage(tmp_path):
-    from flowerkit.evaluation import iterate_batches
-    from flowerkit.pipeline import make_dataset
+    from flowerkit.data.pipelines import iterate_batches, make_dataset
 
     write_codelab_tfrecords(tmp_path)
     data = (tmp_path / "flowers01-5.tfrec").read_bytes()
@@ -64,7 +63,7 @@ def test_tfrecord_pipeline_and_damage(tmp_path):
         index = index_source(str(tmp_path / "*.tfrec"))
     assert 5 <= len(index) < 10
     for pipeline in ("tf", "python"):
-        images, labels = next(iter(iterate_batches(make_dataset(index, 64, 4, pipeline=pipeline))))
+        images, labels, _ = next(iter(iterate_batches(make_dataset(index, 64, 4, pipeline=pipeline))))
         assert images.shape == (4, 64, 64, 3) and labels.shape == (4, 5)
 
 

@@ -29,17 +29,27 @@ def test_train_api_returns_model_history_and_metrics(image_folder):
     assert len(result.history["loss"]) == 4
     assert result.metrics["train_images"] + result.metrics["validation_images"] == 30
     assert result.metrics["backend"] == keras.backend.backend()
+    assert result.metrics["max_images"] is None
     assert result.output_dir is None
     probabilities = result.model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
     assert probabilities.shape == (1, 3)
 
 
-def test_interrupted_run_resumes_with_nothing_lost(image_folder, tmp_path):
+def test_interrupted_run_resumes_with_nothing_lost(image_folder, tmp_path, capsys):
     with pytest.raises(KeyboardInterrupt):
         flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0,
                         callbacks=[StopAfter(2)])
     assert (tmp_path / "backup").is_dir()
-    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    assert not (tmp_path / "model.keras").exists()
+    # A changed recipe must not touch the interrupted run.
+    saved_recipe = (tmp_path / "recipe.json").read_text()
+    with pytest.raises(flowerkit.FlowerkitError, match="interrupted run of a different recipe"):
+        flowerkit.train(_recipe().replace(learning_rate=0.5), source=str(image_folder),
+                        output_dir=tmp_path, verbose=0)
+    assert (tmp_path / "recipe.json").read_text() == saved_recipe
+    capsys.readouterr()
+    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=1)
+    assert f"resuming the interrupted run in {tmp_path} after epoch 2" in capsys.readouterr().out
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["loss"]) == 4  # two epochs before, two after the interruption
     assert history == result.history

@@ -1,12 +1,12 @@
 """Where images come from: a class-per-folder tree, the tf_flowers download,
-or the codelab's TFRecords. Every source becomes an `ImageIndex`: a list of
-files (or encoded images) with integer labels and class names, already
-checked so that unreadable files are skipped once, here, with a warning."""
+or the codelab's TFRecords. Every source becomes an `ImageIndex`: the images
+(files, or encoded bytes for TFRecords) with integer labels and class names,
+already checked so that unreadable files are skipped once, here, with a
+warning. Splitting and sampling an index live here too."""
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -14,61 +14,46 @@ from pathlib import Path
 
 import numpy as np
 
-from flowerkit.errors import FlowerkitError
+from flowerkit.data.decode import is_readable_image
+from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
-# FLOWERKIT_TF_FLOWERS_URL points at a mirror (same archive, same hash).
-TF_FLOWERS_URL = os.environ.get(
-    "FLOWERKIT_TF_FLOWERS_URL",
-    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz",
+TF_FLOWERS_URL = (
+    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 )
 # Pinned from TensorFlow Datasets' url_checksums/tf_flowers.txt (228,813,984 bytes).
 TF_FLOWERS_SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c"
 CODELAB_TFRECORDS = "gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# Formats that both tf.io.decode_image and Pillow read.
-_DECODABLE_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
-
-
-class FlowerkitWarning(UserWarning):
-    """Data problems that flowerkit works around (skipped files, ...)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageIndex:
     """Images and their labels, before any decoding.
 
-    Exactly one of `paths` (image files) and `encoded` (in-memory encoded
-    images, e.g. from TFRecords) is filled.
+    Each entry of `images` is what the decoders open: a file path (str), or
+    the encoded bytes of an image where the source has no files (TFRecords
+    are read into memory).
     """
 
     class_names: tuple[str, ...]
     labels: np.ndarray
-    paths: tuple[str, ...] = ()
-    encoded: tuple[bytes, ...] = ()
+    images: tuple[str | bytes, ...]
     source: str = ""
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
-    def items(self) -> tuple:
-        return self.paths or self.encoded
-
-    def names(self) -> list[str]:
-        """Human-readable name of each image, for reports."""
-        if self.paths:
-            return list(self.paths)
-        return [f"{self.source}#{i}" for i in range(len(self))]
+    def in_memory(self) -> bool:
+        return bool(self.images) and isinstance(self.images[0], bytes)
 
     def subset(self, indices) -> "ImageIndex":
         indices = np.asarray(indices, dtype=np.int64)
-        pick = lambda seq: tuple(seq[i] for i in indices) if seq else ()
         return dataclasses.replace(
             self,
             labels=self.labels[indices],
-            paths=pick(self.paths),
-            encoded=pick(self.encoded),
+            images=tuple(self.images[i] for i in indices),
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -97,17 +82,19 @@ def download_tf_flowers() -> Path:
     checked against its pinned SHA-256. Returns the class-per-folder root."""
     import keras
 
+    # FLOWERKIT_TF_FLOWERS_URL points at a mirror (same archive, same hash).
+    url = os.environ.get("FLOWERKIT_TF_FLOWERS_URL", TF_FLOWERS_URL)
     try:
         extracted = keras.utils.get_file(
             "flower_photos.tgz",
-            origin=TF_FLOWERS_URL,
+            origin=url,
             file_hash=TF_FLOWERS_SHA256,
             hash_algorithm="sha256",
             extract=True,
         )
     except Exception as error:  # get_file raises bare Exception on fetch failures
         raise FlowerkitError(
-            f"Could not download tf_flowers from {TF_FLOWERS_URL} ({error}). "
+            f"Could not download tf_flowers from {url} ({error}). "
             "Offline? Pass --data DIR with one subfolder per class "
             "(e.g. --data ../shared/data/flower_photos) and, for pretrained weights, "
             "fill $KERAS_HOME/models (e.g. from ../shared/weights/keras_home/models) "
@@ -157,30 +144,11 @@ def index_folder(root, class_names=()) -> ImageIndex:
     index = ImageIndex(
         class_names=tuple(folders),
         labels=labels,
-        paths=tuple(candidates[i] for i in keep),
+        images=tuple(candidates[i] for i in keep),
         source=str(root),
     )
     _check_not_empty(index)
     return index
-
-
-def is_readable_image(file) -> bool:
-    """True if `file` (path or bytes) is an image both pipelines can decode.
-
-    JPEGs are decoded in Pillow's draft mode (DCT-scaled, ~10x cheaper than a
-    full decode), which still catches truncated and corrupt data.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as image:
-            if image.format not in _DECODABLE_FORMATS:
-                return False
-            image.draft("RGB", (16, 16))
-            image.load()
-        return True
-    except Exception:
-        return False
 
 
 def read_tfrecords(pattern: str) -> ImageIndex:
@@ -234,7 +202,7 @@ def read_tfrecords(pattern: str) -> ImageIndex:
     index = ImageIndex(
         class_names=tuple(names.get(i, f"class_{i}") for i in range(num_classes)),
         labels=np.asarray(classes, dtype=np.int32),
-        encoded=tuple(images),
+        images=tuple(images),
         source=pattern,
     )
     _check_not_empty(index)

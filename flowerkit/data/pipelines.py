@@ -1,26 +1,32 @@
 """Decode, resize, shuffle, batch: an `ImageIndex` becomes what `fit` eats.
 
 TensorFlow backend: `tf.data`. JAX and PyTorch: a `keras.utils.PyDataset`
-decoding with Pillow in worker threads, so no TensorFlow is needed.
+decoding with Pillow in worker threads, so no TensorFlow is needed. This is
+the one place that choice is made, and `iterate_batches` the one place that
+reads either kind back.
 
-Resize policy (both pipelines): centre-crop to the target's aspect ratio,
-then bilinear (antialiased) resize, as the codelab's TFRecords were made
-("crop to fill"). Images come out as float32 RGB in 0..255; each model does
-its own preprocessing. Labels come out one-hot.
+Resize policy (both pipelines): centre-crop to a square, then bilinear
+(antialiased) resize, as the codelab's TFRecords were made ("crop to fill").
+Images come out as float32 RGB in 0..255; each model does its own
+preprocessing. Labels come out one-hot.
 """
 
 from __future__ import annotations
 
-import io
+import collections
 import math
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
 
-from flowerkit.errors import FlowerkitError
-from flowerkit.sources import FlowerkitWarning, ImageIndex
+from flowerkit.data.decode import decode_image
+from flowerkit.data.sources import ImageIndex
+from flowerkit.errors import FlowerkitError, FlowerkitWarning
+
+PIPELINES = ("auto", "tf", "python")
 
 
 def make_dataset(
@@ -36,6 +42,8 @@ def make_dataset(
     pipeline: "tf" (tf.data), "python" (PyDataset) or "auto" (tf.data on the
     TensorFlow backend, PyDataset elsewhere).
     """
+    if pipeline not in PIPELINES:
+        raise FlowerkitError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}.")
     if pipeline == "auto":
         pipeline = "tf" if keras.backend.backend() == "tensorflow" else "python"
     if pipeline == "tf":
@@ -43,21 +51,47 @@ def make_dataset(
     return ImageBatches(index, image_size, batch_size, shuffle=shuffle, seed=seed)
 
 
+def iterate_batches(dataset):
+    """(images, one-hot labels, sample weights or None) numpy batches of a
+    dataset made by `make_dataset`."""
+    if isinstance(dataset, keras.utils.PyDataset):
+        batches = _prefetched(dataset)
+    else:
+        batches = dataset.as_numpy_iterator()
+    for batch in batches:
+        images, labels, *weights = batch
+        yield images, labels, (weights[0] if weights else None)
+
+
+def _prefetched(dataset: keras.utils.PyDataset):
+    """The batches in order, decoded ahead by the dataset's worker threads (as
+    `fit` does), with at most twice as many batches in memory as workers."""
+    workers = max(1, dataset.workers)
+    with ThreadPoolExecutor(workers) as pool:
+        pending = collections.deque()
+        for batch in range(len(dataset)):
+            pending.append(pool.submit(dataset.__getitem__, batch))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     import tensorflow as tf
 
     num_classes = len(index.class_names)
-    from_files = bool(index.paths)
+    in_memory = index.in_memory
 
-    def load(item, label):
-        data = tf.io.read_file(item) if from_files else item
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image = _tf_crop_to_aspect(image)
-        image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        image.set_shape((image_size, image_size, 3))
-        return image, tf.one_hot(label, num_classes)
+    def load(image, label):
+        data = image if in_memory else tf.io.read_file(image)
+        decoded = tf.io.decode_image(data, channels=3, expand_animations=False)
+        decoded = _tf_crop_to_square(decoded)
+        decoded = tf.image.resize(decoded, (image_size, image_size), antialias=True)
+        decoded.set_shape((image_size, image_size, 3))
+        return decoded, tf.one_hot(label, num_classes)
 
-    dataset = tf.data.Dataset.from_tensor_slices((list(index.items), index.labels))
+    dataset = tf.data.Dataset.from_tensor_slices((list(index.images), index.labels))
     if shuffle:
         # Shuffle names, not pixels: cheap, and a fresh order every epoch.
         dataset = dataset.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
@@ -67,7 +101,7 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _tf_crop_to_aspect(image):
+def _tf_crop_to_square(image):
     import tensorflow as tf
 
     shape = tf.shape(image)
@@ -78,30 +112,15 @@ def _tf_crop_to_aspect(image):
     )
 
 
-def decode_image(item, image_size: int) -> np.ndarray:
-    """Pillow decode + centre crop + resize, as float32 RGB 0..255 (HWC)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as image:
-        # JPEG draft: decode at the smallest DCT scale still >= the target.
-        image.draft("RGB", (image_size, image_size))
-        image = image.convert("RGB")
-        width, height = image.size
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.resize(
-            (image_size, image_size),
-            Image.BILINEAR,
-            box=(left, top, left + side, top + side),
-        )
-        return np.asarray(image, dtype=np.float32)
-
-
 class ImageBatches(keras.utils.PyDataset):
     """Batches of decoded images for the JAX and PyTorch backends.
 
     Decoding runs in threads (Pillow releases the GIL). Reshuffles every
-    epoch. A file that fails to decode is dropped from its batch and counted.
+    epoch. A file that fails to decode is dropped from its batch and counted;
+    a batch whose every file failed becomes one blank image with sample
+    weight 0, which neither trains the model nor counts in its metrics
+    (Keras cannot take an empty batch, and copying another image would
+    duplicate training data).
     """
 
     def __init__(self, index: ImageIndex, image_size, batch_size, shuffle=False, seed=0, workers=None):
@@ -133,20 +152,14 @@ class ImageBatches(keras.utils.PyDataset):
             if image is not None:
                 images.append(image)
                 labels.append(self.index.labels[position])
-        # Keras cannot take an empty batch: borrow the next readable image.
-        position = int(wanted[-1]) if len(wanted) else 0
-        while not images:
-            if len(self.failed) >= len(self.index):
-                raise FlowerkitError(f"No image in {self.index.source} could be decoded.")
-            position = (position + 1) % len(self.index)
-            image = self._load(position)
-            if image is not None:
-                images, labels = [image], [self.index.labels[position]]
+        if not images:
+            blank = np.zeros((1, self.image_size, self.image_size, 3), np.float32)
+            return blank, self._eye[:1], np.zeros((1,), np.float32)
         return np.stack(images), self._eye[np.asarray(labels)]
 
     def _load(self, position):
         try:
-            return decode_image(self.index.items[position], self.image_size)
+            return decode_image(self.index.images[position], self.image_size)
         except Exception:
             self.failed.add(int(position))
             return None

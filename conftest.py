@@ -1,0 +1,24 @@
+"""Set-up shared by the tests and the benchmarks. pytest loads this file
+before any test module, so it runs before Keras is imported: Keras reads
+KERAS_HOME once, at import, and every session gets a private cache,
+pre-filled with the shared ImageNet weights when they are present, and
+removed at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tests.helpers import SHARED
+
+_KERAS_HOME = Path(tempfile.mkdtemp(prefix="flowerkit-keras-home-"))
+if (SHARED / "weights/keras_home/models").is_dir():
+    shutil.copytree(SHARED / "weights/keras_home/models", _KERAS_HOME / "models")
+os.environ["KERAS_HOME"] = str(_KERAS_HOME)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_KERAS_HOME, ignore_errors=True)

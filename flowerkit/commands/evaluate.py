@@ -1,0 +1,39 @@
+"""`flowerkit evaluate MODEL --data SOURCE`: accuracy, per-class precision
+and recall, and the confusion matrix, printed and written to a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flowerkit.cli import positive_int, start_backend
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="model.keras written by train (recipe.json beside it)")
+    parser.add_argument("--data", metavar="SOURCE", help="as for train (default: tf_flowers)")
+    parser.add_argument(
+        "--split", choices=("all", "validation"), default="all",
+        help="all images, or only the recipe's validation split (default: all)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--output", metavar="DIR", help="default: MODEL_DIR/evaluation")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args) -> int:
+    start_backend()
+    from flowerkit.artifacts import write_evaluation
+    from flowerkit.evaluation import evaluate
+    from flowerkit.metrics import format_report
+
+    report = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size)
+    output = Path(args.output) if args.output else Path(args.model).parent / "evaluation"
+    written = write_evaluation(output, report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+        print(f"\nwrote {' and '.join(str(path) for path in written)}")
+    return 0
+

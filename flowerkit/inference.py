@@ -1,0 +1,124 @@
+"""Running a model: load a trained run (model + recipe), predict a dataset
+or image files."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from flowerkit.backbones import import_keras_hub
+from flowerkit.data.decode import decode_image
+from flowerkit.data.pipelines import iterate_batches
+from flowerkit.errors import FlowerkitError
+from flowerkit.recipe import Recipe
+
+
+@dataclasses.dataclass
+class Predictions:
+    """Model outputs over a dataset, aligned with the labels actually seen."""
+
+    probabilities: np.ndarray  # (n, classes)
+    labels: np.ndarray  # (n,) int
+    sample_images: np.ndarray  # a few images, for plots
+    sample_positions: np.ndarray  # their positions in the dataset
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+
+def load_model(path) -> keras.Model:
+    """Loads a saved flowerkit model on any backend (uncompiled: for inference)."""
+    if not Path(path).is_file():
+        raise FlowerkitError(f"Model file not found: {path}")
+    if _uses_keras_hub(path):
+        import_keras_hub()  # registers the keras-hub layers the file names
+    return keras.models.load_model(path, compile=False)
+
+
+def _uses_keras_hub(path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return b"keras_hub" in archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError):
+        raise FlowerkitError(f"Not a Keras model file (.keras): {path}") from None
+
+
+def load_trained(model_path) -> tuple[keras.Model, Recipe]:
+    """A saved model and the recipe saved beside it (recipe.json)."""
+    model_path = Path(model_path)
+    model = load_model(model_path)
+    recipe_path = model_path.with_name("recipe.json")
+    if recipe_path.is_file():
+        return model, Recipe.load(recipe_path)
+    classes = model.output_shape[-1]
+    return model, Recipe(
+        class_names=tuple(f"class_{i}" for i in range(classes)),
+        image_size=model.input_shape[1],
+    )
+
+
+def predict_dataset(model, dataset, sample_positions=range(9)) -> Predictions:
+    """Predicts every batch; keeps the images at `sample_positions` for plots.
+
+    Placeholders for unreadable images (sample weight 0) are left out.
+    """
+    wanted = sorted(int(p) for p in sample_positions)
+    probabilities, labels, samples = [], [], []
+    seen = 0
+    for images, one_hot, weights in iterate_batches(dataset):
+        if weights is not None:
+            keep = weights > 0
+            images, one_hot = images[keep], one_hot[keep]
+            if not len(images):
+                continue
+        probabilities.append(np.asarray(model.predict_on_batch(images)))
+        labels.append(np.asarray(one_hot).argmax(axis=1))
+        samples += [np.asarray(images[p - seen]) for p in wanted if seen <= p < seen + len(images)]
+        seen += len(images)
+    if not probabilities:
+        raise FlowerkitError("No images to predict on.")
+    return Predictions(
+        probabilities=np.concatenate(probabilities),
+        labels=np.concatenate(labels),
+        sample_images=np.stack(samples) if samples else np.zeros((0, 1, 1, 3)),
+        sample_positions=np.asarray([p for p in wanted if p < seen], dtype=np.int64),
+    )
+
+
+def predict_images(model, image_paths, class_names, top_k: int = 3) -> list[dict]:
+    """Top-k classes and probabilities for each image file."""
+    if not image_paths:
+        raise FlowerkitError("No images given.")
+    if top_k < 1:
+        raise FlowerkitError(f"top_k must be at least 1, got {top_k}.")
+    image_size = model.input_shape[1]
+    images = []
+    for path in image_paths:
+        if not Path(path).is_file():
+            raise FlowerkitError(f"Image not found: {path}")
+        try:
+            images.append(decode_image(str(path), image_size))
+        except Exception as error:
+            raise FlowerkitError(f"Cannot read image {path}: {error}") from None
+    probabilities = np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(np.stack(images[i : i + 64])))
+            for i in range(0, len(images), 64)
+        ]
+    )
+    top_k = min(top_k, len(class_names))
+    results = []
+    for path, row in zip(image_paths, probabilities):
+        best = np.argsort(row)[::-1][:top_k]
+        results.append(
+            {
+                "image": str(path),
+                "top": [{"class": class_names[i], "probability": float(row[i])} for i in best],
+            }
+        )
+    return results

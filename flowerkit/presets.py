@@ -1,0 +1,43 @@
+"""Ready-made recipes, as plain data: each preset is the set of `Recipe`
+fields that differ from the defaults (see `flowerkit.recipe.Recipe`)."""
+
+PRESETS: dict[str, dict] = {
+    # Exactly the codelab notebook: frozen full-width MobileNetV2, Flatten,
+    # Dense(5, softmax), Adam 1e-3, batch 64, 10 epochs, 19% validation.
+    "codelab": dict(
+        image_size=192,
+        backbone="mobilenet_v2",
+        backbone_kwargs={"alpha": 1.0},
+        weights="imagenet",
+        head="flatten",
+    ),
+    # The codelab's section 3: a plain dense network on pixels, no pretraining.
+    "dense": dict(
+        image_size=192,
+        backbone="none",
+        weights=None,
+        head="flatten",
+        head_units=(500, 50),
+    ),
+    # MobileNetV2 alpha 0.35 at its native 224: the ImageNet weights that ship
+    # with the offline cache. Pooled features + dropout generalise better than
+    # Flatten on this narrower backbone.
+    "mobilenet_v2_035": dict(
+        image_size=224,
+        backbone="mobilenet_v2",
+        backbone_kwargs={"alpha": 0.35},
+        weights="imagenet",
+        head="gap",
+        dropout=0.2,
+        augmentation=("flip",),
+    ),
+    # EfficientNet-Lite0 through keras-hub (preset name or a local preset folder).
+    "efficientnet_lite0": dict(
+        image_size=224,
+        backbone="efficientnet_lite0",
+        weights="efficientnet_lite0_ra_imagenet",
+        head="gap",
+        dropout=0.2,
+        augmentation=("flip",),
+    ),
+}

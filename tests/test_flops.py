@@ -1,0 +1,31 @@
+"""The benchmarks' analytic FLOP counts against hand-counted tiny models."""
+
+import keras
+
+from bench.flops import forward_flops, train_step_flops
+
+
+def _tiny_model(frozen_conv=False):
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)  # 8x8x4
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", name="depthwise")(x)  # 4x4x4
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, name="dense")(x)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("conv").trainable = not frozen_conv
+    return model
+
+
+CONV = 2 * (8 * 8) * (3 * 3 * 2) * 4  # 2 * output pixels * kernel taps * in * out = 9216
+DEPTHWISE = 2 * (4 * 4) * (3 * 3) * 4  # 1152
+DENSE = 2 * 4 * 3  # 24
+
+
+def test_forward_flops_of_a_tiny_model():
+    assert forward_flops(_tiny_model()) == CONV + DEPTHWISE + DENSE == 10392
+
+
+def test_train_step_flops_count_backward_only_for_trainable_layers():
+    forward = CONV + DEPTHWISE + DENSE
+    assert train_step_flops(_tiny_model()) == forward + 2 * forward
+    assert train_step_flops(_tiny_model(frozen_conv=True)) == forward + 2 * (DEPTHWISE + DENSE)
