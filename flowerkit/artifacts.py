@@ -59,6 +59,7 @@ def write_run(output_dir: Path, model, class_names, history, metrics, prediction
     with replacing(output_dir / MODEL) as partial:
         model.save(partial)
     write_json(output_dir / HISTORY_JSON, history)
+    write_history_csv(output_dir / HISTORY_CSV, history)
     write_json(output_dir / METRICS, metrics)
     with replacing(output_dir / "curves.png") as partial:
         plots.plot_training_curves(history, partial)
@@ -87,8 +88,22 @@ def write_confusion_matrix(output_dir: Path, report: dict) -> None:
         plots.plot_confusion_matrix(report["confusion_matrix"], report["class_names"], partial)
 
 
+def write_history_csv(path: Path, history: dict) -> None:
+    """One row per epoch: its number, phase and metrics (replaces the live
+    log that Keras's CSVLogger kept during training)."""
+    import csv
+
+    keys = sorted(key for key in history if key != "phase")
+    with replacing(path) as partial, open(partial, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["epoch", "phase", *keys])
+        for epoch in range(len(history["loss"])):
+            phase = history.get("phase", [""] * (epoch + 1))[epoch]
+            writer.writerow([epoch, phase, *(history[key][epoch] for key in keys)])
+
+
 def read_history_csv(path: Path) -> dict[str, list[float]]:
-    """Per-epoch logs written by Keras's CSVLogger, as lists by metric."""
+    """Per-epoch metrics of a history CSV, as lists by metric."""
     import csv
 
     if not Path(path).is_file():
@@ -97,4 +112,6 @@ def read_history_csv(path: Path) -> dict[str, list[float]]:
         rows = list(csv.DictReader(file))
     if not rows:
         return {}
-    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
+    return {
+        key: [float(row[key]) for row in rows] for key in rows[0] if key not in ("epoch", "phase")
+    }

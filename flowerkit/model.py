@@ -79,6 +79,7 @@ def _freeze_batch_normalization(layer) -> None:
 
 
 def compile_model(model: keras.Model, recipe: Recipe) -> None:
+    """Phase 1: the recipe's optimizer and learning rate."""
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
@@ -88,6 +89,69 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
     model.compile(
         optimizer=optimizers[recipe.optimizer](learning_rate=recipe.learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=resolve_jit_compile(recipe.jit_compile),
+    )
+
+
+def find_backbone(model: keras.Model):
+    """The backbone inside a model made by `build_model`, or None."""
+    nested = [
+        layer for layer in model.layers
+        if isinstance(layer, keras.Model) and layer.name != "augmentation"
+    ]
+    return nested[0] if nested else None
+
+
+def split_at_features(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(feature extractor, head) sharing `model`'s layers: the extractor runs
+    preprocessing, the backbone and (for a "gap" head) the pooling, without
+    augmentation; the head maps those features to probabilities. Training
+    the head trains `model`'s own head layers."""
+    layers = model.layers[1:]  # a chain after the InputLayer (see _build_network)
+    boundary = next((l for l in layers if l.name == "pool"), None) or find_backbone(model)
+    if boundary is None:
+        raise FlowerkitError("This model has no backbone: there are no features to cache.")
+    cut = layers.index(boundary) + 1
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    x = inputs
+    for layer in layers[:cut]:
+        if layer.name != "augmentation":  # the cache holds each augmentation view
+            x = layer(x)
+    features = keras.Input(shape=x.shape[1:], name="features")
+    y = features
+    for layer in layers[cut:]:
+        y = layer(y)
+    return keras.Model(inputs, x, name="features"), keras.Model(features, y, name="head")
+
+
+def unfreeze_backbone(model: keras.Model, recipe: Recipe) -> None:
+    """Phase 2: the backbone's top `fine_tune_layers` layers (all for 0)
+    train; BatchNorm stays frozen, in inference mode."""
+    backbone = find_backbone(model)
+    backbone.trainable = True
+    if recipe.fine_tune_layers:
+        for layer in backbone.layers[: -recipe.fine_tune_layers]:
+            layer.trainable = False
+    _freeze_batch_normalization(backbone)
+
+
+def compile_fine_tuning(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+    """Phase 2: AdamW, linear warm-up to the peak learning rate, then cosine
+    decay to zero; label smoothing."""
+    warmup = recipe.fine_tune_warmup_epochs * steps_per_epoch
+    total = recipe.fine_tune_epochs * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else recipe.fine_tune_learning_rate,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=recipe.fine_tune_learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=recipe.fine_tune_weight_decay
+        ),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.fine_tune_label_smoothing),
         metrics=["accuracy"],
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )

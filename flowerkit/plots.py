@@ -13,14 +13,20 @@ from matplotlib.figure import Figure
 
 
 def plot_training_curves(history: dict, path) -> None:
-    """Accuracy and loss, training vs validation (`display_training_curves`)."""
+    """Accuracy and loss, training vs validation (`display_training_curves`),
+    with a dashed line where fine-tuning starts."""
     figure = Figure(figsize=(11, 4))
     axes = figure.subplots(1, 2)
+    phases = list(history.get("phase", []))
     for axis, metric in zip(axes, ("accuracy", "loss")):
         for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
             if key in history:
                 epochs = np.arange(1, len(history[key]) + 1)
                 axis.plot(epochs, history[key], marker="o", label=label)
+        if "fine_tune" in phases and phases.index("fine_tune") > 0:
+            # The boundary between the last head epoch and the first fine-tuning one.
+            axis.axvline(phases.index("fine_tune") + 0.5, color="grey", linestyle="--",
+                         label="fine-tuning starts")
         axis.set_title(f"model {metric}")
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)

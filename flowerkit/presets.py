@@ -41,3 +41,21 @@ PRESETS: dict[str, dict] = {
         augmentation=("flip",),
     ),
 }
+# Phase 1 trains the head on cached features (seconds per epoch), phase 2
+# fine-tunes the whole backbone with AdamW, warm-up + cosine decay, stronger
+# augmentation and label smoothing (see Recipe.fine_tune_*).
+_FINE_TUNING = dict(
+    epochs=5,
+    fine_tune_epochs=8,
+    fine_tune_warmup_epochs=1,
+    fine_tune_augmentation=("flip", "zoom:0.15", "rotate:0.05", "contrast:0.2"),
+    fine_tune_label_smoothing=0.1,
+    fine_tune_weight_decay=0.05,
+)
+PRESETS["mobilenet_v2_035_finetune"] = dict(
+    PRESETS["mobilenet_v2_035"], **_FINE_TUNING, fine_tune_learning_rate=3e-4
+)
+PRESETS["efficientnet_lite0_finetune"] = dict(
+    PRESETS["efficientnet_lite0"], **_FINE_TUNING, fine_tune_learning_rate=2e-4
+)
+

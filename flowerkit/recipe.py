@@ -36,7 +36,17 @@ _FIELD_KINDS = {
     "validation_split": (int, float),
     "seed": (int,),
     "precision": (str,),
+    "feature_cache": (str,),
+    "fine_tune_epochs": (int,),
+    "fine_tune_layers": (int,),
+    "fine_tune_learning_rate": (int, float),
+    "fine_tune_warmup_epochs": (int,),
+    "fine_tune_weight_decay": (int, float),
+    "fine_tune_label_smoothing": (int, float),
 }
+FEATURE_CACHE = ("auto", "on", "off")
+# Augmentation ops whose views the feature cache computes once per image.
+PRECOMPUTABLE_OPS = ("flip",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +78,20 @@ class Recipe:
         precision: "float32", "mixed_float16" or "mixed_bfloat16".
         jit_compile: "auto" picks the fastest known setting per backend and
             device (XLA off for TensorFlow on CPU, where it is ~16x slower).
+        feature_cache: "auto" trains the head on backbone features computed
+            once per image and augmentation view, when the backbone is frozen
+            and every augmentation op can be precomputed ("flip"); "on"
+            insists (an error otherwise); "off" runs the backbone every epoch.
+
+    Fine-tuning, a second phase after the head has trained (`epochs`):
+        fine_tune_epochs: epochs of phase 2; 0 skips it.
+        fine_tune_layers: how many of the backbone's top layers train; 0 for
+            all. BatchNorm stays in inference mode.
+        fine_tune_learning_rate: AdamW's peak learning rate, reached after
+            `fine_tune_warmup_epochs` of linear warm-up, then cosine decay to 0.
+        fine_tune_weight_decay: AdamW's decoupled weight decay.
+        fine_tune_augmentation: ops added on top of `augmentation` in phase 2.
+        fine_tune_label_smoothing: label smoothing in phase 2.
     """
 
     name: str = "custom"
@@ -92,6 +116,14 @@ class Recipe:
     augmentation: tuple[str, ...] = ()
     precision: str = "float32"
     jit_compile: str | bool = "auto"
+    feature_cache: str = "auto"
+    fine_tune_epochs: int = 0
+    fine_tune_layers: int = 0
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_warmup_epochs: int = 1
+    fine_tune_weight_decay: float = 0.05
+    fine_tune_augmentation: tuple[str, ...] = ("flip", "zoom:0.15", "rotate:0.05", "contrast:0.2")
+    fine_tune_label_smoothing: float = 0.1
 
     def __post_init__(self):
         # Normalise JSON/CLI input (lists, dicts) into immutable forms.
@@ -99,6 +131,7 @@ class Recipe:
         set_(self, "class_names", tuple(self.class_names))
         set_(self, "head_units", tuple(int(u) for u in self.head_units))
         set_(self, "augmentation", tuple(self.augmentation))
+        set_(self, "fine_tune_augmentation", tuple(self.fine_tune_augmentation))
         set_(self, "backbone_kwargs", types.MappingProxyType(dict(self.backbone_kwargs)))
         self._validate()
 
@@ -130,6 +163,17 @@ class Recipe:
             fail(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.jit_compile not in ("auto", True, False):
             fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
+        if self.feature_cache not in FEATURE_CACHE:
+            fail(f"feature_cache must be one of {FEATURE_CACHE}, got {self.feature_cache!r}.")
+        if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.fine_tune_warmup_epochs < 0:
+            fail("fine_tune_epochs, fine_tune_layers and fine_tune_warmup_epochs must be >= 0.")
+        if self.fine_tune_learning_rate <= 0 or self.fine_tune_weight_decay < 0:
+            fail("fine_tune_learning_rate must be positive and fine_tune_weight_decay >= 0.")
+        if self.fine_tune_epochs and self.backbone == "none":
+            fail("fine_tune_epochs needs a backbone to fine-tune (backbone is 'none').")
+        for name in ("label_smoothing", "fine_tune_label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                fail(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         if len(set(self.class_names)) != len(self.class_names):
             fail(f"class_names has duplicates: {self.class_names}.")
         from flowerkit.augment import validate_ops
@@ -138,8 +182,30 @@ class Recipe:
         try:
             get_backbone(self.backbone)
             validate_ops(self.augmentation)
+            validate_ops(self.fine_tune_augmentation)
         except FlowerkitError as error:
             fail(str(error))
+        if self.feature_cache == "on" and not self.can_cache_features:
+            fail(
+                "feature_cache 'on' needs a frozen backbone and augmentation ops that can be "
+                f"precomputed ({', '.join(PRECOMPUTABLE_OPS)}); this recipe has "
+                f"backbone {self.backbone!r}, trainable_backbone={self.trainable_backbone}, "
+                f"augmentation {list(self.augmentation)}. Use feature_cache 'auto' or 'off'."
+            )
+
+    @property
+    def can_cache_features(self) -> bool:
+        """A frozen backbone whose augmentation views can be precomputed."""
+        ops = {op.partition(":")[0] for op in self.augmentation}
+        return (
+            self.backbone != "none"
+            and not self.trainable_backbone
+            and ops <= set(PRECOMPUTABLE_OPS)
+        )
+
+    @property
+    def caches_features(self) -> bool:
+        return self.feature_cache != "off" and self.can_cache_features
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

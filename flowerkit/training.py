@@ -1,20 +1,21 @@
 """Train a recipe end to end:
 
-    data -> model -> fit (resumable) -> validation predictions -> artefacts
+    data -> model -> phase 1 (head) -> [phase 2 (fine-tuning)]
+         -> validation predictions -> artefacts
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
-import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from flowerkit import artifacts, runtime
+from flowerkit import artifacts, phases, runtime
 from flowerkit.data import load_data
 from flowerkit.errors import FlowerkitError
 from flowerkit.inference import predict_dataset
@@ -44,31 +45,45 @@ def train(
 
     With `output_dir`, writes model.keras, recipe.json, history, metrics and
     the PNG reports there, and backs up each epoch so that running the same
-    command again resumes an interrupted run.
+    command again resumes an interrupted run, in either phase.
     """
     started = time.perf_counter()
     keras.utils.set_random_seed(recipe.seed)  # initial weights, dropout, augmentation
     data = load_data(recipe, source, max_images=max_images)
     recipe = recipe.replace(class_names=data.class_names)
-    output_dir = Path(output_dir) if output_dir else None
-    run_callbacks = _run_folder_callbacks(output_dir, recipe, verbose) if output_dir else []
+    run = RunFolder(Path(output_dir), recipe, verbose) if output_dir else None
     model = build_model(recipe)
     timer = EpochTimer()
-    history = _fit(model, data, recipe, [timer, *run_callbacks, *callbacks], verbose)
-    if output_dir:  # the whole run's epochs, those before an interruption too
-        history = artifacts.read_history_csv(output_dir / artifacts.HISTORY_CSV) or history
+    results = []
+    if run and run.head_finished:
+        model.load_weights(run.head_weights)  # phase 1 ended in an earlier run
+    else:
+        callbacks_1 = [timer, *(run.callbacks(phases.HEAD) if run else []), *callbacks]
+        results.append(phases.train_head(model, data, recipe, callbacks_1, verbose))
+        if run and recipe.fine_tune_epochs:
+            model.save_weights(run.head_weights)
+    if recipe.fine_tune_epochs:
+        callbacks_2 = [timer, *(run.callbacks(phases.FINE_TUNE) if run else []), *callbacks]
+        results.append(phases.fine_tune(model, data, recipe, callbacks_2, verbose))
+    history = run.history() if run else _joined(results)
+    history["phase"] = [phases.HEAD] * min(recipe.epochs, len(history["loss"]))
+    history["phase"] += [phases.FINE_TUNE] * (len(history["loss"]) - len(history["phase"]))
+
     predictions = predict_dataset(
         model, data.validation.dataset, sample_positions=_shown_images(len(data.validation), recipe.seed)
     )
     metrics = {
-        "val_accuracy": history.get("val_accuracy", [None])[-1],
-        "val_loss": history.get("val_loss", [None])[-1],
-        "best_val_accuracy": max(history.get("val_accuracy", [0.0]) or [0.0]),
-        "epochs": len(history.get("loss", [])),
+        "val_accuracy": history["val_accuracy"][-1],
+        "val_loss": history["val_loss"][-1],
+        "best_val_accuracy": max(history["val_accuracy"]),
+        "epochs": len(history["loss"]),
         "train_images": len(data.train),
         "validation_images": len(data.validation),
         "max_images": max_images,
         "wall_seconds": time.perf_counter() - started,
+        "phases": [
+            {"name": r.name, "epochs": r.epochs, "seconds": r.seconds, **r.info} for r in results
+        ],
         "epoch_train_seconds": timer.train_seconds,
         "train_images_per_second": _images_per_second(len(data.train), timer.train_seconds),
         **runtime.run_info(recipe),
@@ -77,66 +92,75 @@ def train(
             predictions.labels, predictions.predicted, recipe.class_names
         ),
     }
-    if output_dir:
-        artifacts.write_run(output_dir, model, recipe.class_names, history, metrics, predictions)
-    return TrainResult(model, recipe, history, metrics, output_dir)
+    if run:
+        artifacts.write_run(run.folder, model, recipe.class_names, history, metrics, predictions)
+        run.finish()
+    return TrainResult(model, recipe, history, metrics, run.folder if run else None)
 
 
-def _run_folder_callbacks(output_dir: Path, recipe: Recipe, verbose) -> list:
-    """Backup/resume and the CSV log of a run folder; checks that an
-    interrupted run there is this recipe's before touching anything."""
-    backup = output_dir / artifacts.BACKUP
-    log = output_dir / artifacts.HISTORY_CSV
-    if backup.exists():
-        _check_resumable(output_dir, recipe)
-        if verbose:
-            print(f"flowerkit: resuming the interrupted run in {output_dir}{_resume_point(backup)}")
-    else:
-        log.unlink(missing_ok=True)  # a fresh run, not a resumed one
-    output_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_recipe(output_dir, recipe)
-    # Rerunning after an interruption resumes from the last finished epoch;
-    # the CSV log keeps the epochs from before the interruption.
-    return [
-        keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.CSVLogger(str(log), append=True),
-    ]
+class RunFolder:
+    """A run folder's backups: where each phase resumes from, and the check
+    that an interrupted run there is this recipe's before anything is
+    touched."""
 
+    def __init__(self, folder: Path, recipe: Recipe, verbose):
+        self.folder = folder
+        self.backup = folder / artifacts.BACKUP
+        self.head_weights = self.backup / "head_finished.weights.h5"
+        self.log = folder / artifacts.HISTORY_CSV
+        if self.backup.exists():
+            self._check_resumable(recipe)
+            if verbose:
+                print(f"flowerkit: resuming the interrupted run in {folder}{self._resume_point()}")
+        else:
+            self.log.unlink(missing_ok=True)  # a fresh run, not a resumed one
+        folder.mkdir(parents=True, exist_ok=True)
+        artifacts.write_recipe(folder, recipe)
 
-def _check_resumable(output_dir: Path, recipe: Recipe) -> None:
-    saved_path = output_dir / artifacts.RECIPE
-    saved = Recipe.load(saved_path) if saved_path.is_file() else None
-    if saved != recipe:
-        raise FlowerkitError(
-            f"{output_dir} holds an interrupted run of a different recipe; rerun with that "
-            f"recipe (--preset {saved_path}) to resume it, or choose another --output "
-            f"(or delete {output_dir / artifacts.BACKUP} to start over)."
-        )
+    @property
+    def head_finished(self) -> bool:
+        return self.head_weights.is_file()
 
+    def callbacks(self, phase: str) -> list:
+        # Rerunning after an interruption resumes from the last finished
+        # epoch; the CSV log keeps the epochs from before the interruption.
+        return [
+            keras.callbacks.BackupAndRestore(str(self.backup / phase)),
+            keras.callbacks.CSVLogger(str(self.log), append=True),
+        ]
 
-def _resume_point(backup: Path) -> str:
-    try:
+    def history(self) -> dict:
+        return artifacts.read_history_csv(self.log)
+
+    def finish(self) -> None:
+        shutil.rmtree(self.backup, ignore_errors=True)
+
+    def _check_resumable(self, recipe: Recipe) -> None:
+        saved_path = self.folder / artifacts.RECIPE
+        saved = Recipe.load(saved_path) if saved_path.is_file() else None
+        if saved != recipe:
+            raise FlowerkitError(
+                f"{self.folder} holds an interrupted run of a different recipe; rerun with that "
+                f"recipe (--preset {saved_path}) to resume it, or choose another --output "
+                f"(or delete {self.backup} to start over)."
+            )
+
+    def _resume_point(self) -> str:
         # Keras's BackupAndRestore records how many epochs have finished.
-        finished = json.loads((backup / "training_metadata.json").read_text())["epoch"]
-        return f" after epoch {int(finished)}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
+        finished = [
+            json.loads(path.read_text()).get("epoch", 0)
+            for path in self.backup.glob("*/training_metadata.json")
+        ]
+        return f" after epoch {int(max(finished))}" if finished else ""
 
 
-def _fit(model, data, recipe: Recipe, callbacks: list, verbose) -> dict:
-    with warnings.catch_warnings():
-        # tf.data with ignore_errors() has unknown length, which Keras reports
-        # as "ran out of data" at the end of the first epoch: expected here.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        fit = model.fit(
-            data.train.dataset,
-            validation_data=data.validation.dataset,
-            epochs=recipe.epochs,
-            callbacks=callbacks,
-            shuffle=False,  # the datasets shuffle themselves, every epoch
-            verbose=verbose,
-        )
-    return {key: [float(v) for v in values] for key, values in fit.history.items()}
+def _joined(results: list) -> dict:
+    """Epoch logs of the phases run in this call, one after the other."""
+    joined: dict[str, list[float]] = {}
+    for result in results:
+        for key, values in result.history.items():
+            joined.setdefault(key, []).extend(values)
+    return joined
 
 
 def _shown_images(count: int, seed: int) -> np.ndarray:

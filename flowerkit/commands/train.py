@@ -65,6 +65,7 @@ _SPECIAL_FLAGS = {
     "jit_compile": (_jit, "auto|true|false"),
     "class_names": (_names, "A,B,..."),
     "augmentation": (_names, "OP,OP:ARG,..."),
+    "fine_tune_augmentation": (_names, "OP,OP:ARG,..."),
     "head_units": (_units, "N,N,..."),
 }
 

@@ -42,13 +42,19 @@ def make_dataset(
     pipeline: "tf" (tf.data), "python" (PyDataset) or "auto" (tf.data on the
     TensorFlow backend, PyDataset elsewhere).
     """
+    if resolve_pipeline(pipeline) == "tf":
+        return _tf_dataset(index, image_size, batch_size, shuffle, seed)
+    return ImageBatches(index, image_size, batch_size, shuffle=shuffle, seed=seed)
+
+
+def resolve_pipeline(pipeline: str = "auto") -> str:
+    """"tf" or "python": "auto" is tf.data on the TensorFlow backend, the
+    Pillow PyDataset elsewhere (no TensorFlow needed)."""
     if pipeline not in PIPELINES:
         raise FlowerkitError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}.")
     if pipeline == "auto":
-        pipeline = "tf" if keras.backend.backend() == "tensorflow" else "python"
-    if pipeline == "tf":
-        return _tf_dataset(index, image_size, batch_size, shuffle, seed)
-    return ImageBatches(index, image_size, batch_size, shuffle=shuffle, seed=seed)
+        return "tf" if keras.backend.backend() == "tensorflow" else "python"
+    return pipeline
 
 
 def iterate_batches(dataset):

@@ -1,0 +1,111 @@
+"""The two training phases of a recipe.
+
+    phase 1, "head":      the backbone frozen; the head trains on cached
+                          features when it can (`Recipe.caches_features`),
+                          else end to end on images
+    phase 2, "fine_tune": the backbone (or its top layers) trains too, with
+                          AdamW, warm-up + cosine decay, stronger augmentation
+                          and label smoothing (`Recipe.fine_tune_*`)
+
+Each returns a `PhaseResult`; both train the layers of the one `model` that
+is saved, so the saved file is always the whole raw-RGB-to-softmax model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+
+import keras
+
+from flowerkit import features, model as model_lib
+from flowerkit.augment import build_layers
+from flowerkit.data import FlowerData
+from flowerkit.data.pipelines import resolve_pipeline
+from flowerkit.recipe import Recipe
+
+HEAD, FINE_TUNE = "head", "fine_tune"
+
+
+@dataclasses.dataclass
+class PhaseResult:
+    name: str
+    epochs: int  # run in this call (fewer when it resumed)
+    seconds: float
+    info: dict
+    history: dict  # this call's epoch logs
+
+
+def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose) -> PhaseResult:
+    """Phase 1 on cached features, or end to end on images."""
+    started = time.perf_counter()
+    if not recipe.caches_features:
+        history = _fit(model, data.train.dataset, data.validation.dataset, recipe.epochs, 0,
+                       callbacks, verbose)
+        return _result(HEAD, started, history, {"feature_cache": "off"})
+    extractor, head = model_lib.split_at_features(model)
+    pipeline = resolve_pipeline()
+    views = 2 if "flip" in recipe.augmentation else 1
+    progress = 1 if verbose == "auto" else int(verbose)  # as `fit` shows its progress
+    train = features.cached_features(extractor, recipe, data.train, views, pipeline, progress)
+    validation = features.cached_features(extractor, recipe, data.validation, 1, pipeline, progress)
+    feature_seconds = time.perf_counter() - started
+    model_lib.compile_model(head, recipe)
+    history = _fit(
+        head,
+        features.FeatureBatches(train, recipe.batch_size, shuffle=True, seed=recipe.seed),
+        features.FeatureBatches(validation, recipe.batch_size, shuffle=False, seed=recipe.seed),
+        recipe.epochs, 0, callbacks, verbose,
+    )
+    info = {
+        "feature_cache": "computed" if train.computed or validation.computed else "hit",
+        "feature_views": views,
+        "feature_seconds": feature_seconds,
+        "feature_folders": [str(train.folder), str(validation.folder)],
+    }
+    return _result(HEAD, started, history, info)
+
+
+def fine_tune(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose) -> PhaseResult:
+    """Phase 2: epochs `recipe.epochs + 1 ...` of the same history."""
+    started = time.perf_counter()
+    model_lib.unfreeze_backbone(model, recipe)
+    # Stronger augmentation for this phase only, in a training wrapper: the
+    # saved model keeps just its own (inactive at inference) layers.
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    augmented = inputs
+    for layer in build_layers(recipe.fine_tune_augmentation, recipe.seed + 1000):
+        augmented = layer(augmented)
+    wrapper = keras.Model(inputs, model(augmented), name="fine_tuning")
+    steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
+    model_lib.compile_fine_tuning(wrapper, recipe, steps_per_epoch)
+    history = _fit(
+        wrapper, data.train.dataset, data.validation.dataset,
+        recipe.epochs + recipe.fine_tune_epochs, recipe.epochs, callbacks, verbose,
+    )
+    info = {"trainable_weights": len(wrapper.trainable_weights), "layers": recipe.fine_tune_layers or "all"}
+    return _result(FINE_TUNE, started, history, info)
+
+
+def _result(name, started, history: dict, info: dict) -> PhaseResult:
+    epochs = len(next(iter(history.values()), []))
+    return PhaseResult(name, epochs, time.perf_counter() - started, info, history)
+
+
+def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) -> dict:
+    with warnings.catch_warnings():
+        # tf.data with ignore_errors() has unknown length, which Keras reports
+        # as "ran out of data" at the end of the first epoch: expected here.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(
+            train,
+            validation_data=validation,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the datasets shuffle themselves, every epoch
+            verbose=verbose,
+        )
+    return {key: [float(v) for v in values] for key, values in history.history.items()}

@@ -1,0 +1,117 @@
+"""The frozen-feature cache: hits, misses, invalidation, and results that
+match training without it."""
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import flowerkit
+from flowerkit import FlowerkitError, features, load_data
+from flowerkit.model import build_model, split_at_features
+from tests.helpers import shared_path
+
+WEIGHTS = "weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"
+
+
+def _recipe(**changes):
+    # Real weights: a random MobileNetV2 in inference mode emits ~1e-11 features.
+    base = dict(image_size=32, backbone_kwargs={"alpha": 0.35}, weights=str(shared_path(WEIGHTS)),
+                head="gap", batch_size=8, epochs=2)
+    return flowerkit.get_preset("mobilenet_v2_035").replace(**{**base, **changes})
+
+
+def _features(recipe, folder, views=2, pipeline="python"):
+    recipe = recipe.replace(class_names=("blue", "green", "red"))
+    extractor, _ = split_at_features(build_model(recipe, compile=False))
+    subset = load_data(recipe, str(folder)).train
+    return features.cached_features(extractor, recipe, subset, views, pipeline, verbose=0)
+
+
+def test_cache_miss_then_hit_with_flipped_view(image_folder):
+    first = _features(_recipe(), image_folder)
+    assert first.computed and first.features.shape == (2, 24, 1280)
+    assert first.labels.shape == (24, 3)
+    # The second view is the horizontal flip: different features, same labels.
+    assert not np.allclose(first.features[0], first.features[1])
+    again = _features(_recipe(), image_folder)
+    assert not again.computed and again.folder == first.folder
+    np.testing.assert_array_equal(again.features, first.features)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["image_size", "alpha", "weights", "precision", "pipeline", "views", "image_mtime", "image_added"],
+)
+def test_every_key_change_recomputes(image_folder, tmp_path, change):
+    recipe, views, pipeline = _recipe(), 2, "python"
+    if change == "alpha":  # the weights file is for alpha 0.35 only
+        recipe = recipe.replace(weights=None)
+    first = _features(recipe, image_folder, views, pipeline)
+    if change == "image_size":
+        recipe = recipe.replace(image_size=48)
+    elif change == "alpha":
+        recipe = recipe.replace(backbone_kwargs={"alpha": 0.5})
+    elif change == "weights":
+        copy = tmp_path / "w.weights.h5"  # same weights, another file: the content counts
+        copy.write_bytes(Path(recipe.weights).read_bytes() + b"\0")
+        recipe = recipe.replace(weights=str(copy))
+    elif change == "precision":
+        recipe = recipe.replace(precision="mixed_bfloat16")
+    elif change == "pipeline":
+        pipeline = "tf"
+    elif change == "views":
+        views = 1
+    elif change == "image_mtime":
+        for path in (image_folder / "red").iterdir():
+            os.utime(path, ns=(0, 0))
+    elif change == "image_added":
+        (image_folder / "red" / "extra.jpg").write_bytes((image_folder / "red" / "red_000.jpg").read_bytes())
+    if pipeline == "tf":
+        pytest.importorskip("tensorflow", reason="the tf.data pipeline needs TensorFlow (absent by design)")
+    second = _features(recipe, image_folder, views, pipeline)
+    assert second.computed and second.folder != first.folder
+
+
+def test_feature_cache_on_with_random_augmentation_is_an_error():
+    with pytest.raises(FlowerkitError, match="feature_cache 'on' needs a frozen backbone"):
+        _recipe(feature_cache="on", augmentation=("flip", "zoom:0.1"))
+    with pytest.raises(FlowerkitError, match="feature_cache 'on'"):
+        _recipe(feature_cache="on", trainable_backbone=True)
+    assert not _recipe(augmentation=("zoom:0.1",)).caches_features  # "auto" falls back
+    assert _recipe(augmentation=("flip",)).caches_features
+
+
+def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_path):
+    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    head = result.metrics["phases"][0]
+    assert head["feature_cache"] == "computed" and head["feature_views"] == 2
+    trained = keras.ops.convert_to_numpy(result.model.get_layer("predictions").kernel)
+    initial = keras.ops.convert_to_numpy(build_model(result.recipe).get_layer("predictions").kernel)
+    assert not np.allclose(trained, initial)
+    saved = flowerkit.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved.get_layer("predictions").kernel), trained)
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(saved.predict(images, verbose=0), result.model.predict(images, verbose=0), atol=1e-6)
+    again = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path / "again", verbose=0)
+    assert again.metrics["phases"][0]["feature_cache"] == "hit"
+
+
+@pytest.mark.slow
+def test_cached_and_uncached_runs_agree_within_one_point():
+    """Same seed and data, on real photos and weights: the cache changes speed, not results."""
+    photos = shared_path("data/flower_photos")
+    recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
+        image_size=96, weights=str(shared_path(WEIGHTS)), epochs=3, batch_size=32,
+        augmentation=(), dropout=0.0,
+    )
+    cached = flowerkit.train(recipe, source=str(photos), max_images=1500, verbose=0)
+    uncached = flowerkit.train(recipe.replace(feature_cache="off"), source=str(photos),
+                               max_images=1500, verbose=0)
+    assert cached.metrics["phases"][0]["feature_cache"] in ("computed", "hit")
+    assert uncached.metrics["phases"][0]["feature_cache"] == "off"
+    assert cached.metrics["validation_images"] == uncached.metrics["validation_images"] == 286
+    assert cached.metrics["val_accuracy"] > 0.75
+    assert abs(cached.metrics["val_accuracy"] - uncached.metrics["val_accuracy"]) <= 0.01

@@ -1,0 +1,78 @@
+"""Phase 2: which layers train, BatchNorm frozen, both phases in the run's
+history, and resuming inside phase 2."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import flowerkit
+from flowerkit.model import build_model, find_backbone, unfreeze_backbone
+from tests.test_training import StopAfter
+
+
+def _recipe(**changes):
+    base = dict(image_size=32, backbone_kwargs={"alpha": 0.35}, weights=None, head="gap",
+                batch_size=8, epochs=2, fine_tune_epochs=2, class_names=("blue", "green", "red"))
+    return flowerkit.get_preset("mobilenet_v2_035_finetune").replace(**{**base, **changes})
+
+
+def _trainable(backbone):
+    return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
+
+
+@pytest.mark.parametrize("layers", [0, 10])
+def test_which_backbone_layers_train(layers):
+    model = build_model(_recipe(fine_tune_layers=layers))
+    backbone = find_backbone(model)
+    assert _trainable(backbone) == []  # phase 1: frozen
+    unfreeze_backbone(model, _recipe(fine_tune_layers=layers))
+    trainable = _trainable(backbone)
+    with_weights = [layer for layer in backbone.layers if layer.weights]
+    batch_norms = {l.name for l in with_weights if isinstance(l, keras.layers.BatchNormalization)}
+    assert not batch_norms & set(trainable)  # BatchNorm never trains
+    if layers == 0:
+        assert set(trainable) == {l.name for l in with_weights} - batch_norms
+    else:
+        top = {l.name for l in backbone.layers[-layers:]}
+        assert set(trainable) == {l.name for l in with_weights if l.name in top} - batch_norms
+        assert "Conv_1" in trainable and "Conv1" not in trainable
+
+
+def test_two_phases_in_history_csv_and_metrics(image_folder, tmp_path):
+    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["phase"] == ["head", "head", "fine_tune", "fine_tune"]
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,phase,") and [r.split(",")[1] for r in rows[1:]] == history["phase"]
+    assert [p["name"] for p in result.metrics["phases"]] == ["head", "fine_tune"]
+    assert result.metrics["epochs"] == 4
+
+
+def test_fine_tuning_keeps_batch_norm_statistics_and_moves_the_backbone(image_folder):
+    keras.utils.set_random_seed(_recipe().seed)  # as train() does: the same initial backbone
+    backbone = find_backbone(build_model(_recipe()))
+    result = flowerkit.train(_recipe(), source=str(image_folder), verbose=0)
+    after_backbone = find_backbone(result.model)
+    moving = {w.path: keras.ops.convert_to_numpy(w) for w in backbone.weights if "moving" in w.path}
+    assert len(moving) > 50
+    for weight in after_backbone.weights:
+        if "moving" in weight.path:
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), moving.pop(weight.path))
+    assert not moving
+    kernel = keras.ops.convert_to_numpy(after_backbone.get_layer("Conv_1").kernel)
+    initial = keras.ops.convert_to_numpy(backbone.get_layer("Conv_1").kernel)
+    assert not np.array_equal(kernel, initial)
+
+
+def test_resume_inside_phase_two(image_folder, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0,
+                        callbacks=[StopAfter(3)])  # after the first fine-tuning epoch
+    assert (tmp_path / "backup" / "head_finished.weights.h5").is_file()
+    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    assert result.history["phase"] == ["head", "head", "fine_tune", "fine_tune"]
+    assert [p["name"] for p in result.metrics["phases"]] == ["fine_tune"]  # phase 1 not rerun
+    assert result.metrics["phases"][0]["epochs"] == 1
+    assert not (tmp_path / "backup").exists()
