@@ -25,10 +25,26 @@ class Predictions:
     labels: np.ndarray  # (n,) int
     sample_images: np.ndarray  # a few images, for plots
     sample_positions: np.ndarray  # their positions in the dataset
+    tta_probabilities: np.ndarray | None = None  # with test-time augmentation
 
     @property
     def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
+
+
+TTA = (None, "flip")
+
+
+def _check_tta(tta) -> None:
+    if tta not in TTA:
+        raise FlowerkitError(f"tta must be 'flip' or None, got {tta!r}.")
+
+
+def _flip_averaged(model, images, plain) -> np.ndarray:
+    """Flip test-time augmentation: the mean of the probabilities for the
+    images and for their mirror images."""
+    flipped = np.asarray(model.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1])))
+    return (plain + flipped) / 2
 
 
 def load_model(path) -> keras.Model:
@@ -62,13 +78,15 @@ def load_trained(model_path) -> tuple[keras.Model, Recipe]:
     )
 
 
-def predict_dataset(model, dataset, sample_positions=range(9)) -> Predictions:
+def predict_dataset(model, dataset, sample_positions=range(9), tta=None) -> Predictions:
     """Predicts every batch; keeps the images at `sample_positions` for plots.
 
-    Placeholders for unreadable images (sample weight 0) are left out.
+    With tta="flip", also the flip-averaged probabilities. Placeholders for
+    unreadable images (sample weight 0) are left out.
     """
+    _check_tta(tta)
     wanted = sorted(int(p) for p in sample_positions)
-    probabilities, labels, samples = [], [], []
+    probabilities, tta_probabilities, labels, samples = [], [], [], []
     seen = 0
     for images, one_hot, weights in iterate_batches(dataset):
         if weights is not None:
@@ -77,6 +95,8 @@ def predict_dataset(model, dataset, sample_positions=range(9)) -> Predictions:
             if not len(images):
                 continue
         probabilities.append(np.asarray(model.predict_on_batch(images)))
+        if tta:
+            tta_probabilities.append(_flip_averaged(model, images, probabilities[-1]))
         labels.append(np.asarray(one_hot).argmax(axis=1))
         samples += [np.asarray(images[p - seen]) for p in wanted if seen <= p < seen + len(images)]
         seen += len(images)
@@ -87,11 +107,14 @@ def predict_dataset(model, dataset, sample_positions=range(9)) -> Predictions:
         labels=np.concatenate(labels),
         sample_images=np.stack(samples) if samples else np.zeros((0, 1, 1, 3)),
         sample_positions=np.asarray([p for p in wanted if p < seen], dtype=np.int64),
+        tta_probabilities=np.concatenate(tta_probabilities) if tta else None,
     )
 
 
-def predict_images(model, image_paths, class_names, top_k: int = 3) -> list[dict]:
-    """Top-k classes and probabilities for each image file."""
+def predict_images(model, image_paths, class_names, top_k: int = 3, tta=None) -> list[dict]:
+    """Top-k classes and probabilities for each image file (flip-averaged
+    with tta="flip")."""
+    _check_tta(tta)
     if not image_paths:
         raise FlowerkitError("No images given.")
     if top_k < 1:
@@ -105,12 +128,12 @@ def predict_images(model, image_paths, class_names, top_k: int = 3) -> list[dict
             images.append(decode_image(str(path), image_size))
         except Exception as error:
             raise FlowerkitError(f"Cannot read image {path}: {error}") from None
-    probabilities = np.concatenate(
-        [
-            np.asarray(model.predict_on_batch(np.stack(images[i : i + 64])))
-            for i in range(0, len(images), 64)
-        ]
-    )
+    batches = []
+    for start in range(0, len(images), 64):
+        batch = np.stack(images[start : start + 64])
+        probabilities = np.asarray(model.predict_on_batch(batch))
+        batches.append(_flip_averaged(model, batch, probabilities) if tta else probabilities)
+    probabilities = np.concatenate(batches)
     top_k = min(top_k, len(class_names))
     results = []
     for path, row in zip(image_paths, probabilities):

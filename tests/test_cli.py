@@ -102,6 +102,11 @@ def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tm
                               str(session_image_folder), "--split", "validation", "--json",
                               "--output", str(tmp_path / "v"))
     assert status == 0 and json.loads(out)["images"] == 9  # 19% of 16 per class, rounded
+    status, out, _ = run_main(capsys, "evaluate", str(output / "model.keras"), "--data",
+                              str(session_image_folder), "--tta", "flip", "--output", str(tmp_path / "t"))
+    assert status == 0 and "with flip test-time augmentation: accuracy" in out
+    report = json.loads((tmp_path / "t" / "evaluation.json").read_text())
+    assert report["tta"]["method"] == "flip" and report["tta"]["images"] == report["images"] == 48
 
 
 def test_console_script_has_the_same_subcommands():

@@ -18,6 +18,10 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--output", metavar="DIR", help="default: MODEL_DIR/evaluation")
+    parser.add_argument(
+        "--tta", choices=("flip",), default=None,
+        help="test-time augmentation: average with the mirror image, reported apart from the plain figures",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -27,13 +31,18 @@ def run(args) -> int:
     from flowerkit.evaluation import evaluate
     from flowerkit.metrics import format_report
 
-    report = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size)
+    report = evaluate(
+        args.model, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta
+    )
     output = Path(args.output) if args.output else Path(args.model).parent / "evaluation"
     written = write_evaluation(output, report)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
+        if "tta" in report:
+            print(f"\nwith {report['tta']['method']} test-time augmentation: accuracy "
+                  f"{report['tta']['accuracy']:.4f} (plain {report['accuracy']:.4f})")
         print(f"\nwrote {' and '.join(str(path) for path in written)}")
     return 0
 
