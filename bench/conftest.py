@@ -9,7 +9,8 @@ Every knob is a command-line option or an environment variable:
     --bench-batch-size N         FLOWERKIT_BENCH_BATCH_SIZE
     --bench-rounds N             FLOWERKIT_BENCH_ROUNDS   timed rounds per benchmark
     --bench-precision P          FLOWERKIT_BENCH_PRECISION float32|mixed_bfloat16|mixed_float16
-    --bench-accuracy-preset NAME FLOWERKIT_BENCH_ACCURACY_PRESET (mobilenet_v2_035)
+    --bench-accuracy-preset A,B  FLOWERKIT_BENCH_ACCURACY_PRESET presets trained for accuracy
+                                 (smoke: mobilenet_v2_035; full: it and the fine-tuning presets)
     --bench-epochs N             FLOWERKIT_BENCH_EPOCHS   accuracy run epochs
     --bench-max-images N         FLOWERKIT_BENCH_MAX_IMAGES accuracy run subset (0 = all)
     --bench-accuracy-batch-size N FLOWERKIT_BENCH_ACCURACY_BATCH_SIZE
@@ -39,10 +40,12 @@ SIZES = {
     # Under two minutes per backend on a 2-core CPU.
     "smoke": dict(image_size=96, batch_size=8, rounds=3, epochs=2, max_images=300,
                   accuracy_batch_size=16, target_accuracy=0.6, min_accuracy=0.6,
+                  accuracy_preset="mobilenet_v2_035",
                   pipeline_batches=4),
     # Measures properly: the recipes' own sizes, full data.
     "full": dict(image_size=None, batch_size=None, rounds=10, epochs=None, max_images=0,
                  accuracy_batch_size=None, target_accuracy=0.85, min_accuracy=0.85,
+                 accuracy_preset="mobilenet_v2_035,mobilenet_v2_035_finetune,efficientnet_lite0_finetune",
                  pipeline_batches=20),
 }
 
@@ -54,7 +57,7 @@ KNOBS = {
     "batch_size": (None, int),
     "rounds": (None, int),
     "precision": ("float32", str),
-    "accuracy_preset": ("mobilenet_v2_035", str),
+    "accuracy_preset": (None, str),
     "epochs": (None, int),
     "max_images": (None, int),
     "accuracy_batch_size": (None, int),

@@ -21,7 +21,7 @@ LABELS = {
     "inference": "inference (img/s)",
     "train_step_frozen": "train step, frozen backbone (img/s)",
     "train_step_finetune": "train step, fine-tuning (img/s)",
-    "accuracy": "end-to-end training (img/s)",
+    "accuracy": "training epochs (img/s; on cached features when frozen)",
 }
 
 
@@ -87,23 +87,18 @@ def markdown_table(rows) -> str:
             ips = cell["images_per_second"]
             texts.append(f"{ips:,.1f} ({ips / fastest:.2f}×)")
         lines.append(f"| {LABELS[kind]} | " + " | ".join(texts) + " |")
-    accuracy = [_cell(rows, run, "accuracy") for run in runs]
-    if any(accuracy):
-        lines.append(
-            "| final validation accuracy | "
-            + " | ".join(f"{c['val_accuracy']:.3f}" if c else "–" for c in accuracy)
-            + " |"
-        )
-        lines.append(
-            "| training wall time (s) | "
-            + " | ".join(f"{c['wall_seconds']:.0f}" if c else "–" for c in accuracy)
-            + " |"
-        )
-        lines.append(
-            "| time to target accuracy (s) | "
-            + " | ".join(_time_to_target(c) for c in accuracy)
-            + " |"
-        )
+    recipes = list(dict.fromkeys(r["recipe"] for r in rows if r["benchmark"] == "accuracy"))
+    for recipe in recipes:
+        # One block per accuracy recipe; named when there are several.
+        name = f" (`{recipe}`)" if len(recipes) > 1 else ""
+        accuracy = [_accuracy_cell(rows, run, recipe) for run in runs]
+        lines.append(_row(f"final validation accuracy{name}", accuracy, lambda c: f"{c['val_accuracy']:.3f}"))
+        lines.append(_row(f"training wall time (s){name}", accuracy, lambda c: f"{c['wall_seconds']:.0f}"))
+        lines.append(_row(f"time to target accuracy (s){name}", accuracy, _time_to_target))
+        if any(c and c.get("seconds_to", {}).get("0.95") for c in accuracy):
+            lines.append(_row(f"time to 95% (s){name}", accuracy, _time_to_95))
+        if any(_frozen_phase(c) for c in accuracy):
+            lines.append(_row(f"frozen phase / feature pass{name}", accuracy, _frozen_ratio))
     compile_cells = []
     for run in runs:
         seconds = [c["compile_seconds"] for c in rows if c["run"] == run and c.get("compile_seconds")]
@@ -112,9 +107,37 @@ def markdown_table(rows) -> str:
     return "\n".join(lines) + "\n\n" + _setup_notes(rows)
 
 
-def _time_to_target(cell) -> str:
-    if not cell:
+def _accuracy_cell(rows, run, recipe):
+    for row in rows:
+        if row["run"] == run and row["benchmark"] == "accuracy" and row["recipe"] == recipe:
+            return row
+    return None
+
+
+def _row(label, cells, text) -> str:
+    return f"| {label} | " + " | ".join(text(c) if c else "–" for c in cells) + " |"
+
+
+def _time_to_95(cell) -> str:
+    seconds = cell.get("seconds_to", {}).get("0.95")
+    return f"{seconds:.0f}" if seconds is not None else "not reached"
+
+
+def _frozen_phase(cell):
+    phases = (cell or {}).get("phases") or []
+    return next((p for p in phases if p.get("feature_seconds")), None)
+
+
+def _frozen_ratio(cell) -> str:
+    """Wall time of the whole frozen phase (features + every head epoch)
+    against the feature computation alone (one pass per view)."""
+    phase = _frozen_phase(cell)
+    if not phase:
         return "–"
+    return f"{phase['seconds']:.0f} s / {phase['feature_seconds']:.0f} s = {phase['seconds'] / phase['feature_seconds']:.2f}×"
+
+
+def _time_to_target(cell) -> str:
     if cell.get("seconds_to_target") is None:
         return f"not reached ({cell['target_accuracy']:.0%})"
     return f"{cell['seconds_to_target']:.0f} ({cell['target_accuracy']:.0%}, epoch {cell['epochs_to_target']})"
@@ -150,16 +173,14 @@ def _setup_notes(rows) -> str:
 
 
 def plot_chart(rows, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     runs = _runs(rows)
     kinds = [k for k in ORDER if any(_cell(rows, r, k) for r in runs)]
     width = 0.8 / len(runs)
-    figure, axis = plt.subplots(figsize=(2.2 * len(kinds) + 2, 4.5))
+    figure = Figure(figsize=(2.2 * len(kinds) + 2, 4.5))
+    axis = figure.subplots()
     for i, run in enumerate(runs):
         values = [(_cell(rows, run, k) or {}).get("images_per_second") or 0 for k in kinds]
         bars = axis.bar(np.arange(len(kinds)) + i * width, values, width, label=run)
@@ -173,7 +194,6 @@ def plot_chart(rows, path) -> None:
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def main(argv=None) -> int:

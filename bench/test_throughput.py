@@ -6,12 +6,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from bench.measure import random_batch, row_info, timed
 
-from flowerkit import build_model
-from flowerkit.flops import forward_flops, train_step_flops
-from flowerkit.data.pipelines import make_dataset
-from flowerkit.data.sources import index_source, sample_index
+from bench.flops import forward_flops, train_step_flops
+from bench.measure import random_batch, row_info, timed
+from flowerkit import build_model, load_data
+from flowerkit.data import iterate_batches
 
 
 def _record(benchmark, kind, recipe, images_per_round, compile_seconds, flops):
