@@ -37,6 +37,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_model_arguments(parser, tta_help: str) -> None:
+    """What predict and evaluate share: the model, test-time augmentation, JSON output."""
+    parser.add_argument("model", help="model.keras written by train (recipe.json beside it)")
+    parser.add_argument(
+        "--tta", choices=("flip",), default=None,
+        help="test-time augmentation: average with the mirror image" + tta_help,
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 def start_backend() -> None:
     """Imports Keras and its backend with the native start-up noise held
     back. Commands call it after their arguments are checked, so a typo

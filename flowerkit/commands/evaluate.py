@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flowerkit.cli import positive_int, start_backend
+from flowerkit.cli import add_model_arguments, positive_int, start_backend
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", help="model.keras written by train (recipe.json beside it)")
+    add_model_arguments(parser, tta_help=", reported apart from the plain figures")
     parser.add_argument("--data", metavar="SOURCE", help="as for train (default: tf_flowers)")
     parser.add_argument(
         "--split", choices=("all", "validation"), default="all",
@@ -18,11 +18,6 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--output", metavar="DIR", help="default: MODEL_DIR/evaluation")
-    parser.add_argument(
-        "--tta", choices=("flip",), default=None,
-        help="test-time augmentation: average with the mirror image, reported apart from the plain figures",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args) -> int:

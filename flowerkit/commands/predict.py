@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import json
 
-from flowerkit.cli import positive_int, start_backend
+from flowerkit.cli import add_model_arguments, positive_int, start_backend
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", help="model.keras written by train (recipe.json beside it)")
+    add_model_arguments(parser, tta_help="")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--top-k", type=positive_int, default=3, help="(default: 3)")
-    parser.add_argument(
-        "--tta", choices=("flip",), default=None,
-        help="test-time augmentation: average with the mirror image",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args) -> int:
