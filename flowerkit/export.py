@@ -260,28 +260,35 @@ def check_can_export(format: str, backend: str | None = None, quantize: str | No
     if format == "tf_saved_model":
         if backend == "jax" and not _installed("tensorflow"):
             raise FlowerkitError(
-                f"tf_saved_model export on the jax backend needs TensorFlow (jax2tf), not installed here: {use_tensorflow}."
+                "tf_saved_model export on the jax backend needs TensorFlow (jax2tf), "
+                f"not installed here: {use_tensorflow}."
             )
         if backend not in ("tensorflow", "jax"):
-            raise FlowerkitError(f"tf_saved_model export is not available on the {backend} backend: {use_tensorflow}.")
+            raise FlowerkitError(
+                f"tf_saved_model export is not available on the {backend} backend: {use_tensorflow}."
+            )
     elif format == "onnx":
-        converter, extra = {"tensorflow": ("tf2onnx", "onnx"), "jax": ("jax2onnx", "onnx-jax"),
-                            "torch": ("onnxscript", "onnx")}.get(backend, (None, None))
-        if converter is None:
+        converters = {"tensorflow": ("tf2onnx", "onnx"), "jax": ("jax2onnx", "onnx-jax"),
+                      "torch": ("onnxscript", "onnx")}
+        if backend not in converters:
             raise FlowerkitError(f"ONNX export is not available on the {backend} backend: {use_tensorflow}.")
+        converter, extra = converters[backend]
         missing = [name for name in ("onnx", converter) if not _installed(name)]
         if missing:
             raise FlowerkitError(
-                f"ONNX export on the {backend} backend needs {' and '.join(missing)}: pip install 'flowerkit[{extra}]'."
+                f"ONNX export on the {backend} backend needs {' and '.join(missing)}: "
+                f"pip install 'flowerkit[{extra}]'."
             )
     elif format == "litert":
         if backend == "torch":
             if quantize:
-                raise FlowerkitError(f"int8 LiteRT export (calibrated on photos) needs the tensorflow backend: {use_tensorflow}.")
+                raise FlowerkitError(
+                    f"int8 LiteRT export (calibrated on photos) needs the tensorflow backend: {use_tensorflow}."
+                )
             if not _installed("litert_torch"):
                 raise FlowerkitError(
-                    "LiteRT export on the torch backend needs litert-torch: pip install 'flowerkit[litert-torch]', "
-                    f"or {use_tensorflow}."
+                    "LiteRT export on the torch backend needs litert-torch: "
+                    f"pip install 'flowerkit[litert-torch]', or {use_tensorflow}."
                 )
         elif backend != "tensorflow":
             raise FlowerkitError(f"LiteRT export is not available on the {backend} backend: {use_tensorflow}.")
@@ -289,7 +296,9 @@ def check_can_export(format: str, backend: str | None = None, quantize: str | No
 
 def _require_runtime(format: str) -> None:
     if format == "onnx" and not _installed("onnxruntime"):
-        raise FlowerkitError("Checking an ONNX export needs onnxruntime: pip install 'flowerkit[onnx]' (or verify=False).")
+        raise FlowerkitError(
+            "Checking an ONNX export needs onnxruntime: pip install 'flowerkit[onnx]' (or verify=False)."
+        )
     if format == "litert" and not (_installed("ai_edge_litert") or _installed("tensorflow")):
         raise FlowerkitError("Running a LiteRT export needs ai-edge-litert: pip install 'flowerkit[litert]'.")
 
@@ -420,8 +429,9 @@ def _keras_export(model, path: Path, format: str, image_size: int, quantize, dat
         warnings.simplefilter("ignore")
         try:
             model.export(str(path), format=format, verbose=False, input_signature=signature, **kwargs)
-        except ImportError as error:
-            raise FlowerkitError(f"{format} export on the {_keras_backend()} backend failed: {error}".splitlines()[0]) from error
+        except ImportError as error:  # a converter Keras imports lazily
+            message = f"{format} export on the {_keras_backend()} backend failed: {error}"
+            raise FlowerkitError(message.splitlines()[0]) from error
 
 
 class _quiet:
@@ -609,8 +619,8 @@ class ExportedModel:
 
         def predict(images):
             if fixed_batch > 0:  # a static batch (e.g. litert-torch): run in slices
-                return np.concatenate([run(_pad(images[i : i + fixed_batch], fixed_batch))[: len(images[i : i + fixed_batch])]
-                                       for i in range(0, len(images), fixed_batch)])
+                slices = [images[i : i + fixed_batch] for i in range(0, len(images), fixed_batch)]
+                return np.concatenate([run(_pad(part, fixed_batch))[: len(part)] for part in slices])
             set_batch(len(images))
             return run(images)
 
