@@ -141,8 +141,8 @@ def test_bad_requests_fail_with_one_line(run_folder, tmp_path):
         with pytest.raises(FlowerkitError, match=message) as error:
             export(model, **kwargs)
         assert "\n" not in str(error.value)
+    shutil.copy(model, tmp_path / "lonely.keras")
     with pytest.raises(FlowerkitError, match="No recipe.json"):
-        shutil.copy(model, tmp_path / "lonely.keras")
         export(tmp_path / "lonely.keras", "onnx")
 
 
