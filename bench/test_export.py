@@ -20,7 +20,7 @@ from bench.measure import random_batch, row_info, timed
 
 from flowerkit import build_model
 from flowerkit.errors import FlowerkitError
-from flowerkit.export import check_can_export, export, load_exported
+from flowerkit.exporting import check_can_export, export, load_exported
 
 WANTED = os.environ.get("FLOWERKIT_BENCH_EXPORT", "")
 CASES = {
@@ -36,7 +36,7 @@ LATENCY_CALLS = 20
 def saved_run(bench_config, tmp_path_factory):
     """The throughput recipe (random weights) saved as a run folder; class
     names from the bench data when present, so int8 can calibrate on it."""
-    from flowerkit.sources import index_source
+    from flowerkit.data.sources import index_source
 
     recipe = bench_config.throughput_recipe()
     try:

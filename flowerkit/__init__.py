@@ -26,6 +26,7 @@ _EXPORTS = {
     "FlowerkitError": "flowerkit.errors",
     "FlowerkitWarning": "flowerkit.errors",
     "evaluate": "flowerkit.evaluation",
+    "export": "flowerkit.exporting",
     "predict": "flowerkit.evaluation",
     "load_model": "flowerkit.inference",
     "build_model": "flowerkit.model",

@@ -173,4 +173,14 @@ def test_api_names_survive_the_cli(capsys):
     import flowerkit
 
     assert flowerkit.train.__module__ == "flowerkit.training"
+    assert flowerkit.export.__module__ == "flowerkit.exporting"
     assert flowerkit.predict.__module__ == flowerkit.evaluate.__module__ == "flowerkit.evaluation"
+
+
+def test_export_onnx_from_the_cli(trained_run, tmp_path, capsys):
+    output, _ = trained_run
+    status, out, err = run_main(capsys, "export", str(output / "model.keras"), "--format", "onnx",
+                                "--output", str(tmp_path / "flowers.onnx"))
+    assert status == 0, err
+    assert out.startswith(f"flowerkit: onnx: {tmp_path / 'flowers.onnx'}") and "max |p - p_keras|" in out
+    assert (tmp_path / "labels.txt").read_text().split() == ["blue", "green", "red"]

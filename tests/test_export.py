@@ -13,10 +13,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, shared_path
+from tests.helpers import REPO, shared_path
 
 from flowerkit.errors import FlowerkitError
-from flowerkit.export import FORMATS, export, load_exported, read_labels, run_exported
+from flowerkit.exporting import FORMATS, export, load_exported, read_labels, run_exported
 
 FIXTURES = REPO / "tests/fixtures/crossbackend"
 FLOAT_TOLERANCE = 1e-4
@@ -56,7 +56,7 @@ def run_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def photos() -> np.ndarray:
     """Four real flower photos of each class, decoded at the fixture's 64x64."""
-    from flowerkit.pipeline import decode_image
+    from flowerkit.data.decode import decode_image
 
     root = shared_path("data/flower_photos")
     files = [path for folder in sorted(root.iterdir()) if folder.is_dir()
@@ -66,7 +66,7 @@ def photos() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def keras_probabilities(run_folder, photos) -> np.ndarray:
-    from flowerkit.model import load_model
+    from flowerkit.inference import load_model
 
     return np.asarray(load_model(run_folder / "model.keras").predict(photos, verbose=0))
 
@@ -114,7 +114,7 @@ def test_exported_onnx_runs_without_keras(run_folder, photos, keras_probabilitie
     script = (
         "import sys; sys.modules['keras'] = None\n"
         "import numpy as np\n"
-        "from flowerkit.export import run_exported\n"
+        "from flowerkit.exporting import run_exported\n"
         f"np.save({str(tmp_path / 'out.npy')!r}, run_exported({str(path)!r}, np.load({str(tmp_path / 'photos.npy')!r})))\n"
         "assert 'keras' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
     )
@@ -149,28 +149,17 @@ def test_bad_requests_fail_with_one_line(run_folder, tmp_path):
 @pytest.fixture(scope="module")
 def flower_run(tmp_path_factory) -> Path:
     """A MobileNetV2-0.35 (ImageNet, frozen) flower classifier at 96x96,
-    trained for a few seconds on 480 photos of the recipe's training split."""
-    from flowerkit.model import build_model
-    from flowerkit.pipeline import decode_image
-    from flowerkit.recipe import get_preset
-    from flowerkit.sources import index_source, sample_index, split_index
+    trained for a few seconds on about 480 photos of the recipe's training split."""
+    import flowerkit
 
     data = shared_path("data/flower_photos")
     weights = shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5")
-    index = index_source(str(data))
-    recipe = get_preset("mobilenet_v2_035").replace(
-        image_size=96, class_names=index.class_names, weights=str(weights), augmentation=(),
-        epochs=4, batch_size=32, learning_rate=3e-3,
+    recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
+        image_size=96, weights=str(weights), augmentation=(), epochs=4, batch_size=32,
+        learning_rate=3e-3,
     )
-    train, _ = split_index(index, recipe.validation_split, recipe.seed)
-    train = sample_index(train, 480, recipe.seed)
-    images = np.stack([decode_image(item, recipe.image_size) for item in train.items])
-    model = build_model(recipe)
-    model.fit(images, keras.utils.to_categorical(train.labels, len(index.class_names)),
-              epochs=recipe.epochs, batch_size=recipe.batch_size, verbose=0)
     folder = tmp_path_factory.mktemp("flowers")
-    model.save(folder / "model.keras")
-    recipe.save(folder / "recipe.json")
+    flowerkit.train(recipe, source=str(data), output_dir=folder, max_images=600, verbose=0)
     return folder
 
 
@@ -186,7 +175,7 @@ def test_int8_litert_keeps_validation_accuracy(flower_run):
     assert result.float_accuracy > 0.6, "the float model should have learnt something"
     assert result.accuracy >= result.float_accuracy - INT8_MAX_DROP, result.summary()
     # int8 weights: well under the float32 parameter bytes.
-    from flowerkit.model import load_model
+    from flowerkit.inference import load_model
 
     assert result.size_bytes < 0.5 * 4 * load_model(flower_run / "model.keras").count_params()
     # Its own runtime, without flowerkit's export code in the loop.
