@@ -8,7 +8,8 @@ decode to the same pixels. Everything else raises `ImageProblem`, whose
 `reason` is the short word the skip warnings count by.
 
 Pixel rules, identical in both pipelines: EXIF orientation applied; alpha
-dropped (the colour under it kept, as tf.io.decode_image(channels=3) does);
+dropped (the colour under it kept, as tf.io.decode_image(channels=3) does;
+transparent GIF pixels are black there, and here);
 16-bit greyscale PNG scaled to 8 bits (x >> 8, as libpng's strip-16 in
 TensorFlow); animated GIF: the first frame.
 """
@@ -150,8 +151,14 @@ def to_rgb(opened):
     if opened.mode in _SIXTEEN_BIT:
         pixels = np.clip(np.asarray(opened, dtype=np.int64), 0, 65535) >> 8
         return Image.fromarray(pixels.astype(np.uint8), "L").convert("RGB")
-    if opened.mode == "P" and "transparency" in opened.info:
-        return opened.convert("RGBA").convert("RGB")
+    if opened.mode in ("P", "L") and "transparency" in opened.info:
+        rgba = opened.convert("RGBA")
+        if opened.format != "GIF":
+            return rgba.convert("RGB")  # the palette colour under the transparency
+        # TensorFlow's GIF decoder gives transparent pixels as black.
+        pixels = np.array(rgba)
+        pixels[pixels[..., 3] == 0, :3] = 0
+        return Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB")
     return opened.convert("RGB")
 
 
