@@ -75,6 +75,17 @@ def palette_png_transparent(path):
     return path.with_suffix(".png"), (105, 60, 40)
 
 
+def gif_transparent(path):
+    """TensorFlow's GIF decoder blacks out transparent pixels (unlike PNG's)."""
+    from PIL import Image
+
+    image = Image.new("P", (20, 20), 0)
+    image.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    image.paste(1, (0, 10, 20, 20))
+    image.save(path.with_suffix(".gif"), transparency=0)
+    return path.with_suffix(".gif"), (100, 50, 25)
+
+
 def png_16_bit(path):
     from PIL import Image
 
@@ -135,7 +146,7 @@ def exif_rotated(path):
 
 READABLE = [
     png_named_jpg, cmyk_jpeg, grayscale_jpeg, one_bit_png, rgba_png, palette_png_transparent,
-    png_16_bit, animated_gif, one_by_one, ten_thousand_by_one, bmp_24_bit, unicode_and_spaces,
+    gif_transparent, png_16_bit, animated_gif, one_by_one, ten_thousand_by_one, bmp_24_bit, unicode_and_spaces,
     nested_subfolder, exif_rotated,
 ]
 
@@ -422,6 +433,18 @@ def test_empty_class_folder_asked_for_by_class_names_is_an_error(tmp_path):
         index_folder(root, class_names=("red", "tulips", "blue"))
 
 
+def test_recipe_asking_for_an_empty_class_folder_is_an_error_naming_it(tmp_path):
+    from flowerkit.data import load_data
+    from flowerkit.recipe import Recipe
+
+    root, _ = _folder_with(tmp_path, lambda p: None)
+    (root / "tulips").mkdir()
+    recipe = Recipe(class_names=("blue", "red", "tulips"), image_size=32)
+    with pytest.warns(FlowerkitWarning, match=r"without readable images in .*: tulips\."):
+        with pytest.raises(FlowerkitError, match=r"recipe's classes \['blue', 'red', 'tulips'\] differ"):
+            load_data(recipe, str(root))
+
+
 def test_recipe_classes_differing_from_the_folders_is_an_error(tmp_path):
     from flowerkit.data import load_data
     from flowerkit.recipe import Recipe
@@ -514,17 +537,81 @@ def test_only_corrupt_tfrecords_is_an_error(tmp_path):
 # --- the two pipelines agree ----------------------------------------------
 
 
+def _photo():
+    """A real flower photo (320x240) where the shared photos are present, else
+    a textured synthetic one: agreement on solid colours would prove little."""
+    from PIL import Image
+
+    from tests.helpers import SHARED
+
+    photos = sorted((SHARED / "data" / "flower_photos" / "roses").glob("*.jpg"))[:1]
+    if photos:
+        with Image.open(photos[0]) as photo:
+            return photo.convert("RGB").resize((320, 240))
+    y, x = np.mgrid[0:240, 0:320]
+    noise = np.random.default_rng(0).normal(0, 25, (240, 320, 3))
+    pixels = np.stack([x * 0.8, y, (x + y) * 0.4], axis=-1) + noise
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _textured_odd_files(folder):
+    """Every readable odd format, made from the same textured photo."""
+    from PIL import Image
+
+    photo = _photo()
+    folder.mkdir(parents=True)
+    photo.save(folder / "rgb.jpg", quality=90)
+    photo.save(folder / "progressive.jpg", quality=90, progressive=True)
+    photo.convert("CMYK").save(folder / "cmyk.jpg", quality=90)
+    photo.convert("L").save(folder / "grayscale.jpg", quality=90)
+    photo.save(folder / "png_named.jpg", format="PNG")
+    rgba = photo.copy()
+    rgba.putalpha(Image.linear_gradient("L").resize(photo.size))
+    rgba.save(folder / "rgba.png")
+    photo.quantize(64).save(folder / "palette_transparent.png", transparency=0)
+    photo.quantize(64).save(folder / "transparent.gif", transparency=0)
+    photo.convert("1").save(folder / "one_bit.png")
+    deep = np.asarray(photo.convert("L"), dtype=np.uint16) * 257
+    Image.fromarray(deep).save(folder / "sixteen_bit.png")
+    photo.save(folder / "animated.gif", save_all=True, append_images=[photo.rotate(90)])
+    photo.save(folder / "rgb.bmp")
+    for orientation in range(2, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        photo.save(folder / f"exif_{orientation}.jpg", exif=exif, quality=90)
+
+
 @pytest.mark.skipif(not HAS_TF, reason="compares against tf.data; TensorFlow absent")
 def test_pipelines_agree_on_every_readable_odd_format(tmp_path):
     root = tmp_path / "photos"
-    for name in ("red", "blue"):
-        write_image(root / name / f"{name}.jpg", COLOURS[name], size=(300, 200))
-    for maker in READABLE:
-        maker(root / "red" / maker.__name__)
-    write_image(root / "blue" / "photo.png", COLOURS["blue"], size=(123, 77))
+    _textured_odd_files(root / "odd")
+    write_image(root / "plain" / "plain.jpg", COLOURS["blue"], size=(300, 200))
     index = index_folder(root)
-    assert len(index) == len(READABLE) + 3
-    difference = np.abs(_images(index, "tf") - _images(index, "python")).mean(axis=(1, 2, 3))
-    worst = {os.path.basename(p): round(float(d), 2) for p, d in zip(index.images, difference)}
-    print("mean abs difference per image:", worst)
-    assert difference.max() < 6, worst
+    assert len(index) == 20
+    size = 64
+    tf_images, python_images = (
+        np.concatenate([x for x, _, _ in iterate_batches(make_dataset(index, size, 64, pipeline=p))])
+        for p in ("tf", "python")
+    )
+    difference = np.abs(tf_images - python_images).mean(axis=(1, 2, 3))
+    table = {os.path.basename(p): round(float(d), 2) for p, d in zip(index.images, difference)}
+    print("mean abs difference per image (0..255):", table)
+    assert difference.max() < 6, table
+
+
+# --- the CLI ------------------------------------------------------------
+
+
+def test_cli_prints_a_flowerkit_warning_as_one_line(monkeypatch, capsys):
+    import flowerkit.commands.predict as command
+    from flowerkit.cli import main
+
+    def run(args):
+        warnings.warn("Skipped 1 of 5 item(s) in photos: 1 empty file (red/a.jpg).", FlowerkitWarning)
+        return 0
+
+    monkeypatch.setattr(command, "run", run)
+    assert main(["predict", "model.keras", "a.jpg"]) == 0
+    assert capsys.readouterr().err == (
+        "flowerkit predict: warning: Skipped 1 of 5 item(s) in photos: 1 empty file (red/a.jpg).\n"
+    )
