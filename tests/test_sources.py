@@ -65,6 +65,7 @@ def test_other_formats_and_modes_are_kept(image_folder):
     ],
     ids=["missing", "file", "one-class", "empty-classes"],
 )
+@pytest.mark.filterwarnings("ignore::flowerkit.errors.FlowerkitWarning")  # empty classes, named
 def test_bad_folders_are_clear_errors_naming_the_path(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(FlowerkitError, match=message) as error:

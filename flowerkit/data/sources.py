@@ -134,7 +134,10 @@ def index_folder(root, class_names=()) -> ImageIndex:
         raise FlowerkitError(f"Data folder not found: {root}")
     if not root.is_dir():
         raise FlowerkitError(f"Data source is not a folder: {root}")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    try:
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    except OSError as error:
+        raise FlowerkitError(f"Cannot list data folder {root}: {error.strerror or error}") from None
     if class_names:
         missing = [name for name in class_names if name not in folders]
         if missing:
