@@ -341,17 +341,19 @@ def skipped_message(source, skipped, total: int | None = None, empty_classes=())
         for reason, items in by_reason.items():
             shown = items[:budget]
             budget -= len(shown)
-            listed = ", ".join(shown) + (f" and {len(items) - len(shown)} more" if len(items) > len(shown) else "")
+            listed = ", ".join(shown)
+            if len(items) > len(shown):
+                listed += f" and {len(items) - len(shown)} more"
             groups.append(f"{len(items)} {reason} ({listed})" if shown else f"{len(items)} {reason}")
         of = f" of {total}" if total else ""
         parts.append(f"Skipped {len(skipped)}{of} item(s) in {source}: " + "; ".join(groups) + ".")
+        if "unsupported format" in by_reason:
+            parts.append(f"flowerkit reads {SUPPORTED}.")
     if empty_classes:
         parts.append(
             f"Skipped {len(empty_classes)} class folder(s) without readable images "
             f"in {source}: {', '.join(empty_classes)}."
         )
-    if any(reason == "unsupported format" for reason, _ in skipped):
-        parts.append(f"flowerkit reads {SUPPORTED}.")
     return " ".join(parts)
 
 
