@@ -209,6 +209,12 @@ def symlink_loop(path):
     return target
 
 
+def named_pipe(path):
+    # Opening a FIFO would block forever: it must never be opened.
+    os.mkfifo(target := path.with_suffix(".jpg"))
+    return target
+
+
 # (maker, reason counted in the warning, what predict says)
 SKIPPED = [
     (zero_byte, "empty file", "empty file (0 bytes)"),
@@ -222,6 +228,7 @@ SKIPPED = [
     (huge_bomb, "too large", "image too large to decode safely"),
     (broken_symlink, "broken symlink", "Image not found"),
     (symlink_loop, "symlink loop", "Image not found"),
+    (named_pipe, "not a regular file", "Image not found"),
 ]
 
 
