@@ -12,8 +12,9 @@ import importlib
 import os
 import sys
 import typing
+import warnings
 
-from flowerkit.errors import FlowerkitError
+from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
 COMMANDS = {
     "train": "train a recipe and write model + reports",
@@ -71,6 +72,12 @@ def main(argv=None) -> int:
     # Quieter TensorFlow start-up; must be set before TensorFlow is imported.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    show_warning = warnings.showwarning
+    # FlowerkitWarnings (skipped data) as one clean line; others as Python shows them.
+    warnings.showwarning = lambda message, category, *rest, **kw: (
+        print(f"flowerkit {args.command}: warning: {message}", file=sys.stderr)
+        if issubclass(category, FlowerkitWarning) else show_warning(message, category, *rest, **kw)
+    )
     try:
         return args.run(args)
     except FlowerkitError as error:
@@ -79,6 +86,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"flowerkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show_warning
 
 
 def run_subcommand(name: str) -> typing.NoReturn:

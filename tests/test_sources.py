@@ -29,13 +29,19 @@ def _corrupt(folder):
     good = (folder / "red" / "red_000.jpg").read_bytes()
     (daisy / "truncated.jpg").write_bytes(good[: len(good) // 2])
     write_image(daisy / "webp_in_disguise.jpg", COLOURS["red"], format="WEBP")
-    (daisy / "notes.txt").write_text("ignored: not an image extension")
+    (daisy / "notes.txt").write_text("read by content: not an image, counted")
 
 
 def test_unreadable_files_are_skipped_with_one_counting_warning(image_folder):
     _corrupt(image_folder)
-    with pytest.warns(FlowerkitWarning, match=r"Skipped 4 unreadable image\(s\)"):
+    with pytest.warns(FlowerkitWarning, match=r"Skipped 5 of 35 item\(s\) in ") as caught:
         index = index_folder(image_folder)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "1 empty file (red/empty.jpg)" in message
+    assert "2 not an image (red/notes.txt, red/text.jpg)" in message
+    assert "1 truncated or corrupt (red/truncated.jpg)" in message
+    assert "1 unsupported format (red/webp_in_disguise.jpg)" in message
     assert len(index) == 30
     assert not any("empty" in p or "truncated" in p for p in index.images)
 
@@ -59,6 +65,7 @@ def test_other_formats_and_modes_are_kept(image_folder):
     ],
     ids=["missing", "file", "one-class", "empty-classes"],
 )
+@pytest.mark.filterwarnings("ignore::flowerkit.errors.FlowerkitWarning")  # empty classes, named
 def test_bad_folders_are_clear_errors_naming_the_path(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(FlowerkitError, match=message) as error:

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
-from flowerkit.data.decode import decode_image
-from flowerkit.data.sources import ImageIndex
+from flowerkit.data.decode import ImageProblem, decode_image
+from flowerkit.data.sources import ImageIndex, skipped_message
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
 PIPELINES = ("auto", "tf", "python")
@@ -89,15 +89,20 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     num_classes = len(index.class_names)
     in_memory = index.in_memory
 
-    def load(image, label):
+    def load(image, label, orientation):
         data = image if in_memory else tf.io.read_file(image)
-        decoded = tf.io.decode_image(data, channels=3, expand_animations=False)
+        # uint8 whatever the file: 16-bit PNGs are scaled (x >> 8), as
+        # decode.to_rgb does; alpha is dropped; a GIF gives its first frame.
+        decoded = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        decoded = _tf_orient(decoded, orientation)
         decoded = _tf_crop_to_square(decoded)
         decoded = tf.image.resize(decoded, (image_size, image_size), antialias=True)
         decoded.set_shape((image_size, image_size, 3))
         return decoded, tf.one_hot(label, num_classes)
 
-    dataset = tf.data.Dataset.from_tensor_slices((list(index.images), index.labels))
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (list(index.images), index.labels, index.orientation_array())
+    )
     if shuffle:
         # Shuffle names, not pixels: cheap, and a fresh order every epoch.
         dataset = dataset.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
@@ -105,6 +110,28 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     # A file that went bad after indexing is dropped (and logged), not fatal.
     dataset = dataset.ignore_errors(log_warning=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _tf_orient(image, orientation):
+    """`image` turned upright for an EXIF orientation (1..8), exactly as
+    decode.apply_orientation does with Pillow."""
+    import tensorflow as tf
+
+    def transpose():
+        return tf.transpose(image, (1, 0, 2))
+
+    branches = [
+        lambda: image,  # 0: not an EXIF value; upright
+        lambda: image,  # 1: upright
+        lambda: tf.image.flip_left_right(image),  # 2: mirrored
+        lambda: tf.image.rot90(image, 2),  # 3: upside down
+        lambda: tf.image.flip_up_down(image),  # 4: mirrored, upside down
+        transpose,  # 5: mirrored, rotated
+        lambda: tf.image.rot90(image, 3),  # 6: rotated 90 degrees clockwise to fix
+        lambda: tf.image.rot90(transpose(), 2),  # 7: transverse
+        lambda: tf.image.rot90(image, 1),  # 8: rotated 90 degrees anticlockwise to fix
+    ]
+    return tf.switch_case(tf.clip_by_value(orientation, 0, 8), branches)
 
 
 def _tf_crop_to_square(image):
@@ -138,6 +165,7 @@ class ImageBatches(keras.utils.PyDataset):
         self.seed = seed
         self.epoch = 0
         self.failed: set[int] = set()
+        self._reasons: dict[int, str] = {}
         self._eye = np.eye(len(index.class_names), dtype=np.float32)
         self._order = self._make_order()
 
@@ -166,15 +194,23 @@ class ImageBatches(keras.utils.PyDataset):
     def _load(self, position):
         try:
             return decode_image(self.index.images[position], self.image_size)
+        except ImageProblem as problem:
+            self._reasons[int(position)] = problem.reason
         except Exception:
-            self.failed.add(int(position))
-            return None
+            self._reasons[int(position)] = "failed to decode"
+        self.failed.add(int(position))
+        return None
 
     def on_epoch_end(self):
         if self.failed:
+            names = [
+                (reason, image if isinstance(image, str) else f"record {position}")
+                for position, reason in sorted(self._reasons.items())
+                for image in [self.index.images[position]]
+            ]
             warnings.warn(
-                f"Skipped {len(self.failed)} image(s) that failed to decode in "
-                f"{self.index.source}.",
+                "Images that went bad after indexing: "
+                + skipped_message(self.index.source, names, len(self.index)),
                 FlowerkitWarning,
                 stacklevel=2,
             )

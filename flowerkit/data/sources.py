@@ -7,14 +7,16 @@ warning. Splitting and sampling an index live here too."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from flowerkit.data.decode import is_readable_image
+from flowerkit.data.decode import SUPPORTED, ImageProblem, inspect_image
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
 TF_FLOWERS_URL = (
@@ -24,8 +26,6 @@ TF_FLOWERS_URL = (
 TF_FLOWERS_SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c"
 CODELAB_TFRECORDS = "gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec"
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
 
 @dataclasses.dataclass(frozen=True)
 class ImageIndex:
@@ -33,13 +33,16 @@ class ImageIndex:
 
     Each entry of `images` is what the decoders open: a file path (str), or
     the encoded bytes of an image where the source has no files (TFRecords
-    are read into memory).
+    are read into memory). `orientations`: the EXIF orientation (1..8) of
+    each image, read once when indexing, for the tf.data pipeline (Pillow
+    reads it from the file itself); empty means all upright.
     """
 
     class_names: tuple[str, ...]
     labels: np.ndarray
     images: tuple[str | bytes, ...]
     source: str = ""
+    orientations: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,7 +57,14 @@ class ImageIndex:
             self,
             labels=self.labels[indices],
             images=tuple(self.images[i] for i in indices),
+            orientations=tuple(self.orientations[i] for i in indices) if self.orientations else (),
         )
+
+    def orientation_array(self) -> np.ndarray:
+        """EXIF orientation per image (int32, 1 = upright)."""
+        if self.orientations:
+            return np.asarray(self.orientations, dtype=np.int32)
+        return np.ones(len(self), dtype=np.int32)
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
@@ -108,15 +118,26 @@ def index_folder(root, class_names=()) -> ImageIndex:
     """Indexes a folder with one subfolder of images per class.
 
     Class names are the subfolder names in sorted order, unless `class_names`
-    fixes them (and their order). Unreadable files are skipped with one
-    `FlowerkitWarning` that counts them.
+    fixes them (and their order). Images in nested subfolders belong to the
+    class folder they are in; symlinks are followed (loops are not).
+
+    Every file in a class folder is read by its content, not its extension,
+    and is either indexed or skipped and counted in one `FlowerkitWarning`
+    (unreadable, unsupported format, broken symlink, ...). Hidden files and
+    folders (.DS_Store, ._x.jpg AppleDouble files, .ipynb_checkpoints) and
+    Thumbs.db/desktop.ini are operating-system metadata, ignored silently.
+    A class folder without readable images is skipped and named in that
+    warning; if `class_names` asks for it, that is an error instead.
     """
     root = Path(root)
     if not root.exists():
         raise FlowerkitError(f"Data folder not found: {root}")
     if not root.is_dir():
         raise FlowerkitError(f"Data source is not a folder: {root}")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    except OSError as error:
+        raise FlowerkitError(f"Cannot list data folder {root}: {error.strerror or error}") from None
     if class_names:
         missing = [name for name in class_names if name not in folders]
         if missing:
@@ -127,28 +148,103 @@ def index_folder(root, class_names=()) -> ImageIndex:
             f"Found {len(folders)} class folder(s) in {root}; need at least two "
             "(one subfolder of images per class)."
         )
-    candidates, labels = [], []
+    candidates, labels, skipped = [], [], []
     for label, name in enumerate(folders):
-        files = sorted(
-            str(p)
-            for p in (root / name).rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
+        files = _class_files(root / name, skipped)
         candidates += files
         labels += [label] * len(files)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        readable = list(pool.map(is_readable_image, candidates))
-    _warn_skipped(root, [c for c, ok in zip(candidates, readable) if not ok])
-    keep = np.flatnonzero(readable)
+        inspected = list(pool.map(_inspect, candidates))
+    total = len(candidates) + len(skipped)
+    skipped += [(result.reason, path) for path, result in zip(candidates, inspected)
+                if isinstance(result, ImageProblem)]
+    keep = [i for i, result in enumerate(inspected) if not isinstance(result, ImageProblem)]
     labels = np.asarray(labels, dtype=np.int32)[keep]
+    counts = np.bincount(labels, minlength=len(folders))
+    empty = [name for name, count in zip(folders, counts) if count == 0]
+    if empty and class_names:
+        _warn_skipped(root, skipped, total)
+        raise FlowerkitError(
+            f"Class folder(s) {empty} in {root} have no readable images, but the "
+            "recipe's class_names ask for them."
+        )
+    _warn_skipped(root, skipped, total, empty)
+    kept_classes = [label for label, count in enumerate(counts) if count > 0]
+    if 0 < len(kept_classes) < 2:
+        raise FlowerkitError(
+            f"Only class folder {folders[kept_classes[0]]!r} in {root} has readable images; "
+            "need at least two classes."
+        )
+    relabel = np.full(len(folders), -1, dtype=np.int32)
+    relabel[kept_classes] = np.arange(len(kept_classes), dtype=np.int32)
     index = ImageIndex(
-        class_names=tuple(folders),
-        labels=labels,
+        class_names=tuple(folders[label] for label in kept_classes),
+        labels=relabel[labels],
         images=tuple(candidates[i] for i in keep),
         source=str(root),
+        orientations=tuple(inspected[i] for i in keep),
     )
     _check_not_empty(index)
     return index
+
+
+_HIDDEN_NAMES = ("thumbs.db", "desktop.ini")
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _HIDDEN_NAMES
+
+
+def _class_files(folder: Path, skipped: list) -> list[str]:
+    """Every non-hidden file under `folder` (sorted), following symlinks;
+    broken links, link loops and unlistable folders go to `skipped`."""
+    files, seen = [], set()
+    pending = [str(folder)]
+    while pending:
+        directory = pending.pop()
+        try:
+            status = os.stat(directory)
+            entries = list(os.scandir(directory))
+        except OSError as error:
+            skipped.append((_os_reason(error, "unreadable folder"), directory + os.sep))
+            continue
+        if (status.st_dev, status.st_ino) in seen:
+            skipped.append(("symlink loop", directory + os.sep))
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        for entry in entries:
+            if _is_hidden(entry.name):
+                continue
+            try:
+                target = os.stat(entry.path)  # follows symlinks
+            except OSError as error:
+                skipped.append((_os_reason(error, "unreadable"), entry.path))
+                continue
+            if stat.S_ISDIR(target.st_mode):
+                pending.append(entry.path)
+            elif stat.S_ISREG(target.st_mode):
+                files.append(entry.path)
+            else:
+                skipped.append(("not a regular file", entry.path))
+    return sorted(files)
+
+
+def _os_reason(error: OSError, default: str) -> str:
+    return {
+        errno.ENOENT: "broken symlink",
+        errno.ELOOP: "symlink loop",
+        errno.EACCES: "permission denied",
+    }.get(error.errno, default)
+
+
+def _inspect(image):
+    """The EXIF orientation of a readable image, or the `ImageProblem`."""
+    try:
+        return inspect_image(image)
+    except ImageProblem as problem:
+        return problem
+    except Exception as error:  # a Pillow failure outside its usual errors
+        return ImageProblem("unreadable", f"cannot read: {error}")
 
 
 def read_tfrecords(pattern: str) -> ImageIndex:
@@ -176,26 +272,37 @@ def read_tfrecords(pattern: str) -> ImageIndex:
         "class": tf.io.FixedLenFeature([], tf.int64),
         "label": tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
-    images, classes, names, damaged = [], [], {}, []
+    images, classes, names, orientations, damaged = [], [], {}, [], []
+    total = 0
     for file in files:
+        position = 0
         try:
-            for record in tf.data.TFRecordDataset(file):
+            for position, record in enumerate(tf.data.TFRecordDataset(file), start=1):
+                total += 1
+                where = f"{file} record {position}"
                 try:
                     example = tf.io.parse_single_example(record, features)
                 except tf.errors.InvalidArgumentError:
-                    damaged.append(f"{file} (record without image/class)")
+                    damaged.append(("records without image/class or of the wrong type", where))
                     continue
                 data = example["image"].numpy()
-                if not is_readable_image(data):
-                    damaged.append(f"{file} (undecodable image)")
+                orientation = _inspect(data)
+                if isinstance(orientation, ImageProblem):
+                    damaged.append((f"records whose image is {orientation.reason}", where))
                     continue
                 label = int(example["class"].numpy())
+                if label < 0:
+                    damaged.append(("records with a negative class", where))
+                    continue
                 images.append(data)
                 classes.append(label)
-                names.setdefault(label, example["label"].numpy().decode() or f"class_{label}")
-        except tf.errors.DataLossError:
-            damaged.append(f"{file} (truncated file: later records lost)")
-    _warn_skipped(pattern, damaged)
+                orientations.append(orientation)
+                names.setdefault(label, example["label"].numpy().decode("utf-8", "replace") or f"class_{label}")
+        except tf.errors.OpError as error:
+            reason = "corrupt or truncated files (later records lost)" if isinstance(
+                error, tf.errors.DataLossError) else "unreadable files"
+            damaged.append((reason, f"{file} after record {position}"))
+    _warn_skipped(pattern, damaged, None)
     if not images:
         raise FlowerkitError(f"No readable records in TFRecords {pattern}")
     num_classes = max(names) + 1
@@ -204,19 +311,56 @@ def read_tfrecords(pattern: str) -> ImageIndex:
         labels=np.asarray(classes, dtype=np.int32),
         images=tuple(images),
         source=pattern,
+        orientations=tuple(orientations),
     )
     _check_not_empty(index)
     return index
 
 
-def _warn_skipped(source, skipped: list[str]) -> None:
+MAX_NAMED = 10
+
+
+def skipped_message(source, skipped, total: int | None = None, empty_classes=()) -> str:
+    """One line: how many items were skipped, by reason, naming up to
+    MAX_NAMED of them (paths relative to a folder `source`)."""
+    base = Path(source) if Path(str(source)).is_dir() else None
+
+    def name(item):
+        item = str(item)
+        if base is not None and item.startswith(str(base) + os.sep):
+            return item[len(str(base)) + 1 :]
+        return item
+
+    parts = []
     if skipped:
-        examples = ", ".join(str(s) for s in skipped[:3])
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        by_reason: dict[str, list] = {}
+        for reason, item in skipped:
+            by_reason.setdefault(reason, []).append(name(item))
+        budget = MAX_NAMED
+        groups = []
+        for reason, items in by_reason.items():
+            shown = items[:budget]
+            budget -= len(shown)
+            listed = ", ".join(shown)
+            if len(items) > len(shown):
+                listed += f" and {len(items) - len(shown)} more"
+            groups.append(f"{len(items)} {reason} ({listed})" if shown else f"{len(items)} {reason}")
+        of = f" of {total}" if total else ""
+        parts.append(f"Skipped {len(skipped)}{of} item(s) in {source}: " + "; ".join(groups) + ".")
+        if "unsupported format" in by_reason:
+            parts.append(f"flowerkit reads {SUPPORTED}.")
+    if empty_classes:
+        parts.append(
+            f"Skipped {len(empty_classes)} class folder(s) without readable images "
+            f"in {source}: {', '.join(empty_classes)}."
+        )
+    return " ".join(parts)
+
+
+def _warn_skipped(source, skipped, total=None, empty_classes=()) -> None:
+    if skipped or empty_classes:
         warnings.warn(
-            f"Skipped {len(skipped)} unreadable image(s) in {source}: {examples}{more}",
-            FlowerkitWarning,
-            stacklevel=3,
+            skipped_message(source, skipped, total, empty_classes), FlowerkitWarning, stacklevel=3
         )
 
 
