@@ -184,13 +184,18 @@ def test_unsupported_layers_stay_stock():
 # --- whole models -------------------------------------------------------------
 
 
-def _small_mobilenet_v2():
+def _small_mobilenet_v2(pretrained=False):
     keras.utils.set_random_seed(0)
     backbone = keras.applications.MobileNetV2(
         alpha=0.35, input_shape=(64, 64, 3), weights=None, include_top=False
     )
+    if pretrained:
+        backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
     inputs = keras.Input((64, 64, 3))
-    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    # training=False as in transfer learning: BatchNormalization on its moving
+    # statistics. (Batch statistics of 4 images at 2x2 pixels amplify float
+    # rounding in the gradient far beyond any tolerance, stock vs stock alike.)
+    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
     return keras.Model(inputs, keras.layers.Dense(3)(features))
 
 
@@ -226,26 +231,41 @@ def test_model_predicts_and_trains_the_same():
     np.testing.assert_allclose(model.predict_on_batch(x), stock_predictions, rtol=1e-4, atol=1e-5)
     shifted_loss, shifted_gradients = loss_and_gradients()
     np.testing.assert_allclose(shifted_loss, stock_loss, rtol=1e-5)
+    # Float rounding is absolute at the scale of the largest gradient: gradients
+    # that are mathematically ~0 (~1e-6) differ in their noise, so atol uses that scale.
+    scale = max(float(np.abs(g).max()) for g in stock_gradients)
+    assert scale > 1e-2
     for stock_gradient, shifted_gradient in zip(stock_gradients, shifted_gradients):
-        scale = float(np.abs(stock_gradient).max()) + 1e-6
-        np.testing.assert_allclose(shifted_gradient, stock_gradient, rtol=1e-3, atol=1e-4 * scale)
+        np.testing.assert_allclose(shifted_gradient, stock_gradient, rtol=1e-4, atol=1e-5 * scale)
 
 
 @needs_jax
 def test_fit_step_is_the_same_with_the_fast_path():
     """One train_on_batch (the jitted stateless train step that fit uses) gives
-    the same loss and the same updated weights."""
+    the same loss and the same weight updates.
+
+    Pretrained weights: with random weights the un-normalised activations make
+    ReLU6 clipping flip on float rounding, and jitted stock vs eager stock
+    already differ by ~1% in the stem gradient. With real weights that
+    difference is ~3e-5 of the largest gradient, and so is stock vs shifted."""
     x, y = _images()
-    losses, weights = [], []
+    losses, updates = [], []
     for setting in ("stock", "shifted"):
-        model = _small_mobilenet_v2()
-        apply_fast_paths(model, setting)
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = _small_mobilenet_v2(pretrained=True)
+        record = apply_fast_paths(model, setting)
+        assert record["shifted_layers"] == (17 if setting == "shifted" else 0)
+        before = [np.asarray(w) for w in model.trainable_weights]
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         losses.append(float(model.train_on_batch(x, y)))
-        weights.append([np.asarray(w) for w in model.weights])
+        updates.append([np.asarray(w) - b for w, b in zip(model.trainable_weights, before)])
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
-    for stock_weight, shifted_weight in zip(*weights):
-        np.testing.assert_allclose(shifted_weight, stock_weight, rtol=1e-4, atol=1e-5)
+    scale = max(float(np.abs(u).max()) for u in updates[0])
+    assert scale > 1e-3  # the step changed the weights
+    for stock_update, shifted_update in zip(*updates):
+        np.testing.assert_allclose(shifted_update, stock_update, rtol=1e-3, atol=1e-4 * scale)
 
 
 LOAD_SCRIPT = """
@@ -347,7 +367,7 @@ def _efficientnet_lite0():
 @needs_jax
 @pytest.mark.parametrize(
     "build, depthwise_layers",
-    [(_mobilenet_v1, 13), (_efficientnet_v2_b0, 12), (_efficientnet_lite0, 16)],
+    [(_mobilenet_v1, 13), (_efficientnet_v2_b0, 16), (_efficientnet_lite0, 16)],
     ids=["MobileNet-dm2", "EfficientNetV2B0", "keras-hub-EfficientNet-Lite0"],
 )
 def test_every_backbone_is_switched_and_unchanged(build, depthwise_layers):
