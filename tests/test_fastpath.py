@@ -29,7 +29,8 @@ from flowerkit.fastpath import (
 
 ON_JAX = keras.backend.backend() == "jax"
 needs_jax = pytest.mark.skipif(
-    not ON_JAX, reason="the fast path is compared through jax.grad; run with KERAS_BACKEND=jax"
+    not ON_JAX, reason="JAX-only check (jax.grad, or the auto policy's JAX+CPU case); "
+    "run with KERAS_BACKEND=jax",
 )
 
 
@@ -142,18 +143,22 @@ def test_shifted_equals_stock_forward_and_gradients(kernel_size, strides, paddin
     np.testing.assert_allclose(dk_shifted, dk_stock, rtol=1e-5, atol=1e-5)
 
 
-@needs_jax
 def test_switched_layer_equals_stock_layer_with_bias_and_activation():
+    """Explicit "shifted" works on every backend (it is written in keras.ops)."""
     layer = keras.layers.DepthwiseConv2D(
         5, strides=2, padding="same", depth_multiplier=2, activation="relu",
         bias_initializer="random_normal",
     )
     model = keras.Sequential([keras.Input((9, 12, 4)), layer])
     x = np.random.default_rng(1).normal(size=(3, 9, 12, 4)).astype("float32")
-    expected = np.asarray(model(x))
+    expected = model.predict(x, verbose=0)
     record = apply_fast_paths(model, "shifted")
     assert is_shifted(layer) and record["shifted_layers"] == 1
-    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert model.predict_function is None  # retraced with the switched layer
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_bad_arguments_raise():
@@ -205,38 +210,17 @@ def _images(count=4, seed=0):
 
 
 @needs_jax
-def test_model_predicts_and_trains_the_same():
-    import jax
-
-    x, y = _images()
-    model = _small_mobilenet_v2()
-    loss_function = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def loss_and_gradients():
-        def loss(trainable, non_trainable):
-            logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-            return loss_function(y, logits)
-
-        return jax.value_and_grad(loss)(
-            [v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
-        )
-
+def test_model_predicts_the_same():
+    x, _ = _images()
+    # Pretrained: with random weights the features (and predictions) are ~1e-10.
+    model = _small_mobilenet_v2(pretrained=True)
     stock_predictions = model.predict_on_batch(x)
-    stock_loss, stock_gradients = loss_and_gradients()
-
     record = apply_fast_paths(model)
     assert record["depthwise_conv"] == "shifted"
     assert record["shifted_layers"] == 17 and record["stock_layers"] == 0  # all of MobileNetV2's
-    np.testing.assert_allclose(model.predict_on_batch(x), stock_predictions, rtol=1e-4, atol=1e-5)
-    shifted_loss, shifted_gradients = loss_and_gradients()
-    np.testing.assert_allclose(shifted_loss, stock_loss, rtol=1e-5)
-    # Float rounding is absolute at the scale of the largest gradient: gradients
-    # that are mathematically ~0 (~1e-6) differ in their noise, so atol uses that scale.
-    scale = max(float(np.abs(g).max()) for g in stock_gradients)
-    assert scale > 1e-2
-    for stock_gradient, shifted_gradient in zip(stock_gradients, shifted_gradients):
-        np.testing.assert_allclose(shifted_gradient, stock_gradient, rtol=1e-4, atol=1e-5 * scale)
+    scale = float(np.abs(stock_predictions).max())
+    assert scale > 0.1
+    np.testing.assert_allclose(model.predict_on_batch(x), stock_predictions, rtol=1e-4, atol=1e-5 * scale)
 
 
 @needs_jax
@@ -290,11 +274,12 @@ def test_saved_switched_model_loads_in_plain_keras(tmp_path, load_backend):
     if load_backend not in _installed_backends():
         pytest.skip(f"{load_backend} is not installed in this environment")
     x, y = _images()
-    model = _small_mobilenet_v2()
+    model = _small_mobilenet_v2(pretrained=True)
     apply_fast_paths(model)
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, batch_size=2, verbose=0)  # switched layers train through fit
     expected = model.predict_on_batch(x)
+    assert float(np.abs(expected).max()) > 0.1
     path = tmp_path / "model.keras"
     model.save(path)
 
