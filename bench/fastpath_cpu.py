@@ -15,7 +15,6 @@ One run, 2 shared CPU cores (load average 4-7), jax 0.10.2, keras 3.15.1:
 Per layer (32xHxWxC, 3x3) shifted beats the grouped conv, its NCHW form and a
 block-diagonal dense conv at every MobileNetV2 shape, forward and gradient.
 """
-"""
 import json
 import os
 import statistics
