@@ -7,11 +7,14 @@
 Prints one JSON row per measurement (medians; the first call, minus one
 steady call, is reported as compile time).
 
-One run, 2 shared CPU cores (load average 4-7), jax 0.10.2, keras 3.15.1:
-                          stock (grouped conv)      shifted
-  inference               3.94 s  (8.1 img/s)      0.457 s (70.0 img/s), compile 4.9 -> 2.6 s
-  train, frozen backbone  2.90 s  (11.0 img/s)     0.492 s (65.0 img/s), compile 10.1 -> 2.2 s
-  train, fine-tuning      15.9 s  (2.0 img/s)      11.6 s  (2.8 img/s),  compile 59 -> 47 s
+2 shared CPU cores, jax 0.10.2, keras 3.15.1, step medians (compile time):
+run 2 (10:13-10:18 UTC, load average 2.5-5):
+                          stock (grouped conv)            shifted
+  inference               1.50 s (21.4 img/s) (1.2 s)     0.326 s (98.2 img/s) (1.4 s)
+  train, frozen backbone  1.49 s (21.5 img/s) (1.7 s)     0.351 s (91.2 img/s) (1.7 s)
+  train, fine-tuning      10.8 s (3.0 img/s) (13.9 s)     3.42 s  (9.4 img/s)  (18.5 s)
+run 1 (09:20-09:30, load 4-7, overlapping other jobs): inference 8.1 vs 70.0 img/s,
+frozen 11.0 vs 65.0 img/s, fine-tuning 15.9 s vs 11.6 s per step.
 Per layer (32xHxWxC, 3x3) shifted beats the grouped conv, its NCHW form and a
 block-diagonal dense conv at every MobileNetV2 shape, forward and gradient.
 """
