@@ -1,0 +1,233 @@
+"""Faster depthwise convolutions where the stock op is slow (JAX on CPU).
+
+XLA:CPU runs a grouped convolution (`feature_group_count=C`) as one tiny
+convolution per channel (https://github.com/jax-ml/jax/issues/23713): for
+MobileNet-style networks that is ~8x slower forward and ~13x slower in the
+gradient than the same depthwise convolution written as kh*kw shifted
+multiply-adds, which XLA fuses into one elementwise loop.
+
+`apply_fast_paths(model)` switches eligible `keras.layers.DepthwiseConv2D`
+layers of a built model to that computation by giving each layer *instance*
+its own `call`. Class, registered name, config and weights stay stock, so a
+saved `model.keras` holds only stock Keras layers and loads in plain Keras
+(a loaded or cloned model is stock again; apply the fast paths to it anew).
+
+Importing this module changes nothing; only `apply_fast_paths` acts, and only
+on the model it is given.
+"""
+
+from __future__ import annotations
+
+import types
+
+SETTINGS = ("auto", "shifted", "stock")
+
+
+def depthwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
+    """Which depthwise convolution to use: "shifted" or "stock".
+
+    "auto" picks "shifted" only on JAX with CPU devices, where it was
+    measured to win; XLA:GPU/TPU, TensorFlow and PyTorch have fast native
+    depthwise kernels. An explicit "shifted" or "stock" wins over the policy.
+    """
+    if setting not in SETTINGS:
+        raise ValueError(
+            f"Unknown depthwise setting {setting!r}: use one of {', '.join(SETTINGS)} "
+            "('auto' picks 'shifted' on JAX with CPU devices, 'stock' elsewhere)."
+        )
+    if setting != "auto":
+        return setting
+    if backend.lower() == "jax" and device_kind.upper() == "CPU":
+        return "shifted"
+    return "stock"
+
+
+def current_device_kind() -> str:
+    """"CPU", "GPU" or "TPU": where the current Keras backend computes by default."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        platform = jax.default_backend().lower()
+        return {"cpu": "CPU", "tpu": "TPU"}.get(platform, "GPU")  # gpu, cuda, rocm, ...
+    if backend == "torch":
+        import torch
+
+        return "GPU" if torch.cuda.is_available() else "CPU"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for kind in ("TPU", "GPU"):
+            if tf.config.list_logical_devices(kind):
+                return kind
+    return "CPU"
+
+
+def fast_path_record(setting: str = "auto") -> dict:
+    """The choice for the current backend and device, as put in metrics.json
+    and benchmark rows (without layer counts; `apply_fast_paths` adds them)."""
+    import keras
+
+    backend = keras.backend.backend()
+    device_kind = current_device_kind()
+    return {
+        "depthwise_conv": depthwise_implementation(backend, device_kind, setting),
+        "setting": setting,
+        "backend": backend,
+        "device_kind": device_kind,
+    }
+
+
+def apply_fast_paths(model, setting: str = "auto") -> dict:
+    """Switches the depthwise convolutions of `model` (nested backbones and
+    keras-hub blocks included) to the implementation the policy picks.
+
+    With "shifted", every supported `DepthwiseConv2D` computes as shifted
+    multiply-adds; with "stock", layers switched earlier are switched back.
+    Unsupported layers (channels_first, dilation > 1, quantized, subclasses
+    with their own `call`) always stay stock. Returns the record of the
+    choice, e.g. {"depthwise_conv": "shifted", "setting": "auto",
+    "backend": "jax", "device_kind": "CPU", "shifted_layers": 17,
+    "stock_layers": 0}.
+    """
+    import keras
+
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
+    record = fast_path_record(setting)
+    shifted = stock = 0
+    changed = False
+    # `_flatten_layers` (Keras 3) also reaches layers held inside custom
+    # layers, such as keras-hub's MBConvBlock, which `model.layers` does not.
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if not isinstance(layer, keras.layers.DepthwiseConv2D):
+            continue
+        if record["depthwise_conv"] == "shifted" and supports_shifted(layer):
+            if not is_shifted(layer):
+                # An instance attribute shadows the class's `call`; Layer.__call__
+                # (and so predict, fit's stateless_call and symbolic calls) uses it.
+                # Nothing of it is serialized: saving uses the class and get_config.
+                layer.call = types.MethodType(_shifted_call, layer)
+                changed = True
+            shifted += 1
+        else:
+            if is_shifted(layer):
+                del layer.call
+                changed = True
+            stock += 1
+    if changed:
+        _forget_compiled_functions(model)
+    if shifted == 0:
+        record["depthwise_conv"] = "stock"
+    record["shifted_layers"] = shifted
+    record["stock_layers"] = stock
+    return record
+
+
+def _forget_compiled_functions(model) -> None:
+    """Makes fit/predict/evaluate retrace: a jitted function traced before the
+    switch keeps the computation it was traced with."""
+    import keras
+
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, keras.Model):
+            for name in ("train_function", "test_function", "predict_function"):
+                if getattr(layer, name, None) is not None:
+                    setattr(layer, name, None)
+
+
+def is_shifted(layer) -> bool:
+    """Whether `apply_fast_paths` switched this layer to shifted multiply-adds."""
+    call = vars(layer).get("call")
+    return getattr(call, "__func__", None) is _shifted_call
+
+
+def supports_shifted(layer) -> bool:
+    """Whether the shifted computation reproduces this DepthwiseConv2D exactly."""
+    import keras
+
+    return (
+        isinstance(layer, keras.layers.DepthwiseConv2D)
+        # A subclass with its own call computes something else: leave it alone.
+        and type(layer).call is keras.layers.DepthwiseConv2D.call
+        and layer.data_format == "channels_last"
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.padding in ("same", "valid")
+        and layer.dtype_policy.quantization_mode is None
+    )
+
+
+def _shifted_call(self, inputs):
+    """DepthwiseConv2D.call with the convolution as shifted multiply-adds."""
+    from keras import ops
+
+    outputs = shifted_depthwise_conv(inputs, self.kernel, self.strides, self.padding)
+    if self.use_bias:
+        outputs = ops.add(outputs, self.bias)  # channels_last: broadcasts over the last axis
+    if self.activation is not None:
+        outputs = self.activation(outputs)
+    return outputs
+
+
+def shifted_depthwise_conv(inputs, kernel, strides=(1, 1), padding="valid"):
+    """`keras.ops.depthwise_conv` (channels_last, dilation 1) as kh*kw shifted
+    multiply-adds: out[..., c*M + m] = sum_ij x[shifted by i, j][..., c] * kernel[i, j, c, m].
+
+    inputs: (batch, height, width, channels); kernel: (kh, kw, channels, M).
+    "same" pads like TensorFlow/XLA (the odd extra row/column after). Falls
+    back to the stock op when height or width is unknown (symbolic None).
+    """
+    from keras import ops
+
+    strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+    padding = padding.lower()
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}.")
+    if len(inputs.shape) != 4 or len(kernel.shape) != 4:
+        raise ValueError(
+            "shifted_depthwise_conv needs 4D channels_last inputs (batch, height, width, "
+            f"channels) and a 4D kernel (kh, kw, channels, multiplier); got inputs "
+            f"{tuple(inputs.shape)} and kernel {tuple(kernel.shape)}."
+        )
+    kernel_height, kernel_width, channels, multiplier = kernel.shape
+    height, width = inputs.shape[1], inputs.shape[2]
+    if height is None or width is None:
+        return ops.depthwise_conv(inputs, kernel, strides=strides, padding=padding)
+    if inputs.shape[3] != channels:
+        raise ValueError(
+            f"inputs have {inputs.shape[3]} channels but the kernel expects {channels}."
+        )
+
+    out_height, pad_height = _output_size_and_padding(height, kernel_height, strides[0], padding)
+    out_width, pad_width = _output_size_and_padding(width, kernel_width, strides[1], padding)
+    if multiplier > 1:
+        # Output channel c*M + m reads input channel c (the order ops.depthwise_conv uses).
+        inputs = ops.repeat(inputs, multiplier, axis=3)
+    kernel = ops.reshape(kernel, (kernel_height, kernel_width, channels * multiplier))
+    if pad_height != (0, 0) or pad_width != (0, 0):
+        inputs = ops.pad(inputs, ((0, 0), pad_height, pad_width, (0, 0)))
+
+    outputs = None
+    for i in range(kernel_height):
+        for j in range(kernel_width):
+            window = inputs[
+                :,
+                i : i + strides[0] * (out_height - 1) + 1 : strides[0],
+                j : j + strides[1] * (out_width - 1) + 1 : strides[1],
+                :,
+            ]
+            term = window * kernel[i, j]
+            outputs = term if outputs is None else outputs + term
+    return outputs
+
+
+def _output_size_and_padding(size: int, kernel: int, stride: int, padding: str):
+    if padding == "valid":
+        if size < kernel:
+            raise ValueError(f"'valid' padding needs inputs of at least {kernel}, got {size}.")
+        return (size - kernel) // stride + 1, (0, 0)
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, (total // 2, total - total // 2)

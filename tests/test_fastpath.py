@@ -1,0 +1,370 @@
+"""flowerkit.fastpath: shifted depthwise convolutions for JAX on CPU.
+
+Checks that the fast path computes what the stock layer computes (forward and
+gradients), that a switched model trains and predicts the same, and that it
+saves as plain Keras: a fresh interpreter that never imports flowerkit loads
+it with safe_mode=True.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import keras
+from conftest import shared_path
+from flowerkit.fastpath import (
+    apply_fast_paths,
+    depthwise_implementation,
+    fast_path_record,
+    is_shifted,
+    shifted_depthwise_conv,
+)
+
+ON_JAX = keras.backend.backend() == "jax"
+needs_jax = pytest.mark.skipif(
+    not ON_JAX, reason="JAX-only check (jax.grad, or the auto policy's JAX+CPU case); "
+    "run with KERAS_BACKEND=jax",
+)
+
+
+# --- the policy -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "backend, device_kind, expected",
+    [
+        ("jax", "CPU", "shifted"),
+        ("jax", "cpu", "shifted"),
+        ("jax", "GPU", "stock"),
+        ("jax", "TPU", "stock"),
+        ("tensorflow", "CPU", "stock"),
+        ("tensorflow", "GPU", "stock"),
+        ("torch", "CPU", "stock"),
+        ("torch", "GPU", "stock"),
+    ],
+)
+def test_policy_auto(backend, device_kind, expected):
+    assert depthwise_implementation(backend, device_kind) == expected
+    assert depthwise_implementation(backend, device_kind, "auto") == expected
+
+
+@pytest.mark.parametrize("setting", ["stock", "shifted"])
+@pytest.mark.parametrize("backend, device_kind", [("jax", "CPU"), ("jax", "GPU"), ("torch", "CPU")])
+def test_policy_explicit_setting_overrides(setting, backend, device_kind):
+    assert depthwise_implementation(backend, device_kind, setting) == setting
+
+
+@pytest.mark.parametrize("setting", ["fast", "", "Shifted", None])
+def test_policy_bad_setting_raises(setting):
+    with pytest.raises(ValueError, match="auto, shifted, stock"):
+        depthwise_implementation("jax", "CPU", setting)
+
+
+def test_record_describes_the_current_backend():
+    record = fast_path_record()
+    assert record["backend"] == keras.backend.backend()
+    assert record["setting"] == "auto"
+    assert record["depthwise_conv"] == depthwise_implementation(
+        record["backend"], record["device_kind"]
+    )
+
+
+@pytest.mark.skipif(ON_JAX, reason="checks the TensorFlow/PyTorch backends; this run is on JAX")
+def test_apply_is_a_noop_off_jax():
+    model = keras.Sequential(
+        [keras.Input((8, 8, 4)), keras.layers.DepthwiseConv2D(3, padding="same")]
+    )
+    record = apply_fast_paths(model)
+    assert record["depthwise_conv"] == "stock"
+    assert record["shifted_layers"] == 0 and record["stock_layers"] == 1
+    assert not is_shifted(model.layers[0])
+
+
+# --- the computation ----------------------------------------------------------
+
+
+def _stock_and_shifted_layers(kernel_size, strides, padding, depth_multiplier):
+    layer = keras.layers.DepthwiseConv2D(
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        depth_multiplier=depth_multiplier,
+        activation="relu6",
+        bias_initializer="random_normal",
+    )
+    layer.build((2, 11, 10, 3))
+    return layer
+
+
+@needs_jax
+@pytest.mark.parametrize("kernel_size", [3, 5])
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("depth_multiplier", [1, 2])
+def test_shifted_equals_stock_forward_and_gradients(kernel_size, strides, padding, depth_multiplier):
+    import jax
+
+    layer = _stock_and_shifted_layers(kernel_size, strides, padding, depth_multiplier)
+    rng = np.random.default_rng(kernel_size * 100 + strides * 10 + depth_multiplier)
+    x = rng.normal(size=(2, 11, 10, 3)).astype("float32")  # odd and even sizes
+    kernel = layer.kernel.value
+    bias = layer.bias.value
+
+    def stock(x, kernel):
+        y = keras.ops.depthwise_conv(x, kernel, strides=strides, padding=padding)
+        return keras.activations.relu6(y + bias)
+
+    def shifted(x, kernel):
+        return keras.activations.relu6(shifted_depthwise_conv(x, kernel, strides, padding) + bias)
+
+    # jit: op-by-op JAX would compile each of the kh*kw slices separately (slow).
+    expected = jax.jit(stock)(x, kernel)
+    actual = jax.jit(shifted)(x, kernel)
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    # The stock layer's own call (the one apply_fast_paths replaces) agrees too.
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+    cotangent = rng.normal(size=expected.shape).astype("float32")
+
+    def gradients(f):
+        return jax.jit(jax.grad(lambda x, k: (f(x, k) * cotangent).sum(), argnums=(0, 1)))(x, kernel)
+
+    (dx_stock, dk_stock), (dx_shifted, dk_shifted) = gradients(stock), gradients(shifted)
+    assert float(np.abs(dk_stock).max()) > 0.1  # a real gradient, not zeros
+    np.testing.assert_allclose(dx_shifted, dx_stock, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dk_shifted, dk_stock, rtol=1e-5, atol=1e-5)
+
+
+def test_switched_layer_equals_stock_layer_with_bias_and_activation():
+    """Explicit "shifted" works on every backend (it is written in keras.ops)."""
+    layer = keras.layers.DepthwiseConv2D(
+        5, strides=2, padding="same", depth_multiplier=2, activation="relu",
+        bias_initializer="random_normal",
+    )
+    model = keras.Sequential([keras.Input((9, 12, 4)), layer])
+    x = np.random.default_rng(1).normal(size=(3, 9, 12, 4)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    record = apply_fast_paths(model, "shifted")
+    assert is_shifted(layer) and record["shifted_layers"] == 1
+    assert model.predict_function is None  # retraced with the switched layer
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="padding must be"):
+        shifted_depthwise_conv(np.zeros((1, 4, 4, 2)), np.zeros((3, 3, 2, 1)), 1, "causal")
+    with pytest.raises(ValueError, match="channels"):
+        shifted_depthwise_conv(np.zeros((1, 4, 4, 3)), np.zeros((3, 3, 2, 1)), 1, "same")
+    with pytest.raises(ValueError, match="Keras model"):
+        apply_fast_paths("not a model")
+
+
+def test_unsupported_layers_stay_stock():
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 4)),
+            keras.layers.DepthwiseConv2D(3, dilation_rate=2, padding="same"),
+            keras.layers.DepthwiseConv2D(3, padding="same"),
+        ]
+    )
+    record = apply_fast_paths(model, "shifted")
+    assert not is_shifted(model.layers[0]) and is_shifted(model.layers[1])
+    assert (record["shifted_layers"], record["stock_layers"]) == (1, 1)
+    record = apply_fast_paths(model, "stock")  # switches back
+    assert not is_shifted(model.layers[1])
+    assert record == {**record, "depthwise_conv": "stock", "shifted_layers": 0, "stock_layers": 2}
+
+
+# --- whole models -------------------------------------------------------------
+
+
+def _small_mobilenet_v2(pretrained=False):
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(
+        alpha=0.35, input_shape=(64, 64, 3), weights=None, include_top=False
+    )
+    if pretrained:
+        backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
+    inputs = keras.Input((64, 64, 3))
+    # training=False as in transfer learning: BatchNormalization on its moving
+    # statistics. (Batch statistics of 4 images at 2x2 pixels amplify float
+    # rounding in the gradient far beyond any tolerance, stock vs stock alike.)
+    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
+    return keras.Model(inputs, keras.layers.Dense(3)(features))
+
+
+def _images(count=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, size=(count, 64, 64, 3)).astype("float32"), np.arange(count) % 3
+
+
+@needs_jax
+def test_model_predicts_the_same():
+    x, _ = _images()
+    # Pretrained: with random weights the features (and predictions) are ~1e-10.
+    model = _small_mobilenet_v2(pretrained=True)
+    stock_predictions = model.predict_on_batch(x)
+    record = apply_fast_paths(model)
+    assert record["depthwise_conv"] == "shifted"
+    assert record["shifted_layers"] == 17 and record["stock_layers"] == 0  # all of MobileNetV2's
+    scale = float(np.abs(stock_predictions).max())
+    assert scale > 0.1
+    np.testing.assert_allclose(model.predict_on_batch(x), stock_predictions, rtol=1e-4, atol=1e-5 * scale)
+
+
+@needs_jax
+def test_fit_step_is_the_same_with_the_fast_path():
+    """One train_on_batch (the jitted stateless train step that fit uses) gives
+    the same loss and the same weight updates.
+
+    Pretrained weights: with random weights the un-normalised activations make
+    ReLU6 clipping flip on float rounding, and jitted stock vs eager stock
+    already differ by ~1% in the stem gradient. With real weights that
+    difference is ~3e-5 of the largest gradient, and so is stock vs shifted."""
+    x, y = _images()
+    losses, updates = [], []
+    for setting in ("stock", "shifted"):
+        model = _small_mobilenet_v2(pretrained=True)
+        record = apply_fast_paths(model, setting)
+        assert record["shifted_layers"] == (17 if setting == "shifted" else 0)
+        before = [np.asarray(w) for w in model.trainable_weights]
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        losses.append(float(model.train_on_batch(x, y)))
+        updates.append([np.asarray(w) - b for w, b in zip(model.trainable_weights, before)])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    scale = max(float(np.abs(u).max()) for u in updates[0])
+    assert scale > 1e-3  # the step changed the weights
+    for stock_update, shifted_update in zip(*updates):
+        np.testing.assert_allclose(shifted_update, stock_update, rtol=1e-3, atol=1e-4 * scale)
+
+
+LOAD_SCRIPT = """
+import json, sys
+import numpy as np
+import keras
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+np.save(sys.argv[2], np.asarray(model.predict_on_batch(np.load(sys.argv[3]))))
+print(json.dumps({"flowerkit_imported": any(m.startswith("flowerkit") for m in sys.modules),
+                  "call_overrides": sum("call" in vars(l) for l in model._flatten_layers())}))
+"""
+
+
+def _installed_backends():
+    modules = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
+    return [b for b, m in modules.items() if importlib.util.find_spec(m) is not None]
+
+
+@needs_jax
+@pytest.mark.parametrize("load_backend", ["jax", "torch", "tensorflow"])
+def test_saved_switched_model_loads_in_plain_keras(tmp_path, load_backend):
+    if load_backend not in _installed_backends():
+        pytest.skip(f"{load_backend} is not installed in this environment")
+    x, y = _images()
+    model = _small_mobilenet_v2(pretrained=True)
+    apply_fast_paths(model)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, batch_size=2, verbose=0)  # switched layers train through fit
+    expected = model.predict_on_batch(x)
+    assert float(np.abs(expected).max()) > 0.1
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    # The archive names only stock Keras classes.
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    modules = {match for match in _values_of(config, "module")}
+    assert modules and all(module.startswith("keras") for module in modules), modules
+
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, str(path), str(tmp_path / "y.npy"), str(tmp_path / "x.npy")],
+        env={**_environment(), "KERAS_BACKEND": load_backend},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"flowerkit_imported": False, "call_overrides": 0}
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-4, atol=1e-5)
+
+    # In this process too: the loaded and the cloned model are stock, predict the same.
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    clone = keras.models.clone_model(loaded)
+    clone.set_weights(loaded.get_weights())
+    for other in (loaded, clone):
+        assert not any(is_shifted(layer) for layer in other._flatten_layers())
+        np.testing.assert_allclose(other.predict_on_batch(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def _values_of(tree, key):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if k == key and isinstance(v, str):
+                yield v
+            else:
+                yield from _values_of(v, key)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _values_of(item, key)
+
+
+def _environment():
+    import os
+
+    # No flowerkit on the path: the child must not be able to import it.
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _mobilenet_v1():
+    return keras.applications.MobileNet(
+        alpha=0.25, depth_multiplier=2, input_shape=(64, 64, 3), weights=None, include_top=False
+    )
+
+
+def _efficientnet_v2_b0():
+    return keras.applications.EfficientNetV2B0(
+        input_shape=(64, 64, 3), weights=None, include_top=False, include_preprocessing=False
+    )
+
+
+def _efficientnet_lite0():
+    if importlib.util.find_spec("keras_hub") is None:
+        pytest.skip("keras-hub is not installed")
+    import keras_hub
+
+    folder = shared_path("weights/efficientnet_lite0_keras_hub")
+    backbone = keras_hub.models.Backbone.from_preset(str(folder), load_weights=False)
+    return backbone
+
+
+@needs_jax
+@pytest.mark.parametrize(
+    "build, depthwise_layers",
+    [(_mobilenet_v1, 13), (_efficientnet_v2_b0, 16), (_efficientnet_lite0, 16)],
+    ids=["MobileNet-dm2", "EfficientNetV2B0", "keras-hub-EfficientNet-Lite0"],
+)
+def test_every_backbone_is_switched_and_unchanged(build, depthwise_layers):
+    keras.utils.set_random_seed(0)
+    backbone = build()
+    found = [l for l in backbone._flatten_layers() if isinstance(l, keras.layers.DepthwiseConv2D)]
+    assert len(found) == depthwise_layers
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, 64, 64, 3)).astype("float32")
+    expected = np.asarray(backbone(x, training=False))
+    record = apply_fast_paths(backbone)
+    assert (record["shifted_layers"], record["stock_layers"]) == (depthwise_layers, 0)
+    assert all(is_shifted(layer) for layer in found)
+    actual = np.asarray(backbone(x, training=False))
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * scale)
