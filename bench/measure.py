@@ -35,6 +35,7 @@ def run_info(benchmark_kind, recipe) -> dict:
         "image_size": recipe.image_size,
         "precision": recipe.precision,
         "jit_compile": runtime.resolve_jit_compile(recipe.jit_compile),
+        "depthwise_conv": runtime.run_info(recipe)["depthwise_conv"],
     }
 
 

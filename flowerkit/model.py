@@ -14,6 +14,7 @@ import keras
 from flowerkit.augment import build_layers
 from flowerkit.backbones import PREPROCESSING_SCALES, get_backbone
 from flowerkit.errors import FlowerkitError
+from flowerkit.fastpath import apply_fast_paths
 from flowerkit.recipe import Recipe
 from flowerkit.runtime import resolve_jit_compile
 
@@ -31,6 +32,7 @@ def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = 
         )
     with _dtype_policy(recipe.precision):
         model = _build_network(recipe, num_classes)
+    apply_fast_paths(model, recipe.depthwise_conv)
     if compile:
         compile_model(model, recipe)
     return model

@@ -37,6 +37,7 @@ _FIELD_KINDS = {
     "seed": (int,),
     "precision": (str,),
     "feature_cache": (str,),
+    "depthwise_conv": (str,),
     "fine_tune_epochs": (int,),
     "fine_tune_layers": (int,),
     "fine_tune_learning_rate": (int, float),
@@ -45,6 +46,7 @@ _FIELD_KINDS = {
     "fine_tune_label_smoothing": (int, float),
 }
 FEATURE_CACHE = ("auto", "on", "off")
+DEPTHWISE_CONV = ("auto", "shifted", "stock")  # flowerkit.fastpath.SETTINGS
 # Augmentation ops whose views the feature cache computes once per image.
 PRECOMPUTABLE_OPS = ("flip",)
 
@@ -78,6 +80,10 @@ class Recipe:
         precision: "float32", "mixed_float16" or "mixed_bfloat16".
         jit_compile: "auto" picks the fastest known setting per backend and
             device (XLA off for TensorFlow on CPU, where it is ~16x slower).
+        depthwise_conv: "auto" computes depthwise convolutions as shifted
+            multiply-adds where that is measured faster (JAX on CPU, see
+            `flowerkit.fastpath`), the stock op elsewhere; "shifted" or
+            "stock" force one. Saved models hold stock layers either way.
         feature_cache: "auto" trains the head on backbone features computed
             once per image and augmentation view, when the backbone is frozen
             and every augmentation op can be precomputed ("flip"); "on"
@@ -117,6 +123,7 @@ class Recipe:
     precision: str = "float32"
     jit_compile: str | bool = "auto"
     feature_cache: str = "auto"
+    depthwise_conv: str = "auto"
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 0
     fine_tune_learning_rate: float = 1e-4
@@ -163,6 +170,8 @@ class Recipe:
             fail(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.jit_compile not in ("auto", True, False):
             fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
+        if self.depthwise_conv not in DEPTHWISE_CONV:
+            fail(f"depthwise_conv must be one of {DEPTHWISE_CONV}, got {self.depthwise_conv!r}.")
         if self.feature_cache not in FEATURE_CACHE:
             fail(f"feature_cache must be one of {FEATURE_CACHE}, got {self.feature_cache!r}.")
         if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.fine_tune_warmup_epochs < 0:

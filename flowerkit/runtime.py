@@ -108,10 +108,13 @@ def library_versions() -> dict[str, str]:
 
 def run_info(recipe) -> dict:
     """Where and how a recipe runs: for metrics.json and benchmark rows."""
+    from flowerkit.fastpath import fast_path_record
+
     return {
         "backend": backend(),
         "device": device_summary(),
         "jit_compile": resolve_jit_compile(recipe.jit_compile),
+        "depthwise_conv": fast_path_record(recipe.depthwise_conv)["depthwise_conv"],
         "versions": library_versions(),
     }
 

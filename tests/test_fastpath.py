@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import keras
-from conftest import shared_path
+from tests.helpers import shared_path
 from flowerkit.fastpath import (
     apply_fast_paths,
     depthwise_implementation,
