@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from flowerkit.data import Subset
-from flowerkit.data.pipelines import iterate_batches, make_dataset
+from flowerkit.data.pipelines import epoch_order, iterate_batches, make_dataset
 from flowerkit.recipe import Recipe
 
 CACHE_VERSION = 1
@@ -170,18 +170,17 @@ class FeatureBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.epoch = 0
-        self._draw()
+        self._epochs_begun = 0
+        self._draw(epoch=0)
 
-    def _draw(self):
+    def _draw(self, epoch: int):
         count = len(self.cached.labels)
         if not self.shuffle:
             self._order, self._views = np.arange(count), np.zeros(count, int)
             return
-        # The same order as the image pipeline's (`ImageBatches`) for a seed,
-        # so a cached run sees the batches an uncached one does.
-        self._order = np.random.default_rng((self.seed, self.epoch)).permutation(count)
-        self._views = np.random.default_rng((self.seed, self.epoch, 1)).integers(
+        # The image pipeline's order for this seed and epoch (`epoch_order`).
+        self._order = epoch_order(count, self.seed, epoch)
+        self._views = np.random.default_rng((self.seed, epoch, 1)).integers(
             0, self.cached.views, count
         )
 
@@ -193,6 +192,6 @@ class FeatureBatches(keras.utils.PyDataset):
         features = self.cached.features[self._views[positions], positions]
         return np.asarray(features, np.float32), self.cached.labels[positions]
 
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._draw()
+    def on_epoch_begin(self):
+        self._draw(self._epochs_begun)
+        self._epochs_begun += 1

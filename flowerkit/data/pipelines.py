@@ -145,6 +145,13 @@ def _tf_crop_to_square(image):
     )
 
 
+def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
+    """One epoch's order: a permutation that depends only on the seed and
+    the epoch number (shared with the feature cache's batches, so cached and
+    uncached training see the same batches)."""
+    return np.random.default_rng((seed, epoch)).permutation(count)
+
+
 class ImageBatches(keras.utils.PyDataset):
     """Batches of decoded images for the JAX and PyTorch backends.
 
@@ -163,17 +170,24 @@ class ImageBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.epoch = 0
+        self.epoch = 0  # whose order __getitem__ serves
+        self._epochs_begun = 0
         self.failed: set[int] = set()
         self._reasons: dict[int, str] = {}
         self._eye = np.eye(len(index.class_names), dtype=np.float32)
         self._order = self._make_order()
 
     def _make_order(self):
-        order = np.arange(len(self.index))
         if self.shuffle:
-            order = np.random.default_rng((self.seed, self.epoch)).permutation(order)
-        return order
+            return epoch_order(len(self.index), self.seed, self.epoch)
+        return np.arange(len(self.index))
+
+    def on_epoch_begin(self):
+        # Keras calls this once per epoch; with worker threads on_epoch_end
+        # can come more often, so the epoch is counted here.
+        self.epoch = self._epochs_begun
+        self._epochs_begun += 1
+        self._order = self._make_order()
 
     def __len__(self):
         return math.ceil(len(self.index) / self.batch_size)
@@ -214,5 +228,3 @@ class ImageBatches(keras.utils.PyDataset):
                 FlowerkitWarning,
                 stacklevel=2,
             )
-        self.epoch += 1
-        self._order = self._make_order()
