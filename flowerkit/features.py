@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from flowerkit.data import Subset
-from flowerkit.data.pipelines import epoch_order, iterate_batches, make_dataset
+from flowerkit.data.pipelines import default_workers, epoch_order, iterate_batches, make_dataset
 from flowerkit.recipe import Recipe
 
 CACHE_VERSION = 1
@@ -165,7 +165,9 @@ class FeatureBatches(keras.utils.PyDataset):
     image comes as one of its views, drawn at random (a random flip)."""
 
     def __init__(self, cached: CachedFeatures, batch_size: int, shuffle: bool, seed: int):
-        super().__init__()
+        # As many workers as the image pipeline: Keras then prefetches both
+        # alike, so cached and uncached training see the same batch sequence.
+        super().__init__(workers=default_workers(), use_multiprocessing=False)
         self.cached = cached
         self.batch_size = batch_size
         self.shuffle = shuffle

@@ -100,18 +100,15 @@ def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_
 
 
 @pytest.mark.slow
-def test_cached_and_uncached_runs_agree():
+def test_cached_and_uncached_runs_agree_within_one_point():
     """Same seed and data, on real photos and weights: the cache changes speed, not results."""
     photos = shared_path("data/flower_photos")
-    # Trained close to convergence, so that what is compared is the result,
-    # not where two runs happened to be part-way. Their batch orders differ
-    # on JAX and PyTorch (Keras's worker threads prefetch image batches
-    # before the epoch's order is drawn), which moves the result by up to
-    # ~2 points of these 286 images (measured); on TensorFlow they agree
-    # within 1 point.
+    # Without augmentation or dropout, and with the feature batches served
+    # like the image batches (same order per epoch, same Keras prefetching),
+    # both runs train on the same batches: what remains is float rounding.
     recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
-        image_size=96, weights=str(shared_path(WEIGHTS)), epochs=6, batch_size=32,
-        learning_rate=3e-3, augmentation=(), dropout=0.0,
+        image_size=96, weights=str(shared_path(WEIGHTS)), epochs=3, batch_size=32,
+        augmentation=(), dropout=0.0,
     )
     cached = flowerkit.train(recipe, source=str(photos), max_images=1500, verbose=0)
     uncached = flowerkit.train(recipe.replace(feature_cache="off"), source=str(photos),
@@ -120,5 +117,6 @@ def test_cached_and_uncached_runs_agree():
     assert uncached.metrics["phases"][0]["feature_cache"] == "off"
     assert cached.metrics["validation_images"] == uncached.metrics["validation_images"] == 286
     accuracies = (cached.metrics["val_accuracy"], uncached.metrics["val_accuracy"])
-    assert abs(accuracies[0] - accuracies[1]) <= 0.03, accuracies
+    assert abs(accuracies[0] - accuracies[1]) <= 0.01, accuracies
+    assert cached.history["loss"][0] == pytest.approx(uncached.history["loss"][0], rel=1e-3)
     assert min(accuracies) > 0.6, accuracies  # pretrained features: well above chance (0.2)

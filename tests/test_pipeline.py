@@ -82,3 +82,15 @@ def test_file_broken_after_indexing_is_dropped_not_fatal(image_folder):
     images, labels = data[0]
     assert len(images) == len(labels) == 3
     assert data.failed == {0}
+
+
+@pytest.mark.skipif(not _has_tensorflow(), reason="compares against tf.data; TensorFlow absent")
+def test_both_pipelines_shuffle_into_the_same_order_every_epoch(image_folder):
+    index = index_folder(image_folder)
+    tf_data = make_dataset(index, 16, 64, shuffle=True, seed=3, pipeline="tf")
+    python_data = make_dataset(index, 16, 64, shuffle=True, seed=3, pipeline="python")
+    for _ in range(2):  # each tf.data iteration is the next epoch
+        python_data.on_epoch_begin()
+        tf_labels = np.concatenate([y for _, y, _ in iterate_batches(tf_data)]).argmax(1)
+        python_labels = python_data[0][1].argmax(1)
+        np.testing.assert_array_equal(tf_labels, python_labels)

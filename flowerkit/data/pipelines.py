@@ -14,6 +14,7 @@ preprocessing. Labels come out one-hot.
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import os
 import warnings
@@ -100,12 +101,23 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
         decoded.set_shape((image_size, image_size, 3))
         return decoded, tf.one_hot(label, num_classes)
 
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (list(index.images), index.labels, index.orientation_array())
+    columns = (
+        tf.constant(list(index.images)),
+        tf.constant(index.labels),
+        tf.constant(index.orientation_array()),
     )
     if shuffle:
-        # Shuffle names, not pixels: cheap, and a fresh order every epoch.
-        dataset = dataset.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
+        # Shuffle positions, not pixels, in `epoch_order`: each new iteration
+        # (Keras starts one per epoch) takes the next epoch's order, the
+        # same order the Pillow pipeline and the feature cache use.
+        epochs = itertools.count()
+        positions = tf.data.Dataset.from_generator(
+            lambda: iter(epoch_order(len(index), seed, next(epochs))),
+            output_signature=tf.TensorSpec((), tf.int64),
+        )
+        dataset = positions.map(lambda i: tuple(tf.gather(column, i) for column in columns))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(columns)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # A file that went bad after indexing is dropped (and logged), not fatal.
     dataset = dataset.ignore_errors(log_warning=True)
@@ -145,6 +157,11 @@ def _tf_crop_to_square(image):
     )
 
 
+def default_workers() -> int:
+    """Decoding threads for the Pillow pipeline (Pillow releases the GIL)."""
+    return min(8, os.cpu_count() or 1)
+
+
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     """One epoch's order: a permutation that depends only on the seed and
     the epoch number (shared with the feature cache's batches, so cached and
@@ -164,7 +181,7 @@ class ImageBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, index: ImageIndex, image_size, batch_size, shuffle=False, seed=0, workers=None):
-        super().__init__(workers=workers or min(8, os.cpu_count() or 1), use_multiprocessing=False)
+        super().__init__(workers=workers or default_workers(), use_multiprocessing=False)
         self.index = index
         self.image_size = image_size
         self.batch_size = batch_size
