@@ -30,7 +30,7 @@ def test_input_pipeline(benchmark, bench_config, data_source):
                       max_images=round(images / (1 - recipe.validation_split))).train
 
     def one_pass():
-        return [x.shape for x, _, _ in itertools.islice(iterate_batches(train.dataset), batches)]
+        return [x.shape for x, _ in itertools.islice(iterate_batches(train.dataset), batches)]
 
     compile_seconds = timed(one_pass)  # first pass: thread pools, file cache
     benchmark.pedantic(one_pass, rounds=bench_config.rounds, iterations=1)

@@ -364,7 +364,7 @@ def _photos(fk, recipe, source, calibration_count: int, validation_count: int | 
         if count is not None:
             index = fk.sample_index(index, count, recipe.seed)
         dataset = fk.make_dataset(index, recipe.image_size, batch_size=64)
-        batches = [(x, y) for x, y, _ in fk.iterate_batches(dataset)]
+        batches = list(fk.iterate_batches(dataset))
         images = np.concatenate([x for x, _ in batches]).astype(np.float32)
         return images, np.concatenate([y for _, y in batches]).argmax(axis=1)
 

@@ -135,11 +135,7 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -
     features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
     labels, filled = [], 0
     progress = keras.utils.Progbar(len(subset), unit_name="image", verbose=verbose)
-    for images, one_hot, weights in iterate_batches(dataset):
-        if weights is not None:  # placeholders for unreadable images
-            images, one_hot = images[weights > 0], one_hot[weights > 0]
-        if not len(images):
-            continue
+    for images, one_hot in iterate_batches(dataset):
         stop = filled + len(images)
         features[0, filled:stop] = keras.ops.convert_to_numpy(extractor.predict_on_batch(images))
         if views == 2:

@@ -85,19 +85,13 @@ def load_trained(model_path) -> tuple[keras.Model, Recipe]:
 def predict_dataset(model, dataset, sample_positions=range(9), tta=None) -> Predictions:
     """Predicts every batch; keeps the images at `sample_positions` for plots.
 
-    With tta="flip", also the flip-averaged probabilities. Placeholders for
-    unreadable images (sample weight 0) are left out.
+    With tta="flip", also the flip-averaged probabilities.
     """
     _check_tta(tta)
     wanted = sorted(int(p) for p in sample_positions)
     probabilities, tta_probabilities, labels, samples = [], [], [], []
     seen = 0
-    for images, one_hot, weights in iterate_batches(dataset):
-        if weights is not None:
-            keep = weights > 0
-            images, one_hot = images[keep], one_hot[keep]
-            if not len(images):
-                continue
+    for images, one_hot in iterate_batches(dataset):
         probabilities.append(np.asarray(model.predict_on_batch(images)))
         if tta:
             tta_probabilities.append(_flip_averaged(model, images, probabilities[-1]))

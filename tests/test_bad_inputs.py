@@ -247,7 +247,7 @@ def _folder_with(tmp_path, maker):
 
 def _images(index, pipeline):
     batches = list(iterate_batches(make_dataset(index, SIZE, 64, pipeline=pipeline)))
-    return np.concatenate([images for images, _, _ in batches])
+    return np.concatenate([images for images, _ in batches])
 
 
 @functools.cache
@@ -597,7 +597,7 @@ def test_pipelines_agree_on_every_readable_odd_format(tmp_path):
     assert len(index) == 20
     size = 64
     tf_images, python_images = (
-        np.concatenate([x for x, _, _ in iterate_batches(make_dataset(index, size, 64, pipeline=p))])
+        np.concatenate([x for x, _ in iterate_batches(make_dataset(index, size, 64, pipeline=p))])
         for p in ("tf", "python")
     )
     difference = np.abs(tf_images - python_images).mean(axis=(1, 2, 3))

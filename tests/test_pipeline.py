@@ -23,9 +23,9 @@ PIPELINES = ["python", pytest.param("tf", marks=pytest.mark.skipif(
 def test_batches_have_images_and_one_hot_labels(image_folder, pipeline):
     index = index_folder(image_folder)
     batches = list(iterate_batches(make_dataset(index, 32, batch_size=8, pipeline=pipeline)))
-    assert [len(x) for x, _, _ in batches] == [8, 8, 8, 6]
-    images = np.concatenate([x for x, _, _ in batches])
-    labels = np.concatenate([y for _, y, _ in batches])
+    assert [len(x) for x, _ in batches] == [8, 8, 8, 6]
+    images = np.concatenate([x for x, _ in batches])
+    labels = np.concatenate([y for _, y in batches])
     assert images.shape == (30, 32, 32, 3) and images.dtype == np.float32
     assert 0 <= images.min() and images.max() <= 255
     np.testing.assert_array_equal(labels.argmax(1), index.labels)
@@ -51,8 +51,8 @@ def test_crop_to_fill_keeps_the_centre(tmp_path):
 def test_tf_and_python_pipelines_agree(image_folder):
     write_image(image_folder / "red" / "big.jpg", (200, 40, 40), size=(300, 200))
     index = index_folder(image_folder)
-    tf_images = np.concatenate([x for x, _, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="tf"))])
-    py_images = np.concatenate([x for x, _, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="python"))])
+    tf_images = np.concatenate([x for x, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="tf"))])
+    py_images = np.concatenate([x for x, _ in iterate_batches(make_dataset(index, 40, 64, pipeline="python"))])
     # Different JPEG decoders and resize kernels: close, not bit-identical.
     assert np.abs(tf_images - py_images).mean() < 6
 
@@ -82,6 +82,12 @@ def test_file_broken_after_indexing_is_dropped_not_fatal(image_folder):
     images, labels = data[0]
     assert len(images) == len(labels) == 3
     assert data.failed == {0}
+    # A batch whose only image failed is a zero-weight placeholder for fit;
+    # readers of the dataset never see it.
+    single = ImageBatches(index, 16, batch_size=1)
+    blank, _, weights = single[0]
+    assert weights.tolist() == [0.0] and not blank.any()
+    assert sum(len(x) for x, _ in iterate_batches(single)) == len(index) - 1
 
 
 @pytest.mark.skipif(not _has_tensorflow(), reason="compares against tf.data; TensorFlow absent")
@@ -91,6 +97,6 @@ def test_both_pipelines_shuffle_into_the_same_order_every_epoch(image_folder):
     python_data = make_dataset(index, 16, 64, shuffle=True, seed=3, pipeline="python")
     for _ in range(2):  # each tf.data iteration is the next epoch
         python_data.on_epoch_begin()
-        tf_labels = np.concatenate([y for _, y, _ in iterate_batches(tf_data)]).argmax(1)
+        tf_labels = np.concatenate([y for _, y in iterate_batches(tf_data)]).argmax(1)
         python_labels = python_data[0][1].argmax(1)
         np.testing.assert_array_equal(tf_labels, python_labels)

@@ -63,7 +63,7 @@ def test_tfrecord_pipeline_and_damage(tmp_path):
         index = index_source(str(tmp_path / "*.tfrec"))
     assert 5 <= len(index) < 10
     for pipeline in ("tf", "python"):
-        images, labels, _ = next(iter(iterate_batches(make_dataset(index, 64, 4, pipeline=pipeline))))
+        images, labels = next(iter(iterate_batches(make_dataset(index, 64, 4, pipeline=pipeline))))
         assert images.shape == (4, 64, 64, 3) and labels.shape == (4, 5)
 
 

@@ -59,15 +59,20 @@ def resolve_pipeline(pipeline: str = "auto") -> str:
 
 
 def iterate_batches(dataset):
-    """(images, one-hot labels, sample weights or None) numpy batches of a
-    dataset made by `make_dataset`."""
+    """(images, one-hot labels) numpy batches of a dataset made by
+    `make_dataset`, without the placeholders (sample weight 0) that stand in
+    for images that failed to decode."""
     if isinstance(dataset, keras.utils.PyDataset):
         batches = _prefetched(dataset)
     else:
         batches = dataset.as_numpy_iterator()
     for batch in batches:
         images, labels, *weights = batch
-        yield images, labels, (weights[0] if weights else None)
+        if weights:
+            keep = weights[0] > 0
+            images, labels = images[keep], labels[keep]
+        if len(images):
+            yield images, labels
 
 
 def _prefetched(dataset: keras.utils.PyDataset):
