@@ -19,23 +19,22 @@ def timed(function):
 
 
 def run_info(benchmark_kind, recipe) -> dict:
-    """What was measured, where: the fields every JSON row starts with."""
-    device = runtime.device_summary()
+    """What was measured, where: the fields every JSON row starts with
+    (`runtime.run_info`, as in metrics.json, with the device flattened)."""
+    info = runtime.run_info(recipe)
+    device = info.pop("device")
     return {
         "benchmark": benchmark_kind,
-        "backend": runtime.backend(),
+        **info,
         "device_kind": device["kind"],
         "device_name": device["name"],
         "device_count": device["count"],
-        "versions": runtime.library_versions(),
         "recipe": recipe.name,
         "backbone": recipe.backbone,
         "backbone_kwargs": dict(recipe.backbone_kwargs),
         "batch_size": recipe.batch_size,
         "image_size": recipe.image_size,
         "precision": recipe.precision,
-        "jit_compile": runtime.resolve_jit_compile(recipe.jit_compile),
-        "depthwise_conv": runtime.run_info(recipe)["depthwise_conv"],
     }
 
 
