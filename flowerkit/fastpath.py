@@ -12,6 +12,10 @@ its own `call`. Class, registered name, config and weights stay stock, so a
 saved `model.keras` holds only stock Keras layers and loads in plain Keras
 (a loaded or cloned model is stock again; apply the fast paths to it anew).
 
+On PyTorch, `apply_fast_paths` switches convolutions and frozen BatchNorm
+layers the same way to calls without Keras's layout copies
+(`flowerkit.fastpath_torch`).
+
 Importing this module changes nothing; only `apply_fast_paths` acts, and only
 on the model it is given.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import types
 
 SETTINGS = ("auto", "shifted", "stock")
+TORCH_SETTINGS = ("auto", "native", "stock")
 
 
 def depthwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
@@ -40,6 +45,24 @@ def depthwise_implementation(backend: str, device_kind: str, setting: str = "aut
     if backend.lower() == "jax" and device_kind.upper() == "CPU":
         return "shifted"
     return "stock"
+
+
+def torch_layers_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
+    """How PyTorch runs convolutions and frozen BatchNorm: "native" or "stock".
+
+    "auto" picks "native" on PyTorch with a CPU, where it was measured to win
+    (flowerkit.fastpath_torch); GPUs keep the stock layers until measured.
+    """
+    if setting not in TORCH_SETTINGS:
+        raise ValueError(
+            f"Unknown torch_layers setting {setting!r}: use one of {', '.join(TORCH_SETTINGS)} "
+            "('auto' picks 'native' on PyTorch with a CPU, 'stock' elsewhere)."
+        )
+    if backend.lower() != "torch":
+        return "stock"
+    if setting != "auto":
+        return setting
+    return "native" if device_kind.upper() == "CPU" else "stock"
 
 
 def current_device_kind() -> str:
@@ -65,7 +88,7 @@ def current_device_kind() -> str:
     return "CPU"
 
 
-def fast_path_record(setting: str = "auto") -> dict:
+def fast_path_record(setting: str = "auto", torch_layers: str = "auto") -> dict:
     """The choice for the current backend and device, as put in metrics.json
     and benchmark rows (without layer counts; `apply_fast_paths` adds them)."""
     import keras
@@ -74,15 +97,17 @@ def fast_path_record(setting: str = "auto") -> dict:
     device_kind = current_device_kind()
     return {
         "depthwise_conv": depthwise_implementation(backend, device_kind, setting),
+        "torch_layers": torch_layers_implementation(backend, device_kind, torch_layers),
         "setting": setting,
         "backend": backend,
         "device_kind": device_kind,
     }
 
 
-def apply_fast_paths(model, setting: str = "auto") -> dict:
+def apply_fast_paths(model, setting: str = "auto", torch_layers: str = "auto") -> dict:
     """Switches the depthwise convolutions of `model` (nested backbones and
-    keras-hub blocks included) to the implementation the policy picks.
+    keras-hub blocks included) to the implementation the policy picks, and,
+    on PyTorch, its convolutions and BatchNorm layers (`torch_layers`).
 
     With "shifted", every supported `DepthwiseConv2D` computes as shifted
     multiply-adds; with "stock", layers switched earlier are switched back.
@@ -90,15 +115,15 @@ def apply_fast_paths(model, setting: str = "auto") -> dict:
     with their own `call`) always stay stock. Returns the record of the
     choice, e.g. {"depthwise_conv": "shifted", "setting": "auto",
     "backend": "jax", "device_kind": "CPU", "shifted_layers": 17,
-    "stock_layers": 0}.
+    "stock_layers": 0, "torch_layers": "stock", "native_layers": 0}.
     """
     import keras
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
-    record = fast_path_record(setting)
+    record = fast_path_record(setting, torch_layers)
+    changed = _apply_torch_layers(model, record)
     shifted = stock = 0
-    changed = False
     # `_flatten_layers` (Keras 3) also reaches layers held inside custom
     # layers, such as keras-hub's MBConvBlock, which `model.layers` does not.
     for layer in model._flatten_layers(include_self=True, recursive=True):
@@ -124,6 +149,33 @@ def apply_fast_paths(model, setting: str = "auto") -> dict:
     record["shifted_layers"] = shifted
     record["stock_layers"] = stock
     return record
+
+
+def _apply_torch_layers(model, record: dict) -> bool:
+    """Switches the PyTorch layers `record` asks for; returns whether any changed."""
+    from flowerkit import fastpath_torch
+
+    changed = False
+    count = 0
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        # A depthwise layer forced to "shifted" is the other path's.
+        shifted = record["depthwise_conv"] == "shifted" and supports_shifted(layer)
+        native = (
+            record["torch_layers"] == "native"
+            and fastpath_torch.supports_native(layer)
+            and not shifted
+        )
+        if native and not fastpath_torch.is_native(layer):
+            layer.call = types.MethodType(fastpath_torch.native_call(layer), layer)
+            changed = True
+        elif not native and fastpath_torch.is_native(layer):
+            del layer.call
+            changed = True
+        count += native
+    if count == 0:
+        record["torch_layers"] = "stock"
+    record["native_layers"] = count
+    return changed
 
 
 def _forget_compiled_functions(model) -> None:
@@ -200,8 +252,8 @@ def shifted_depthwise_conv(inputs, kernel, strides=(1, 1), padding="valid"):
             f"inputs have {inputs.shape[3]} channels but the kernel expects {channels}."
         )
 
-    out_height, pad_height = _output_size_and_padding(height, kernel_height, strides[0], padding)
-    out_width, pad_width = _output_size_and_padding(width, kernel_width, strides[1], padding)
+    out_height, pad_height = output_size_and_padding(height, kernel_height, strides[0], padding)
+    out_width, pad_width = output_size_and_padding(width, kernel_width, strides[1], padding)
     if multiplier > 1:
         # Output channel c*M + m reads input channel c (the order ops.depthwise_conv uses).
         inputs = ops.repeat(inputs, multiplier, axis=3)
@@ -223,7 +275,7 @@ def shifted_depthwise_conv(inputs, kernel, strides=(1, 1), padding="valid"):
     return outputs
 
 
-def _output_size_and_padding(size: int, kernel: int, stride: int, padding: str):
+def output_size_and_padding(size: int, kernel: int, stride: int, padding: str):
     if padding == "valid":
         if size < kernel:
             raise ValueError(f"'valid' padding needs inputs of at least {kernel}, got {size}.")

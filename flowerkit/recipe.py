@@ -38,6 +38,7 @@ _FIELD_KINDS = {
     "precision": (str,),
     "feature_cache": (str,),
     "depthwise_conv": (str,),
+    "torch_layers": (str,),
     "fine_tune_epochs": (int,),
     "fine_tune_layers": (int,),
     "fine_tune_learning_rate": (int, float),
@@ -47,6 +48,7 @@ _FIELD_KINDS = {
 }
 FEATURE_CACHE = ("auto", "on", "off")
 DEPTHWISE_CONV = ("auto", "shifted", "stock")  # flowerkit.fastpath.SETTINGS
+TORCH_LAYERS = ("auto", "native", "stock")  # flowerkit.fastpath.TORCH_SETTINGS
 # Augmentation ops whose views the feature cache computes once per image.
 PRECOMPUTABLE_OPS = ("flip",)
 
@@ -84,6 +86,10 @@ class Recipe:
             multiply-adds where that is measured faster (JAX on CPU, see
             `flowerkit.fastpath`), the stock op elsewhere; "shifted" or
             "stock" force one. Saved models hold stock layers either way.
+        torch_layers: "auto" runs convolutions and frozen BatchNorm on
+            PyTorch's channels_last tensors without Keras's layout copies
+            where that is measured faster (PyTorch on CPU, see
+            `flowerkit.fastpath_torch`); "native" or "stock" force one.
         feature_cache: "auto" trains the head on backbone features computed
             once per image and augmentation view, when the backbone is frozen
             and every augmentation op can be precomputed ("flip"); "on"
@@ -124,6 +130,7 @@ class Recipe:
     jit_compile: str | bool = "auto"
     feature_cache: str = "auto"
     depthwise_conv: str = "auto"
+    torch_layers: str = "auto"
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 0
     fine_tune_learning_rate: float = 1e-4
@@ -172,6 +179,8 @@ class Recipe:
             fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
         if self.depthwise_conv not in DEPTHWISE_CONV:
             fail(f"depthwise_conv must be one of {DEPTHWISE_CONV}, got {self.depthwise_conv!r}.")
+        if self.torch_layers not in TORCH_LAYERS:
+            fail(f"torch_layers must be one of {TORCH_LAYERS}, got {self.torch_layers!r}.")
         if self.feature_cache not in FEATURE_CACHE:
             fail(f"feature_cache must be one of {FEATURE_CACHE}, got {self.feature_cache!r}.")
         if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.fine_tune_warmup_epochs < 0:

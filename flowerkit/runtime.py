@@ -110,11 +110,13 @@ def run_info(recipe) -> dict:
     """Where and how a recipe runs: for metrics.json and benchmark rows."""
     from flowerkit.fastpath import fast_path_record
 
+    fast_paths = fast_path_record(recipe.depthwise_conv, recipe.torch_layers)
     return {
         "backend": backend(),
         "device": device_summary(),
         "jit_compile": resolve_jit_compile(recipe.jit_compile),
-        "depthwise_conv": fast_path_record(recipe.depthwise_conv)["depthwise_conv"],
+        "depthwise_conv": fast_paths["depthwise_conv"],
+        "torch_layers": fast_paths["torch_layers"],
         "versions": library_versions(),
     }
 

@@ -66,6 +66,7 @@ def test_train_writes_model_recipe_metrics_and_pictures(trained_run):
     assert metrics["backend"] == keras.backend.backend()  # the subprocess inherits the backend
     # The fast path chosen for this backend (the device is a CPU here).
     assert metrics["depthwise_conv"] == ("shifted" if keras.backend.backend() == "jax" else "stock")
+    assert metrics["torch_layers"] == ("native" if keras.backend.backend() == "torch" else "stock")
     assert metrics["val_accuracy"] == history["val_accuracy"][-1]
     assert (output / "model.keras").is_file()
     assert not (output / "backup").exists()  # removed once training completes

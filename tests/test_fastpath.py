@@ -26,6 +26,7 @@ from flowerkit.fastpath import (
     is_shifted,
     shifted_depthwise_conv,
 )
+from flowerkit.fastpath_torch import is_native
 
 ON_JAX = keras.backend.backend() == "jax"
 needs_jax = pytest.mark.skipif(
@@ -268,14 +269,18 @@ def _installed_backends():
     return [b for b, m in modules.items() if importlib.util.find_spec(m) is not None]
 
 
-@needs_jax
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="TensorFlow has no fast path to switch layers to; JAX and PyTorch do",
+)
 @pytest.mark.parametrize("load_backend", ["jax", "torch", "tensorflow"])
 def test_saved_switched_model_loads_in_plain_keras(tmp_path, load_backend):
     if load_backend not in _installed_backends():
         pytest.skip(f"{load_backend} is not installed in this environment")
     x, y = _images()
     model = _small_mobilenet_v2(pretrained=True)
-    apply_fast_paths(model)
+    record = apply_fast_paths(model)
+    assert record["shifted_layers"] + record["native_layers"] > 0  # the auto policy switched layers
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, batch_size=2, verbose=0)  # switched layers train through fit
     expected = model.predict_on_batch(x)
@@ -304,7 +309,7 @@ def test_saved_switched_model_loads_in_plain_keras(tmp_path, load_backend):
     clone = keras.models.clone_model(loaded)
     clone.set_weights(loaded.get_weights())
     for other in (loaded, clone):
-        assert not any(is_shifted(layer) for layer in other._flatten_layers())
+        assert not any(is_shifted(layer) or is_native(layer) for layer in other._flatten_layers())
         np.testing.assert_allclose(other.predict_on_batch(x), expected, rtol=1e-4, atol=1e-5)
 
 

@@ -1,0 +1,205 @@
+"""flowerkit.fastpath_torch: convolutions and frozen BatchNorm on PyTorch
+without Keras's layout copies.
+
+The native calls must compute what the stock layers compute, forward and
+gradient, for every configuration the backbones use; a switched model trains
+the same; the policy picks them only on PyTorch with a CPU. (Saving as stock
+layers is checked for both fast paths in test_fastpath.py.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import keras
+from flowerkit.fastpath import apply_fast_paths, torch_layers_implementation
+from flowerkit.fastpath_torch import is_native, supports_native
+from tests.helpers import shared_path
+
+ON_TORCH = keras.backend.backend() == "torch"
+needs_torch = pytest.mark.skipif(
+    not ON_TORCH, reason="PyTorch-only path (torch.nn.functional, autograd); run with KERAS_BACKEND=torch"
+)
+
+
+@pytest.mark.parametrize(
+    "backend, device_kind, setting, expected",
+    [
+        ("torch", "CPU", "auto", "native"),
+        ("torch", "GPU", "auto", "stock"),
+        ("torch", "GPU", "native", "native"),
+        ("torch", "CPU", "stock", "stock"),
+        ("jax", "CPU", "auto", "stock"),
+        ("jax", "CPU", "native", "stock"),  # only PyTorch has these layers' native calls
+        ("tensorflow", "CPU", "auto", "stock"),
+    ],
+)
+def test_policy(backend, device_kind, setting, expected):
+    assert torch_layers_implementation(backend, device_kind, setting) == expected
+
+
+def test_policy_bad_setting_raises():
+    with pytest.raises(ValueError, match="auto, native, stock"):
+        torch_layers_implementation("torch", "CPU", "fast")
+
+
+def _compare(layer, x, call_kwargs=None, rtol=1e-5):
+    """Stock vs native output and gradients (inputs and every trainable
+    weight) of one layer instance on the same inputs."""
+    import torch
+
+    call_kwargs = call_kwargs or {}
+    cotangent = None
+    results = []
+    for native in (False, True):
+        apply_fast_paths(layer, "stock", "native" if native else "stock")
+        assert is_native(layer) == native
+        inputs = torch.tensor(x, requires_grad=True)
+        outputs = layer(inputs, **call_kwargs)
+        if cotangent is None:
+            cotangent = torch.from_numpy(np.random.default_rng(1).normal(size=tuple(outputs.shape)).astype("float32"))
+        weights = [w.value for w in layer.trainable_weights]
+        gradients = torch.autograd.grad((outputs * cotangent).sum(), [inputs, *weights])
+        results.append([outputs.detach().numpy(), *(g.numpy() for g in gradients)])
+    for stock, native in zip(*results):
+        scale = float(np.abs(stock).max())
+        assert scale > 1e-3  # a real value, not zeros
+        np.testing.assert_allclose(native, stock, rtol=rtol, atol=1e-5 * scale)
+
+
+@needs_torch
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_equals_stock(kernel_size, strides, padding, groups):
+    layer = keras.layers.Conv2D(
+        6, kernel_size, strides=strides, padding=padding, groups=groups, activation="relu6",
+        bias_initializer="random_normal",
+    )
+    layer.build((2, 11, 10, 4))
+    assert supports_native(layer)
+    x = np.random.default_rng(kernel_size).normal(size=(2, 11, 10, 4)).astype("float32")  # odd and even sizes
+    _compare(layer, x)
+
+
+@needs_torch
+@pytest.mark.parametrize("kernel_size", [3, 5])
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("depth_multiplier", [1, 2])
+def test_depthwise_conv2d_equals_stock(kernel_size, strides, padding, depth_multiplier):
+    layer = keras.layers.DepthwiseConv2D(
+        kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
+        bias_initializer="random_normal",
+    )
+    layer.build((2, 11, 10, 3))
+    x = np.random.default_rng(kernel_size * 10 + strides).normal(size=(2, 11, 10, 3)).astype("float32")
+    _compare(layer, x)
+
+
+@needs_torch
+def test_batch_norm_equals_stock_in_inference_and_stays_stock_when_training():
+    layer = keras.layers.BatchNormalization(
+        beta_initializer="random_normal", gamma_initializer="random_normal",
+        moving_mean_initializer="random_normal", moving_variance_initializer="ones",
+    )
+    layer.build((3, 5, 4, 6))
+    x = np.random.default_rng(0).normal(size=(3, 5, 4, 6)).astype("float32")
+    _compare(layer, x, {"training": False})
+    # A trainable BatchNorm in training mode normalises with batch statistics
+    # and updates its moving ones: that stays Keras's own computation.
+    apply_fast_paths(layer, "stock", "native")
+    before = layer.moving_mean.numpy().copy()
+    layer(x, training=True)
+    assert not np.allclose(layer.moving_mean.numpy(), before)
+
+
+@needs_torch
+def test_unsupported_layers_stay_stock():
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 4)),
+            keras.layers.Conv2D(4, 3, dilation_rate=2, padding="same"),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.Reshape((12 * 12, 4)),
+            keras.layers.Conv1D(4, 3),
+        ]
+    )
+    record = apply_fast_paths(model, "stock", "native")
+    assert [is_native(layer) for layer in model.layers] == [False, True, False, False]
+    assert record["torch_layers"] == "native" and record["native_layers"] == 1
+    record = apply_fast_paths(model, "stock", "stock")  # switches back
+    assert not any(is_native(layer) for layer in model.layers)
+    assert record["torch_layers"] == "stock" and record["native_layers"] == 0
+
+
+def _pretrained_mobilenet_v2():
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(
+        alpha=0.35, input_shape=(64, 64, 3), weights=None, include_top=False
+    )
+    backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
+    inputs = keras.Input((64, 64, 3))
+    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
+    return keras.Model(inputs, keras.layers.Dense(3)(features))
+
+
+def _efficientnet_lite0():
+    import importlib.util
+
+    if importlib.util.find_spec("keras_hub") is None:
+        pytest.skip("keras-hub is not installed")
+    import keras_hub
+
+    return keras_hub.models.Backbone.from_preset(str(shared_path("weights/efficientnet_lite0_keras_hub")))
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    "build", [_pretrained_mobilenet_v2, _efficientnet_lite0],
+    ids=["MobileNetV2-0.35-imagenet", "keras-hub-EfficientNet-Lite0"],
+)
+def test_pretrained_backbones_predict_the_same(build):
+    model = build()
+    kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization)
+    native_layers = sum(isinstance(layer, kinds) for layer in model._flatten_layers())
+    assert native_layers > 90  # every convolution and BatchNorm of the backbone switches
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, 64, 64, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    record = apply_fast_paths(model, "stock", "native")
+    assert record["native_layers"] == native_layers
+    actual = keras.ops.convert_to_numpy(model(x, training=False))
+    scale = float(np.abs(expected).max())
+    assert scale > 0.1
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+@needs_torch
+def test_fit_step_is_the_same_when_fine_tuning():
+    """One train_on_batch through a trainable backbone (BatchNorm frozen, as
+    flowerkit runs it): the same loss and weight updates."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(4, 64, 64, 3)).astype("float32")
+    y = np.arange(4) % 3
+    losses, updates = [], []
+    for setting in ("stock", "native"):
+        model = _pretrained_mobilenet_v2()
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        apply_fast_paths(model, "stock", setting)
+        before = [np.asarray(w) for w in model.trainable_weights]
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        losses.append(float(model.train_on_batch(x, y)))
+        updates.append([np.asarray(w) - b for w, b in zip(model.trainable_weights, before)])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    scale = max(float(np.abs(u).max()) for u in updates[0])
+    assert scale > 1e-3
+    assert len(updates[0]) > 50  # the backbone's kernels trained, not only the head
+    for stock_update, native_update in zip(*updates):
+        np.testing.assert_allclose(native_update, stock_update, rtol=1e-3, atol=1e-4 * scale)
