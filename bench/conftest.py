@@ -8,7 +8,7 @@ Every knob is a command-line option or an environment variable:
     --bench-image-size N         FLOWERKIT_BENCH_IMAGE_SIZE
     --bench-batch-size N         FLOWERKIT_BENCH_BATCH_SIZE
     --bench-rounds N             FLOWERKIT_BENCH_ROUNDS   timed rounds per benchmark
-    --bench-precision P          FLOWERKIT_BENCH_PRECISION float32|mixed_bfloat16|mixed_float16
+    --bench-precision P          FLOWERKIT_BENCH_PRECISION auto|float32|mixed_bfloat16|mixed_float16
     --bench-accuracy-preset A,B  FLOWERKIT_BENCH_ACCURACY_PRESET presets trained for accuracy
                                  (smoke: mobilenet_v2_035; full: it and the fine-tuning presets)
     --bench-epochs N             FLOWERKIT_BENCH_EPOCHS   accuracy run epochs
@@ -56,7 +56,7 @@ KNOBS = {
     "image_size": (None, int),
     "batch_size": (None, int),
     "rounds": (None, int),
-    "precision": ("float32", str),
+    "precision": ("auto", str),
     "accuracy_preset": (None, str),
     "epochs": (None, int),
     "max_images": (None, int),
@@ -135,7 +135,8 @@ def pytest_configure(config):
 
         bench = read_config(config)
         device = re.sub(r"[^A-Za-z0-9.]+", "_", runtime.device_summary()["name"]).strip("_")
-        name = f"{keras.backend.backend()}-{device}-{bench.precision}-{bench.size}.json"
+        precision = runtime.resolve_precision(bench.precision)
+        name = f"{keras.backend.backend()}-{device}-{precision}-{bench.size}.json"
         path = REPO / "bench" / "results" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         config.option.benchmark_json = str(path)

@@ -34,7 +34,7 @@ def run_info(benchmark_kind, recipe) -> dict:
         "backbone_kwargs": dict(recipe.backbone_kwargs),
         "batch_size": recipe.batch_size,
         "image_size": recipe.image_size,
-        "precision": recipe.precision,
+        "precision": info["precision"],  # "auto" resolved
     }
 
 

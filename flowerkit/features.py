@@ -69,7 +69,7 @@ def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
         "backbone_kwargs": dict(recipe.backbone_kwargs),
         "weights": _weights_fingerprint(recipe.weights),
         "image_size": recipe.image_size,
-        "precision": recipe.precision,
+        "precision": runtime.resolve_precision(recipe.precision),
         "head": recipe.head,  # "gap" caches pooled features, "flatten" the feature map
         "views": views,
         "pipeline": pipeline,

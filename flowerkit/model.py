@@ -16,7 +16,7 @@ from flowerkit.backbones import PREPROCESSING_SCALES, get_backbone
 from flowerkit.errors import FlowerkitError
 from flowerkit.fastpath import apply_fast_paths
 from flowerkit.recipe import Recipe
-from flowerkit.runtime import resolve_jit_compile
+from flowerkit.runtime import resolve_jit_compile, resolve_precision
 
 
 def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = True) -> keras.Model:
@@ -30,7 +30,7 @@ def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = 
         raise FlowerkitError(
             "The model needs at least two classes: set recipe.class_names or pass num_classes."
         )
-    with _dtype_policy(recipe.precision):
+    with _dtype_policy(resolve_precision(recipe.precision)):
         model = _build_network(recipe, num_classes)
     apply_fast_paths(model, recipe.depthwise_conv, recipe.torch_layers)
     if compile:

@@ -19,7 +19,7 @@ from flowerkit.errors import FlowerkitError
 
 HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # Scalar fields as JSON or the CLI may give them; checked before use.
 _FIELD_KINDS = {
     "name": (str,),
@@ -79,7 +79,9 @@ class Recipe:
         validation_split: fraction of each class held out for validation.
         seed: drives the split, shuffling, augmentation and initialisation.
         augmentation: string-named ops, see `flowerkit.augment`.
-        precision: "float32", "mixed_float16" or "mixed_bfloat16".
+        precision: "float32", "mixed_float16", "mixed_bfloat16", or "auto":
+            mixed bfloat16 on TPUs and GPUs of compute capability 8.0+, mixed
+            float16 (with loss scaling) on older GPUs, float32 on CPUs.
         jit_compile: "auto" picks the fastest known setting per backend and
             device (XLA off for TensorFlow on CPU, where it is ~16x slower).
         depthwise_conv: "auto" computes depthwise convolutions as shifted
@@ -126,7 +128,7 @@ class Recipe:
     validation_split: float = 0.19
     seed: int = 42
     augmentation: tuple[str, ...] = ()
-    precision: str = "float32"
+    precision: str = "auto"
     jit_compile: str | bool = "auto"
     feature_cache: str = "auto"
     depthwise_conv: str = "auto"

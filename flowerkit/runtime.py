@@ -115,10 +115,54 @@ def run_info(recipe) -> dict:
         "backend": backend(),
         "device": device_summary(),
         "jit_compile": resolve_jit_compile(recipe.jit_compile),
+        "precision": resolve_precision(recipe.precision),
         "depthwise_conv": fast_paths["depthwise_conv"],
         "torch_layers": fast_paths["torch_layers"],
         "versions": library_versions(),
     }
+
+
+def resolve_precision(setting: str) -> str:
+    """The recipe's precision, with "auto" resolved for the current device."""
+    if setting != "auto":
+        return setting
+    return precision_for(device_kind(), compute_capability())
+
+
+def precision_for(kind: str, capability: tuple[int, int] | None = None) -> str:
+    """Mixed bfloat16 on TPUs and on GPUs with bfloat16 tensor cores (compute
+    capability 8.0+, Ampere on); mixed float16 on older GPUs (Keras adds loss
+    scaling for it); float32 on CPUs, where lower precision is no faster."""
+    if kind == "TPU":
+        return "mixed_bfloat16"
+    if kind == "GPU":
+        return "mixed_bfloat16" if capability is None or capability >= (8, 0) else "mixed_float16"
+    return "float32"
+
+
+def compute_capability() -> tuple[int, int] | None:
+    """The first NVIDIA GPU's compute capability, or None (no GPU, or not NVIDIA)."""
+    name = backend()
+    try:
+        if name == "torch":
+            import torch
+
+            return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None
+        if name == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                found = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+                return tuple(found) if found else None
+        if name == "jax":
+            import jax
+
+            found = getattr(jax.devices()[0], "compute_capability", None)  # "8.0" on CUDA
+            return tuple(int(part) for part in found.split(".")[:2]) if found else None
+    except (RuntimeError, ValueError, AttributeError):
+        return None
+    return None
 
 
 def resolve_jit_compile(setting) -> bool:

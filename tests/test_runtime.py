@@ -29,3 +29,40 @@ def test_run_info_names_backend_device_and_fast_path():
     on_torch_cpu = keras.backend.backend() == "torch" and runtime.device_kind() == "CPU"
     assert info["torch_layers"] == ("native" if on_torch_cpu else "stock")
     assert set(info["versions"]) >= {"python", "keras", "numpy"}
+
+
+@pytest.mark.parametrize(
+    "kind, capability, expected",
+    [
+        ("CPU", None, "float32"),
+        ("TPU", None, "mixed_bfloat16"),
+        ("GPU", (9, 0), "mixed_bfloat16"),  # H100
+        ("GPU", (8, 0), "mixed_bfloat16"),  # A100
+        ("GPU", (7, 5), "mixed_float16"),  # T4: no bfloat16 tensor cores
+        ("GPU", (6, 0), "mixed_float16"),  # P100
+    ],
+)
+def test_precision_auto_per_device(kind, capability, expected):
+    assert runtime.precision_for(kind, capability) == expected
+
+
+def test_precision_auto_resolves_here_and_explicit_wins():
+    expected = runtime.precision_for(runtime.device_kind(), runtime.compute_capability())
+    assert runtime.resolve_precision("auto") == expected
+    assert runtime.resolve_precision("mixed_float16") == "mixed_float16"
+    from flowerkit import get_preset
+
+    assert runtime.run_info(get_preset("dense"))["precision"] == expected
+
+
+def test_mixed_float16_model_gets_loss_scaling_and_float32_outputs():
+    from flowerkit import build_model, get_preset
+
+    recipe = get_preset("dense").replace(
+        precision="mixed_float16", image_size=32, head_units=(8,), class_names=("a", "b")
+    )
+    model = build_model(recipe)
+    assert model.dtype_policy.name == "mixed_float16"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
