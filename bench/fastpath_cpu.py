@@ -122,6 +122,7 @@ def model(implementations=("shifted", "stock")):
             print(json.dumps({"model": "MobileNetV2 alpha 1.0 192x192 batch 32", "mode": mode,
                               "depthwise_conv": record["depthwise_conv"],
                               "shifted_layers": record["shifted_layers"],
+                              "pointwise_conv": record["pointwise_conv"],
                               "step_s": round(seconds, 3), "img_per_s": round(32 / seconds, 1),
                               "compile_s": round(compile_s, 1), "rounds": rounds}), flush=True)
 

@@ -12,6 +12,10 @@ its own `call`. Class, registered name, config and weights stay stock, so a
 saved `model.keras` holds only stock Keras layers and loads in plain Keras
 (a loaded or cloned model is stock again; apply the fast paths to it anew).
 
+The same holds for 1x1 convolutions, which XLA:CPU runs as convolutions
+rather than matrix products: as `matmul` they run ~1.3x faster in inference
+and ~1.6x in a frozen-backbone train step (MobileNetV2, 192x192, batch 32).
+
 On PyTorch, `apply_fast_paths` switches convolutions and frozen BatchNorm
 layers the same way to calls without Keras's layout copies
 (`flowerkit.fastpath_torch`).
@@ -26,6 +30,7 @@ import types
 
 SETTINGS = ("auto", "shifted", "stock")
 TORCH_SETTINGS = ("auto", "native", "stock")
+POINTWISE_SETTINGS = ("auto", "matmul", "stock")
 
 
 def depthwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
@@ -45,6 +50,19 @@ def depthwise_implementation(backend: str, device_kind: str, setting: str = "aut
     if backend.lower() == "jax" and device_kind.upper() == "CPU":
         return "shifted"
     return "stock"
+
+
+def pointwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
+    """How 1x1 convolutions compute: "matmul" or "stock". "auto" picks
+    "matmul" on JAX with CPU devices, where it was measured to win."""
+    if setting not in POINTWISE_SETTINGS:
+        raise ValueError(
+            f"Unknown pointwise_conv setting {setting!r}: use one of {', '.join(POINTWISE_SETTINGS)} "
+            "('auto' picks 'matmul' on JAX with CPU devices, 'stock' elsewhere)."
+        )
+    if setting != "auto":
+        return setting
+    return "matmul" if backend.lower() == "jax" and device_kind.upper() == "CPU" else "stock"
 
 
 def torch_layers_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
@@ -88,7 +106,9 @@ def current_device_kind() -> str:
     return "CPU"
 
 
-def fast_path_record(setting: str = "auto", torch_layers: str = "auto") -> dict:
+def fast_path_record(
+    setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto"
+) -> dict:
     """The choice for the current backend and device, as put in metrics.json
     and benchmark rows (without layer counts; `apply_fast_paths` adds them)."""
     import keras
@@ -98,16 +118,20 @@ def fast_path_record(setting: str = "auto", torch_layers: str = "auto") -> dict:
     return {
         "depthwise_conv": depthwise_implementation(backend, device_kind, setting),
         "torch_layers": torch_layers_implementation(backend, device_kind, torch_layers),
+        "pointwise_conv": pointwise_implementation(backend, device_kind, pointwise_conv),
         "setting": setting,
         "backend": backend,
         "device_kind": device_kind,
     }
 
 
-def apply_fast_paths(model, setting: str = "auto", torch_layers: str = "auto") -> dict:
+def apply_fast_paths(
+    model, setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto"
+) -> dict:
     """Switches the depthwise convolutions of `model` (nested backbones and
     keras-hub blocks included) to the implementation the policy picks, and,
-    on PyTorch, its convolutions and BatchNorm layers (`torch_layers`).
+    on PyTorch, its convolutions and BatchNorm layers (`torch_layers`), and
+    elsewhere its 1x1 convolutions (`pointwise_conv`).
 
     With "shifted", every supported `DepthwiseConv2D` computes as shifted
     multiply-adds; with "stock", layers switched earlier are switched back.
@@ -115,14 +139,16 @@ def apply_fast_paths(model, setting: str = "auto", torch_layers: str = "auto") -
     with their own `call`) always stay stock. Returns the record of the
     choice, e.g. {"depthwise_conv": "shifted", "setting": "auto",
     "backend": "jax", "device_kind": "CPU", "shifted_layers": 17,
-    "stock_layers": 0, "torch_layers": "stock", "native_layers": 0}.
+    "stock_layers": 0, "torch_layers": "stock", "native_layers": 0,
+    "pointwise_conv": "matmul", "matmul_layers": 35}.
     """
     import keras
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
-    record = fast_path_record(setting, torch_layers)
+    record = fast_path_record(setting, torch_layers, pointwise_conv)
     changed = _apply_torch_layers(model, record)
+    changed = _apply_pointwise(model, record) or changed
     shifted = stock = 0
     # `_flatten_layers` (Keras 3) also reaches layers held inside custom
     # layers, such as keras-hub's MBConvBlock, which `model.layers` does not.
@@ -176,6 +202,64 @@ def _apply_torch_layers(model, record: dict) -> bool:
         record["torch_layers"] = "stock"
     record["native_layers"] = count
     return changed
+
+
+def _apply_pointwise(model, record: dict) -> bool:
+    """Switches 1x1 convolutions as `record` asks; returns whether any changed."""
+    changed = False
+    count = 0
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        # On PyTorch the native convolution wins; it takes precedence.
+        matmul = (
+            record["pointwise_conv"] == "matmul"
+            and supports_matmul(layer)
+            and record["torch_layers"] != "native"
+        )
+        if matmul and not is_matmul(layer):
+            layer.call = types.MethodType(_matmul_call, layer)
+            changed = True
+        elif not matmul and is_matmul(layer):
+            del layer.call
+            changed = True
+        count += matmul
+    if count == 0:
+        record["pointwise_conv"] = "stock"
+    record["matmul_layers"] = count
+    return changed
+
+
+def supports_matmul(layer) -> bool:
+    """Whether this is a 1x1 Conv2D that a matrix product reproduces exactly."""
+    import keras
+
+    return (
+        isinstance(layer, keras.layers.Conv2D)
+        and type(layer).call is keras.layers.Conv2D.call
+        and tuple(layer.kernel_size) == (1, 1)
+        and tuple(layer.strides) == (1, 1)
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.groups == 1
+        and layer.data_format == "channels_last"
+        and layer.dtype_policy.quantization_mode is None
+        and not getattr(layer, "lora_enabled", False)
+    )
+
+
+def is_matmul(layer) -> bool:
+    call = vars(layer).get("call")
+    return getattr(call, "__func__", None) is _matmul_call
+
+
+def _matmul_call(self, inputs):
+    """Conv2D.call for a 1x1 kernel: a matrix product over the channel axis."""
+    from keras import ops
+
+    outputs = ops.matmul(inputs, ops.reshape(self.kernel, self.kernel.shape[2:]))
+    if self.use_bias:
+        outputs = ops.add(outputs, self.bias)
+    if self.activation is not None:
+        outputs = self.activation(outputs)
+    return outputs
 
 
 def _forget_compiled_functions(model) -> None:

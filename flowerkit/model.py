@@ -32,7 +32,7 @@ def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = 
         )
     with _dtype_policy(resolve_precision(recipe.precision)):
         model = _build_network(recipe, num_classes)
-    apply_fast_paths(model, recipe.depthwise_conv, recipe.torch_layers)
+    apply_fast_paths(model, recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
     if compile:
         compile_model(model, recipe)
     return model

@@ -39,6 +39,7 @@ _FIELD_KINDS = {
     "feature_cache": (str,),
     "depthwise_conv": (str,),
     "torch_layers": (str,),
+    "pointwise_conv": (str,),
     "fine_tune_epochs": (int,),
     "fine_tune_layers": (int,),
     "fine_tune_learning_rate": (int, float),
@@ -49,6 +50,7 @@ _FIELD_KINDS = {
 FEATURE_CACHE = ("auto", "on", "off")
 DEPTHWISE_CONV = ("auto", "shifted", "stock")  # flowerkit.fastpath.SETTINGS
 TORCH_LAYERS = ("auto", "native", "stock")  # flowerkit.fastpath.TORCH_SETTINGS
+POINTWISE_CONV = ("auto", "matmul", "stock")  # flowerkit.fastpath.POINTWISE_SETTINGS
 # Augmentation ops whose views the feature cache computes once per image.
 PRECOMPUTABLE_OPS = ("flip",)
 
@@ -88,6 +90,9 @@ class Recipe:
             multiply-adds where that is measured faster (JAX on CPU, see
             `flowerkit.fastpath`), the stock op elsewhere; "shifted" or
             "stock" force one. Saved models hold stock layers either way.
+        pointwise_conv: "auto" computes 1x1 convolutions as matrix products
+            where that is measured faster (JAX on CPU); "matmul" or "stock"
+            force one.
         torch_layers: "auto" runs convolutions and frozen BatchNorm on
             PyTorch's channels_last tensors without Keras's layout copies
             where that is measured faster (PyTorch on CPU, see
@@ -133,6 +138,7 @@ class Recipe:
     feature_cache: str = "auto"
     depthwise_conv: str = "auto"
     torch_layers: str = "auto"
+    pointwise_conv: str = "auto"
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 0
     fine_tune_learning_rate: float = 1e-4
@@ -181,6 +187,8 @@ class Recipe:
             fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
         if self.depthwise_conv not in DEPTHWISE_CONV:
             fail(f"depthwise_conv must be one of {DEPTHWISE_CONV}, got {self.depthwise_conv!r}.")
+        if self.pointwise_conv not in POINTWISE_CONV:
+            fail(f"pointwise_conv must be one of {POINTWISE_CONV}, got {self.pointwise_conv!r}.")
         if self.torch_layers not in TORCH_LAYERS:
             fail(f"torch_layers must be one of {TORCH_LAYERS}, got {self.torch_layers!r}.")
         if self.feature_cache not in FEATURE_CACHE:

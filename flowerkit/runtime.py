@@ -110,7 +110,7 @@ def run_info(recipe) -> dict:
     """Where and how a recipe runs: for metrics.json and benchmark rows."""
     from flowerkit.fastpath import fast_path_record
 
-    fast_paths = fast_path_record(recipe.depthwise_conv, recipe.torch_layers)
+    fast_paths = fast_path_record(recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
     return {
         "backend": backend(),
         "device": device_summary(),
@@ -118,6 +118,7 @@ def run_info(recipe) -> dict:
         "precision": resolve_precision(recipe.precision),
         "depthwise_conv": fast_paths["depthwise_conv"],
         "torch_layers": fast_paths["torch_layers"],
+        "pointwise_conv": fast_paths["pointwise_conv"],
         "versions": library_versions(),
     }
 

@@ -26,6 +26,7 @@ def test_run_info_names_backend_device_and_fast_path():
     assert info["device"]["kind"] == runtime.device_kind() and info["device"]["count"] >= 1
     on_jax_cpu = keras.backend.backend() == "jax" and runtime.device_kind() == "CPU"
     assert info["depthwise_conv"] == ("shifted" if on_jax_cpu else "stock")
+    assert info["pointwise_conv"] == ("matmul" if on_jax_cpu else "stock")
     on_torch_cpu = keras.backend.backend() == "torch" and runtime.device_kind() == "CPU"
     assert info["torch_layers"] == ("native" if on_torch_cpu else "stock")
     assert set(info["versions"]) >= {"python", "keras", "numpy"}
