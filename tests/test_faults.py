@@ -240,6 +240,20 @@ def test_a_second_run_on_a_folder_being_written_is_refused(image_folder, tmp_pat
     assert (output / "model.keras").is_file()
 
 
+def test_ctrl_c_says_that_the_same_command_resumes(image_folder, tmp_path, capsys, monkeypatch):
+    import flowerkit.training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flowerkit.training, "train", interrupted)
+    status, out, err = run_main(capsys, "train", "--preset", "dense", "--data", image_folder,
+                                "--output", tmp_path / "run")
+    assert status == 130 and "Traceback" not in err
+    assert (f"flowerkit: interrupted; run the same command again to resume from the last "
+            f"finished epoch ({tmp_path / 'run'})") in out
+
+
 # --- a finished run; a full disk ---------------------------------------------
 
 
@@ -295,9 +309,11 @@ def test_wall_time_and_epoch_times_cover_every_process_of_a_resumed_run(image_fo
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         flowerkit.train(recipe, source=str(image_folder), output_dir=tmp_path, verbose=0,
-                        callbacks=[SlowFirstEpoch(), StopAfter(2)])
+                        max_images=27, callbacks=[SlowFirstEpoch(), StopAfter(2)])
     first_process = time.perf_counter() - started
-    result = flowerkit.train(recipe, source=str(image_folder), output_dir=tmp_path, verbose=0)
+    result = flowerkit.train(recipe, source=str(image_folder), output_dir=tmp_path, verbose=0,
+                             max_images=27)
+    assert json.loads((tmp_path / "metrics.json").read_text())["max_images"] == 27
     times = result.metrics["epoch_train_seconds"]
     assert len(times) == 4 and times[0] >= 1.5
     # The first call's time up to its last finished epoch: all of it but the interruption.
