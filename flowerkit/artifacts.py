@@ -8,11 +8,13 @@ previous file intact instead of a truncated one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from pathlib import Path
 
 from flowerkit import plots
+from flowerkit.errors import FlowerkitError
 from flowerkit.recipe import Recipe
 
 # A run folder: what `flowerkit.train` writes, and what resuming reads.
@@ -22,6 +24,8 @@ HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 METRICS = "metrics.json"
 BACKUP = "backup"
+LOCK = ".lock"  # held by the run writing the folder (`locked`)
+LOCK_HOLDER = ".lock.pid"
 
 
 @contextlib.contextmanager
@@ -35,8 +39,50 @@ def replacing(path: Path):
     try:
         yield partial
         os.replace(partial, path)
+    except OSError as error:
+        raise FlowerkitError(_write_failure(path, error)) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _write_failure(path: Path, error: OSError) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"Could not write {path}: no space left on device; free some space and run "
+                f"again (any earlier {path.name} is unchanged).")
+    return f"Could not write {path}: {error.strerror or error} (any earlier {path.name} is unchanged)."
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """Holds `folder`'s lock while a run writes it: a second run on the same
+    folder is refused instead of mixing its files with the first one's.
+
+    An OS file lock (flock on Unix), so the kernel releases it when its
+    process ends, however it ends: a `kill -9` leaves no stale lock."""
+    import filelock
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(folder / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise FlowerkitError(
+            f"{folder} is being written by another flowerkit run{_lock_holder(folder)}; "
+            "wait for it to finish, or choose another --output."
+        ) from None
+    try:
+        (folder / LOCK_HOLDER).write_text(f"{os.getpid()}\n")
+        yield
+    finally:
+        lock.release()
+
+
+def _lock_holder(folder: Path) -> str:
+    try:
+        return f" (pid {int((folder / LOCK_HOLDER).read_text())})"
+    except (OSError, ValueError):
+        return ""
 
 
 def write_json(path: Path, data) -> None:
@@ -110,8 +156,22 @@ def read_history_csv(path: Path) -> dict[str, list[float]]:
         return {}
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
+    # An epoch logged just before a kill, but not backed up, runs again on
+    # resuming: its last row counts. Rows cut short by a kill are dropped.
+    by_epoch = {}
+    for row in rows:
+        if None not in row.values() and None not in row:
+            by_epoch[row.get("epoch", len(by_epoch))] = row
+    rows = [by_epoch[epoch] for epoch in sorted(by_epoch, key=_epoch_number)]
     if not rows:
         return {}
     return {
         key: [float(row[key]) for row in rows] for key in rows[0] if key not in ("epoch", "phase")
     }
+
+
+def _epoch_number(epoch) -> float:
+    try:
+        return float(epoch)
+    except (TypeError, ValueError):
+        return float("inf")

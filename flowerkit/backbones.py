@@ -13,6 +13,7 @@ on every backend.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -112,12 +113,24 @@ def keras_application(constructor_name: str, input_shape, weights, options: dict
     import keras
 
     constructor = getattr(keras.applications, constructor_name)
-    if weights not in (None, "imagenet"):
+    weights_file = weights not in (None, "imagenet")
+    if weights_file:
         weights = _existing_file(weights)
     try:
-        return constructor(input_shape=input_shape, include_top=False, weights=weights, **options)
-    except (TypeError, ValueError) as error:
-        raise FlowerkitError(f"{constructor_name}: {error}") from None
+        # A weights file that does not fit makes Keras warn once per layer
+        # before it raises: held back, and replayed only if it loads.
+        with warnings.catch_warnings(record=weights_file) as caught:
+            backbone = constructor(input_shape=input_shape, include_top=False, weights=weights, **options)
+    except (TypeError, ValueError, OSError) as error:
+        if not weights_file:
+            raise FlowerkitError(f"{constructor_name}: {error}") from None
+        # Keras's message can run to pages of weight values: its first line.
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".:")
+        raise FlowerkitError(
+            f"The weights file {weights} does not fit {constructor_name}{_described(options)} "
+            f"without its top ({reason}); pass a file saved from that backbone, or the "
+            "--backbone and --backbone-kwargs it was saved from."
+        ) from None
     except Exception as error:  # download failures surface as bare Exception
         if weights == "imagenet" and "fetch failure" in str(error):
             raise FlowerkitError(
@@ -127,6 +140,13 @@ def keras_application(constructor_name: str, input_shape, weights, options: dict
                 "or pass --weights PATH to a weights file, or --weights none."
             ) from None
         raise
+    for warning in caught or ():
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return backbone
+
+
+def _described(options: dict) -> str:
+    return f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
 
 
 def keras_hub_backbone(default_preset: str, weights, options: dict):

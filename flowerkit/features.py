@@ -130,6 +130,7 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -
     )
     partial = folder.with_name(f".partial-{folder.name}-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
+    _remove_abandoned(folder)
     partial.mkdir(parents=True)
     shape = (views, len(subset), *extractor.output_shape[1:])
     features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
@@ -154,6 +155,25 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -
         os.replace(partial, folder)
     except OSError:  # another process finished the same cache first
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Half-computed caches of this key left by processes that died (a
+    crash, `kill -9`): they can be as large as the features themselves."""
+    for partial in folder.parent.glob(f".partial-{folder.name}-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but another user's
+        return True
+    return True
 
 
 class FeatureBatches(keras.utils.PyDataset):

@@ -5,13 +5,13 @@ import json
 import matplotlib
 import pytest
 
-from flowerkit import artifacts, plots
+from flowerkit import FlowerkitError, artifacts, plots
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
     target = tmp_path / "metrics.json"
     artifacts.write_json(target, {"val_accuracy": 0.9})
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(FlowerkitError, match=f"Could not write {target}: no space left on device"):
         with artifacts.replacing(target) as partial:
             partial.write_text('{"val_accur')  # half a file, then the disk fills up
             raise OSError(28, "No space left on device")

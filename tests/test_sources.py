@@ -115,25 +115,35 @@ def test_tf_flowers_download_failure_says_how_to_work_offline(monkeypatch):
 
 
 def test_tf_flowers_uses_the_keras_cache_without_downloading(monkeypatch, tmp_path):
-    """A cached archive with the pinned hash is used as is (no network)."""
+    """A cached archive with the pinned hash is used as is (no network), and
+    extracted once."""
+    import tarfile
+
     import flowerkit.data.sources as sources
 
     calls = []
+    archive = tmp_path / "flower_photos.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("daisy", "roses"):
+            for stem in ("a", "b"):
+                image = write_image(tmp_path / "src" / name / f"{stem}.jpg", (1, 2, 3))
+                tar.add(image, arcname=f"flower_photos/{name}/{stem}.jpg")
 
     def fake_get_file(fname, origin, file_hash, hash_algorithm, extract):
         calls.append((fname, file_hash, hash_algorithm, extract))
-        root = tmp_path / "flower_photos_extracted" / "flower_photos"
-        for name in ("daisy", "roses"):
-            write_image(root / name / "a.jpg", (1, 2, 3))
-            write_image(root / name / "b.jpg", (1, 2, 3))
-        return str(tmp_path / "flower_photos_extracted")
+        return str(archive)
 
     import keras
 
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
     index = index_source(None)
     assert index.class_names == ("daisy", "roses")
-    assert calls == [("flower_photos.tgz", sources.TF_FLOWERS_SHA256, "sha256", True)]
+    assert index.images[0].startswith(str(tmp_path / "flower_photos_extracted" / "flower_photos"))
+    assert calls == [("flower_photos.tgz", sources.TF_FLOWERS_SHA256, "sha256", False)]
+    marker = tmp_path / "flower_photos_extracted" / ".flowerkit-extracted"
+    marker_time = marker.stat().st_mtime_ns
+    assert index_source(None).images == index.images
+    assert marker.stat().st_mtime_ns == marker_time  # not extracted again
 
 
 def test_labels_are_int_array(image_folder):

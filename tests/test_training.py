@@ -54,8 +54,11 @@ def test_interrupted_run_resumes_with_nothing_lost(image_folder, tmp_path, capsy
     assert len(history["loss"]) == 4  # two epochs before, two after the interruption
     assert history == result.history
     assert not (tmp_path / "backup").exists()
-    # A new run into the same folder starts afresh.
-    flowerkit.train(_recipe().replace(epochs=1), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    # A finished run is not trained over by accident; with overwrite it starts afresh.
+    with pytest.raises(flowerkit.FlowerkitError, match="already holds a finished run .*pass --overwrite"):
+        flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    flowerkit.train(_recipe().replace(epochs=1), source=str(image_folder), output_dir=tmp_path,
+                    verbose=0, overwrite=True)
     assert len(json.loads((tmp_path / "history.json").read_text())["loss"]) == 1
 
 

@@ -85,6 +85,10 @@ def add_arguments(parser) -> None:
         "--max-images", type=positive_int, metavar="N", help="use a seeded random subset of N images"
     )
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="train again into an --output that holds a finished (or interrupted) run",
+    )
     _add_recipe_flags(parser)
 
 
@@ -147,6 +151,7 @@ def run(args) -> int:
             output_dir=output,
             max_images=args.max_images,
             verbose=2 if args.quiet else "auto",
+            overwrite=args.overwrite,
         )
     except KeyboardInterrupt:
         print(f"flowerkit: interrupted; run the same command again to resume from the last "

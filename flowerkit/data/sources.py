@@ -89,19 +89,31 @@ def index_source(source: str | None) -> ImageIndex:
 
 def download_tf_flowers() -> Path:
     """tf_flowers (flower_photos.tgz) in the Keras cache, downloaded once and
-    checked against its pinned SHA-256. Returns the class-per-folder root."""
+    checked against its pinned SHA-256. Returns the class-per-folder root.
+
+    Keras's `get_file` checks the hash of a cached archive too, and
+    downloads a tampered or truncated one again. The archive is extracted
+    here rather than by `get_file` (which extracts on every call): once,
+    into a temporary folder renamed into place, after checking that no
+    member would land outside it."""
     import keras
 
     # FLOWERKIT_TF_FLOWERS_URL points at a mirror (same archive, same hash).
     url = os.environ.get("FLOWERKIT_TF_FLOWERS_URL", TF_FLOWERS_URL)
     try:
-        extracted = keras.utils.get_file(
+        archive = Path(keras.utils.get_file(
             "flower_photos.tgz",
             origin=url,
             file_hash=TF_FLOWERS_SHA256,
             hash_algorithm="sha256",
-            extract=True,
-        )
+            extract=False,
+        ))
+    except ValueError as error:  # downloaded, but not the archive the hash names
+        raise FlowerkitError(
+            f"The tf_flowers archive downloaded from {url} does not match its pinned SHA-256 "
+            f"(truncated or altered: {error}); run again to download it again, or pass "
+            "--data DIR with one subfolder per class."
+        ) from None
     except Exception as error:  # get_file raises bare Exception on fetch failures
         raise FlowerkitError(
             f"Could not download tf_flowers from {url} ({error}). "
@@ -110,8 +122,63 @@ def download_tf_flowers() -> Path:
             "fill $KERAS_HOME/models (e.g. from ../shared/weights/keras_home/models) "
             "or pass --weights PATH."
         ) from None
-    root = Path(extracted)
+    root = _extract_once(archive, archive.with_name("flower_photos_extracted"), TF_FLOWERS_SHA256)
     return root / "flower_photos" if (root / "flower_photos").is_dir() else root
+
+
+def _extract_once(archive: Path, destination: Path, digest: str) -> Path:
+    """`archive` (a tar file) extracted into `destination`, unless a whole
+    extraction of the same archive (`digest`) is already there."""
+    import shutil
+    import tarfile
+
+    marker = destination / ".flowerkit-extracted"
+    if marker.is_file() and marker.read_text().strip() == digest:
+        return destination
+    partial = destination.with_name(f".partial-{destination.name}-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member, archive)
+            partial.mkdir(parents=True)
+            # The "data" filter (Python 3.12, backported to 3.10.12/3.11.4)
+            # also drops special files and unsafe permissions.
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(partial, members=members, filter="data")
+            else:
+                tar.extractall(partial, members=members)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise FlowerkitError(f"Cannot extract {archive} ({error}); delete it to download it again.") from None
+    (partial / marker.name).write_text(digest + "\n")
+    shutil.rmtree(destination, ignore_errors=True)  # an earlier, partial or other extraction
+    os.replace(partial, destination)
+    return destination
+
+
+def _check_member(member, archive: Path) -> None:
+    """Refuses members that would be written outside the extraction folder
+    (absolute paths, "..", links pointing out) or that are not plain files,
+    folders or links."""
+    def outside(path: str) -> bool:
+        return path.startswith(("/", "\\")) or os.path.normpath(path).split(os.sep)[0] == ".."
+
+    name = member.name
+    unsafe = outside(name)
+    if member.issym():  # relative to the link's folder
+        unsafe = unsafe or member.linkname.startswith("/") or outside(
+            os.path.join(os.path.dirname(name), member.linkname))
+    elif member.islnk():  # relative to the archive's root
+        unsafe = unsafe or outside(member.linkname)
+    elif not (member.isfile() or member.isdir()):
+        unsafe = True
+    if unsafe:
+        raise FlowerkitError(
+            f"Refusing to extract {archive}: its member {name!r} would be written outside the "
+            "extraction folder or is not a plain file; nothing was extracted."
+        )
 
 
 def index_folder(root, class_names=()) -> ImageIndex:
