@@ -346,12 +346,10 @@ def _flower_members(tmp_path) -> dict[str, bytes]:
 def tf_flowers_mirror(tmp_path, monkeypatch):
     """A private Keras cache and a file:// mirror; returns a function that
     publishes an archive there (and pins its hash)."""
-    from keras.src.backend import config
-
     import flowerkit.data.sources as sources
 
     (tmp_path / "keras_home").mkdir()  # get_file falls back to /tmp/.keras if it is missing
-    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     mirror = tmp_path / "mirror" / "flower_photos.tgz"
     mirror.parent.mkdir()
     monkeypatch.setenv("FLOWERKIT_TF_FLOWERS_URL", mirror.as_uri())
@@ -478,12 +476,8 @@ def test_bad_model_files_are_one_line_errors_for_predict_evaluate_and_export(tmp
 
 def test_lambda_model_is_refused_before_keras_reads_its_config(tmp_path):
     model = _lambda_model(tmp_path / "lambda.keras")
-    # Even where unsafe deserialization is switched on around it, flowerkit refuses.
-    from keras.src.saving import serialization_lib
-
-    with serialization_lib.SafeModeScope(False):
-        with pytest.raises(FlowerkitError, match="Refusing to load .*Lambda layer"):
-            flowerkit.load_model(model)
+    with pytest.raises(FlowerkitError, match="Refusing to load .*Lambda layer"):
+        flowerkit.load_model(model)
 
 
 def test_weights_of_another_backbone_are_a_one_line_error(tmp_path, image_folder, capsys):

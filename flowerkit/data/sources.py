@@ -107,6 +107,8 @@ def download_tf_flowers() -> Path:
             file_hash=TF_FLOWERS_SHA256,
             hash_algorithm="sha256",
             extract=False,
+            # KERAS_HOME as it is now: Keras reads it once, when imported.
+            cache_dir=os.environ.get("KERAS_HOME"),
         ))
     except ValueError as error:  # downloaded, but not the archive the hash names
         raise FlowerkitError(
