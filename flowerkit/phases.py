@@ -104,7 +104,7 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) ->
             validation_data=validation,
             epochs=epochs,
             initial_epoch=initial_epoch,
-            callbacks=callbacks,
+            callbacks=[*callbacks, BadImagesReport(train, validation)],
             shuffle=False,  # the datasets shuffle themselves, every epoch
             verbose=verbose,
         )

@@ -1,5 +1,7 @@
 """Decode/resize/batch pipelines: shapes, labels, crop policy, shuffling."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tests.helpers import write_image
@@ -7,6 +9,7 @@ from tests.helpers import write_image
 from flowerkit.data.decode import decode_image
 from flowerkit.data.pipelines import ImageBatches, iterate_batches, make_dataset
 from flowerkit.data.sources import index_folder
+from flowerkit.errors import FlowerkitWarning
 
 
 def _has_tensorflow():
@@ -87,7 +90,30 @@ def test_file_broken_after_indexing_is_dropped_not_fatal(image_folder):
     single = ImageBatches(index, 16, batch_size=1)
     blank, _, weights = single[0]
     assert weights.tolist() == [0.0] and not blank.any()
-    assert sum(len(x) for x, _ in iterate_batches(single)) == len(index) - 1
+    with pytest.warns(FlowerkitWarning, match="went bad after indexing"):
+        assert sum(len(x) for x, _ in iterate_batches(single)) == len(index) - 1
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_file_broken_after_indexing_is_named_in_one_warning_per_pass(image_folder, pipeline):
+    import warnings
+
+    index = index_folder(image_folder)
+    broken_path = index.images[5]
+    with open(broken_path, "wb") as broken:
+        broken.write(b"garbage")
+    data = make_dataset(index, 16, 4, shuffle=True, seed=0, pipeline=pipeline)
+    for _ in range(2):  # each pass (epoch) reports what it lost
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if pipeline == "python":
+                data.on_epoch_begin()
+            read = sum(len(x) for x, _ in iterate_batches(data))
+        assert read == len(index) - 1
+        messages = [str(w.message) for w in caught if issubclass(w.category, FlowerkitWarning)]
+        assert len(messages) == 1, messages
+        assert "went bad after indexing" in messages[0] and Path(broken_path).name in messages[0]
+        assert "Skipped 1 of" in messages[0]
 
 
 @pytest.mark.skipif(not _has_tensorflow(), reason="compares against tf.data; TensorFlow absent")
@@ -100,3 +126,22 @@ def test_both_pipelines_shuffle_into_the_same_order_every_epoch(image_folder):
         tf_labels = np.concatenate([y for _, y in iterate_batches(tf_data)]).argmax(1)
         python_labels = python_data[0][1].argmax(1)
         np.testing.assert_array_equal(tf_labels, python_labels)
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_fit_reports_a_file_broken_after_indexing(image_folder, pipeline):
+    import keras
+
+    from flowerkit.data.pipelines import BadImagesReport
+
+    index = index_folder(image_folder)
+    broken_path = index.images[2]
+    Path(broken_path).write_bytes(b"garbage")
+    data = make_dataset(index, 16, 8, shuffle=True, seed=0, pipeline=pipeline)
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(len(index.class_names), activation="softmax"),
+    ])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    with pytest.warns(FlowerkitWarning, match=f"went bad after indexing.*{Path(broken_path).name}"):
+        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[BadImagesReport(data)])

@@ -73,6 +73,67 @@ def iterate_batches(dataset):
             images, labels = images[keep], labels[keep]
         if len(images):
             yield images, labels
+    report_bad_images(dataset)
+
+
+def report_bad_images(dataset) -> None:
+    """Warns (one `FlowerkitWarning`) about the images of `dataset` that
+    failed to decode in its last full pass although they were readable when
+    indexed. Each pipeline keeps that record; `fit` passes end in
+    `BadImagesReport`."""
+    report = getattr(dataset, "report_bad_images", None)
+    if report is not None:
+        report()
+
+
+class BadImagesReport(keras.callbacks.Callback):
+    """Reports bad images at the end of each epoch of `fit`, for datasets
+    whose end Keras does not announce (tf.data; a PyDataset reports in its
+    own `on_epoch_end`)."""
+
+    def __init__(self, *datasets):
+        super().__init__()
+        self.datasets = [d for d in datasets if not isinstance(d, keras.utils.PyDataset)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        for dataset in self.datasets:
+            report_bad_images(dataset)
+
+
+def _warn_bad_images(index: ImageIndex, reasons: dict[int, str]) -> None:
+    names = [
+        (reason, image if isinstance(image, str) else f"record {position}")
+        for position, reason in sorted(reasons.items())
+        for image in [index.images[position]]
+    ]
+    warnings.warn(
+        "Images that went bad after indexing: "
+        + skipped_message(index.source, names, len(index)),
+        FlowerkitWarning,
+        stacklevel=3,
+    )
+
+
+class _DeliveredPositions:
+    """Which images a tf.data pass delivered. `ignore_errors` drops an
+    element whose file fails to decode, silently as far as Python can see;
+    the positions that did not come out of a whole pass are those files."""
+
+    def __init__(self, index: ImageIndex):
+        self.index = index
+        self.delivered: set[int] = set()
+
+    def record(self, positions) -> bool:
+        self.delivered.update(np.asarray(positions).tolist())
+        return True
+
+    def report(self) -> None:
+        if not self.delivered:
+            return  # nothing read since the last report
+        missing = set(range(len(self.index))) - self.delivered
+        self.delivered = set()
+        if missing:
+            _warn_bad_images(self.index, {position: "failed to decode" for position in missing})
 
 
 def _prefetched(dataset: keras.utils.PyDataset):
@@ -95,7 +156,7 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     num_classes = len(index.class_names)
     in_memory = index.in_memory
 
-    def load(image, label, orientation):
+    def load(image, label, orientation, position):
         data = image if in_memory else tf.io.read_file(image)
         # uint8 whatever the file: 16-bit PNGs are scaled (x >> 8), as
         # decode.to_rgb does; alpha is dropped; a GIF gives its first frame.
@@ -104,12 +165,13 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
         decoded = _tf_crop_to_square(decoded)
         decoded = tf.image.resize(decoded, (image_size, image_size), antialias=True)
         decoded.set_shape((image_size, image_size, 3))
-        return decoded, tf.one_hot(label, num_classes)
+        return decoded, tf.one_hot(label, num_classes), position
 
     columns = (
         tf.constant(list(index.images)),
         tf.constant(index.labels),
         tf.constant(index.orientation_array()),
+        tf.range(len(index), dtype=tf.int64),
     )
     if shuffle:
         # Shuffle positions, not pixels, in `epoch_order`: each new iteration
@@ -124,9 +186,19 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     else:
         dataset = tf.data.Dataset.from_tensor_slices(columns)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    # A file that went bad after indexing is dropped (and logged), not fatal.
-    dataset = dataset.ignore_errors(log_warning=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # A file that went bad after indexing is dropped, not fatal; the positions
+    # that come through tell which (one Python call per batch).
+    dataset = dataset.ignore_errors().batch(batch_size)
+    delivered = _DeliveredPositions(index)
+
+    def record(images, labels, positions):
+        done = tf.py_function(delivered.record, [positions], Tout=tf.bool)
+        with tf.control_dependencies([done]):
+            return tf.identity(images), labels
+
+    dataset = dataset.map(record).prefetch(tf.data.AUTOTUNE)
+    dataset.report_bad_images = delivered.report
+    return dataset
 
 
 def _tf_orient(image, orientation):
@@ -238,15 +310,8 @@ class ImageBatches(keras.utils.PyDataset):
         return None
 
     def on_epoch_end(self):
+        self.report_bad_images()
+
+    def report_bad_images(self):
         if self.failed:
-            names = [
-                (reason, image if isinstance(image, str) else f"record {position}")
-                for position, reason in sorted(self._reasons.items())
-                for image in [self.index.images[position]]
-            ]
-            warnings.warn(
-                "Images that went bad after indexing: "
-                + skipped_message(self.index.source, names, len(self.index)),
-                FlowerkitWarning,
-                stacklevel=2,
-            )
+            _warn_bad_images(self.index, self._reasons)
