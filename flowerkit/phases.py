@@ -23,7 +23,7 @@ import keras
 from flowerkit import features, model as model_lib
 from flowerkit.augment import build_layers
 from flowerkit.data import FlowerData
-from flowerkit.data.pipelines import resolve_pipeline
+from flowerkit.data.pipelines import BadImagesReport, resolve_pipeline
 from flowerkit.recipe import Recipe
 
 HEAD, FINE_TUNE = "head", "fine_tune"
