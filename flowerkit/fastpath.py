@@ -191,6 +191,11 @@ def _apply_torch_layers(model, record: dict) -> bool:
             and fastpath_torch.supports_native(layer)
             and not shifted
         )
+        if fastpath_torch.supports_native_affine(layer):
+            native = record["torch_layers"] == "native"
+            changed = fastpath_torch.switch_affine(layer, native) or changed
+            count += native
+            continue
         if native and not fastpath_torch.is_native(layer):
             layer.call = types.MethodType(fastpath_torch.native_call(layer), layer)
             changed = True
