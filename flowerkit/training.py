@@ -15,10 +15,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flowerkit import artifacts, phases, runtime
+from flowerkit import artifacts, distribution, phases, runtime
 from flowerkit.data import load_data
 from flowerkit.errors import FlowerkitError
-from flowerkit.inference import predict_dataset
 from flowerkit.metrics import classification_report
 from flowerkit.model import build_model
 from flowerkit.recipe import Recipe
@@ -40,18 +39,32 @@ def train(
     max_images: int | None = None,
     verbose="auto",
     callbacks=(),
+    tpu: str | None = None,
 ) -> TrainResult:
     """Trains `recipe` on `source` (default: tf_flowers via the Keras cache).
 
     With `output_dir`, writes model.keras, recipe.json, history, metrics and
     the PNG reports there, and backs up each epoch so that running the same
     command again resumes an interrupted run, in either phase.
+
+    On the devices `recipe.distribution` asks for (`flowerkit.distribution`);
+    `tpu` names a TPU to reach (TensorFlow: "local" on a TPU VM).
     """
+    plan = distribution.resolve(recipe, tpu)
+    if verbose and plan.writes_run_folder and plan.mode != "none":
+        print(f"flowerkit: {plan.describe()}", flush=True)
+    # Model, both phases and the validation predictions in the engine's scope.
+    with plan.scope():
+        return _train(plan, recipe, source, output_dir, max_images, verbose, callbacks)
+
+
+def _train(plan, recipe, source, output_dir, max_images, verbose, callbacks) -> TrainResult:
+    verbose = verbose if plan.writes_run_folder else 0  # progress from process 0 only
     started = time.perf_counter()
     keras.utils.set_random_seed(recipe.seed)  # initial weights, dropout, augmentation
     data = load_data(recipe, source, max_images=max_images)
     recipe = recipe.replace(class_names=data.class_names)
-    run = RunFolder(Path(output_dir), recipe, verbose) if output_dir else None
+    run = RunFolder(distribution.run_folder(Path(output_dir)), recipe, verbose) if output_dir else None
     model = build_model(recipe)
     timer = EpochTimer()
     results = []
@@ -69,8 +82,8 @@ def train(
     history["phase"] = [phases.HEAD] * min(recipe.epochs, len(history["loss"]))
     history["phase"] += [phases.FINE_TUNE] * (len(history["loss"]) - len(history["phase"]))
 
-    predictions = predict_dataset(
-        model, data.validation.dataset, sample_positions=_shown_images(len(data.validation), recipe.seed)
+    predictions = distribution.predict_subset(
+        model, data.validation, sample_positions=_shown_images(len(data.validation), recipe.seed)
     )
     metrics = {
         "val_accuracy": history["val_accuracy"][-1],
@@ -92,10 +105,14 @@ def train(
             predictions.labels, predictions.predicted, recipe.class_names
         ),
     }
-    if run:
+    if run and plan.writes_run_folder:
         artifacts.write_run(run.folder, model, recipe.class_names, history, metrics, predictions)
+    elif run:
+        distribution.save_alongside(model)  # saving takes every process
+    if run:
         run.finish()
-    return TrainResult(model, recipe, history, metrics, run.folder if run else None)
+    written = run.folder if run and plan.writes_run_folder else None
+    return TrainResult(model, recipe, history, metrics, written)
 
 
 class RunFolder:

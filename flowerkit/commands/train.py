@@ -85,6 +85,11 @@ def add_arguments(parser) -> None:
         "--max-images", type=positive_int, metavar="N", help="use a seeded random subset of N images"
     )
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    parser.add_argument(
+        "--tpu", metavar="ADDRESS",
+        help="TensorFlow: the TPU to train on ('local' on a TPU VM, or a TPU name or grpc:// "
+        "address), found with TPUClusterResolver as in the codelab",
+    )
     _add_recipe_flags(parser)
 
 
@@ -147,6 +152,7 @@ def run(args) -> int:
             output_dir=output,
             max_images=args.max_images,
             verbose=2 if args.quiet else "auto",
+            tpu=args.tpu,
         )
     except KeyboardInterrupt:
         print(f"flowerkit: interrupted; run the same command again to resume from the last "
