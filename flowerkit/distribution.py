@@ -366,6 +366,21 @@ def for_fit(dataset):
     return ShardedBatches(dataset, plan.global_batch, plan.processes, plan.process_index)
 
 
+def epoch_callbacks(dataset) -> list:
+    """Callbacks that keep a shuffled tf.data pipeline on the same order per
+    epoch as on one device (`flowerkit.data.pipelines.EpochCounter`)."""
+    counter = getattr(dataset, "flowerkit_epochs", None)
+    if counter is None or _ACTIVE is None or _ACTIVE.mode == "none":
+        return []
+    import keras
+
+    class PinEpochOrder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            counter.begin_epoch()
+
+    return [PinEpochOrder()]
+
+
 def loss_reduction() -> str:
     """The loss's reduction: under a JAX plan, the mean over rows of non-zero
     weight, so a padded last batch gives the same loss and gradient as the
@@ -403,6 +418,7 @@ def predict_batches(model, dataset, views: int = 1):
 
     plan = _jax_plan()
     if plan is None:
+        model = _one_replica(model)
         for images, one_hot in iterate_batches(dataset):
             outputs = [np.asarray(model.predict_on_batch(images))]
             if views == 2:
@@ -418,6 +434,25 @@ def predict_batches(model, dataset, views: int = 1):
             outputs.append(forward(np.ascontiguousarray(images[:, :, ::-1])))
         keep = _gather(weights) > 0
         yield [output[keep] for output in outputs], _gather(one_hot)[keep]
+
+
+class _OneReplica:
+    """`predict_on_batch` as one call of the model. Under tf.distribute,
+    Keras's own runs the whole batch on every replica and returns every
+    replica's rows (N times the batch)."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self._call = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+    def predict_on_batch(self, images):
+        return self._call(images).numpy()
+
+
+def _one_replica(model):
+    plan = _ACTIVE
+    return _OneReplica(model) if plan is not None and plan.strategy in (MIRRORED, MULTI_WORKER, TPU) else model
 
 
 def _sharded_forward(model, plan: Plan):
@@ -447,7 +482,7 @@ def predict_subset(model, subset, sample_positions):
     from flowerkit.inference import Predictions, predict_dataset
 
     if _jax_plan() is None:
-        return predict_dataset(model, subset.dataset, sample_positions=sample_positions)
+        return predict_dataset(_one_replica(model), subset.dataset, sample_positions=sample_positions)
     probabilities, labels = [], []
     for (outputs,), one_hot in predict_batches(model, subset.dataset):
         probabilities.append(outputs)

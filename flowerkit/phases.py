@@ -104,7 +104,7 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) ->
             validation_data=distribution.for_fit(validation),
             epochs=epochs,
             initial_epoch=initial_epoch,
-            callbacks=callbacks,
+            callbacks=[*distribution.epoch_callbacks(train), *callbacks],
             shuffle=False,  # the datasets shuffle themselves, every epoch
             verbose=verbose,
         )

@@ -115,9 +115,9 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
         # Shuffle positions, not pixels, in `epoch_order`: each new iteration
         # (Keras starts one per epoch) takes the next epoch's order, the
         # same order the Pillow pipeline and the feature cache use.
-        epochs = itertools.count()
+        epochs = EpochCounter()
         positions = tf.data.Dataset.from_generator(
-            lambda: iter(epoch_order(len(index), seed, next(epochs))),
+            lambda: iter(epoch_order(len(index), seed, epochs.next())),
             output_signature=tf.TensorSpec((), tf.int64),
         )
         dataset = positions.map(lambda i: tuple(tf.gather(column, i) for column in columns))
@@ -126,7 +126,28 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # A file that went bad after indexing is dropped (and logged), not fatal.
     dataset = dataset.ignore_errors(log_warning=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if shuffle:
+        dataset.flowerkit_epochs = epochs  # see EpochCounter
+    return dataset
+
+
+class EpochCounter:
+    """Which epoch's order a new iteration of a shuffled tf.data pipeline
+    takes: the next one, unless `begin_epoch` (called by a callback at each
+    epoch's start) has pinned it. Pinning matters under tf.distribute, which
+    starts an extra iteration of the dataset when it distributes it."""
+
+    def __init__(self):
+        self._iterations = itertools.count()
+        self._epochs = itertools.count()
+        self._pinned = None
+
+    def next(self) -> int:
+        return self._pinned if self._pinned is not None else next(self._iterations)
+
+    def begin_epoch(self) -> None:
+        self._pinned = next(self._epochs)
 
 
 def _tf_orient(image, orientation):
