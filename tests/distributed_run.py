@@ -27,20 +27,31 @@ import flowerkit  # noqa: E402
 
 
 class StepLosses(keras.callbacks.Callback):
-    """The loss of each training step (Keras logs the running mean of the epoch)."""
+    """Keras logs each epoch's running mean of the loss, weighted by the rows
+    of each batch; `losses` recovers each step's own loss from it."""
 
     def __init__(self):
         super().__init__()
-        self.losses = []
+        self.running = []  # per epoch: the running mean after each step
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._steps, self._mean = 0, 0.0
+        self.running.append([])
 
     def on_train_batch_end(self, batch, logs=None):
-        mean = float(logs["loss"])
-        self._steps += 1
-        self.losses.append(mean * self._steps - self._mean * (self._steps - 1))
-        self._mean = mean
+        self.running[-1].append(float(logs["loss"]))
+
+    def losses(self, images: int, batch_size: int, padded: bool) -> list[float]:
+        """padded: every batch counted as full (data-parallel JAX pads the last)."""
+        losses = []
+        for means in self.running:
+            rows = [batch_size] * len(means)
+            if not padded and images % batch_size:
+                rows[-1] = images % batch_size
+            seen, total = 0, 0.0
+            for mean, count in zip(means, rows):
+                losses.append((mean * (seen + count) - total) / count)
+                seen, total = seen + count, mean * (seen + count)
+        return losses
 
 
 def logical_cpus_for_tensorflow(count):
@@ -66,8 +77,10 @@ def main():
     steps = StepLosses()
     result = flowerkit.train(recipe, source=source, output_dir=output if output != "-" else None,
                              verbose=0, callbacks=[steps])
+    padded = result.metrics["strategy"] == "keras.distribution.DataParallel"
+    step_losses = steps.losses(result.metrics["train_images"], recipe.batch_size, padded)
     Path(result_path).write_text(json.dumps({
-        "step_losses": steps.losses,
+        "step_losses": step_losses, "running": steps.running,
         "history": result.history,
         "metrics": {k: v for k, v in result.metrics.items() if k != "validation_report"},
         "output_dir": str(result.output_dir) if result.output_dir else None,
