@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from flowerkit.data import Subset
-from flowerkit.data.pipelines import default_workers, epoch_order, iterate_batches, make_dataset
+from flowerkit.data.pipelines import default_workers, epoch_order, make_dataset
 from flowerkit.recipe import Recipe
 
 CACHE_VERSION = 1
@@ -111,8 +111,11 @@ def cached_features(
 
     views: 1 (the images) or 2 (the images and their horizontal flips).
     """
+    from flowerkit import distribution
+
     folder = cache_root() / cache_key(recipe, subset, views, pipeline)
-    computed = not (folder / "features.npy").is_file()
+    # Computing takes every process of a multi-host run: all do, if one must.
+    computed = distribution.any_process(not (folder / "features.npy").is_file())
     if computed:
         _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose)
     features = np.load(folder / "features.npy", mmap_mode="r")
@@ -125,6 +128,8 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -
     """Runs the extractor over every image (and flip), with a progress bar,
     straight into a memory-mapped file; the folder appears only when done,
     so an interrupted run leaves no half-filled cache behind."""
+    from flowerkit import distribution
+
     dataset = make_dataset(
         subset.index, recipe.image_size, recipe.batch_size, shuffle=False, pipeline=pipeline
     )
@@ -136,12 +141,11 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -
     features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
     labels, filled = [], 0
     progress = keras.utils.Progbar(len(subset), unit_name="image", verbose=verbose)
-    for images, one_hot in iterate_batches(dataset):
-        stop = filled + len(images)
-        features[0, filled:stop] = keras.ops.convert_to_numpy(extractor.predict_on_batch(images))
-        if views == 2:
-            flipped = np.ascontiguousarray(images[:, :, ::-1])
-            features[1, filled:stop] = keras.ops.convert_to_numpy(extractor.predict_on_batch(flipped))
+    # Shared out over the devices of the active distribution, if any.
+    for outputs, one_hot in distribution.predict_batches(extractor, dataset, views):
+        stop = filled + len(one_hot)
+        for view, output in enumerate(outputs):
+            features[view, filled:stop] = output
         labels.append(np.asarray(one_hot, np.float32))
         filled = stop
         progress.update(filled)
@@ -206,7 +210,12 @@ class FeatureBatches(keras.utils.PyDataset):
         return math.ceil(len(self.cached.labels) / self.batch_size)
 
     def __getitem__(self, batch):
-        positions = self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        return self.load(self.batch_positions(batch))
+
+    def batch_positions(self, batch) -> np.ndarray:
+        return self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+    def load(self, positions):
         features = self.cached.features[self._views[positions], positions]
         return np.asarray(features, np.float32), self.cached.labels[positions]
 

@@ -13,6 +13,7 @@ import keras
 
 from flowerkit.augment import build_layers
 from flowerkit.backbones import PREPROCESSING_SCALES, get_backbone
+from flowerkit.distribution import loss_reduction
 from flowerkit.errors import FlowerkitError
 from flowerkit.fastpath import apply_fast_paths
 from flowerkit.recipe import Recipe
@@ -90,8 +91,10 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
     }
     model.compile(
         optimizer=optimizers[recipe.optimizer](learning_rate=recipe.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=["accuracy"],
+        loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=recipe.label_smoothing, reduction=loss_reduction()
+        ),
+        weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
 
@@ -153,8 +156,10 @@ def compile_fine_tuning(model: keras.Model, recipe: Recipe, steps_per_epoch: int
         optimizer=keras.optimizers.AdamW(
             learning_rate=schedule, weight_decay=recipe.fine_tune_weight_decay
         ),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.fine_tune_label_smoothing),
-        metrics=["accuracy"],
+        loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=recipe.fine_tune_label_smoothing, reduction=loss_reduction()
+        ),
+        weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
 

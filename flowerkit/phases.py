@@ -20,7 +20,7 @@ import warnings
 
 import keras
 
-from flowerkit import features, model as model_lib
+from flowerkit import distribution, features, model as model_lib
 from flowerkit.augment import build_layers
 from flowerkit.data import FlowerData
 from flowerkit.data.pipelines import BadImagesReport, resolve_pipeline
@@ -100,11 +100,13 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) ->
         # as "ran out of data" at the end of the first epoch: expected here.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         history = model.fit(
-            train,
-            validation_data=validation,
+            distribution.for_fit(train),  # this process's part of each batch, under JAX
+            validation_data=distribution.for_fit(validation),
             epochs=epochs,
             initial_epoch=initial_epoch,
-            callbacks=[*callbacks, BadImagesReport(train, validation)],
+            callbacks=[
+                *distribution.epoch_callbacks(train), *callbacks, BadImagesReport(train, validation)
+            ],
             shuffle=False,  # the datasets shuffle themselves, every epoch
             verbose=verbose,
         )

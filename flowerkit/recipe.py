@@ -46,6 +46,7 @@ _FIELD_KINDS = {
     "fine_tune_warmup_epochs": (int,),
     "fine_tune_weight_decay": (int, float),
     "fine_tune_label_smoothing": (int, float),
+    "distribution": (str,),
 }
 FEATURE_CACHE = ("auto", "on", "off")
 DEPTHWISE_CONV = ("auto", "shifted", "stock")  # flowerkit.fastpath.SETTINGS
@@ -111,6 +112,13 @@ class Recipe:
         fine_tune_weight_decay: AdamW's decoupled weight decay.
         fine_tune_augmentation: ops added on top of `augmentation` in phase 2.
         fine_tune_label_smoothing: label smoothing in phase 2.
+
+    Devices:
+        distribution: "auto" (data-parallel over every local accelerator
+            when there is more than one, else one device), "none", or
+            "data_parallel" / "data_parallel:N" (all devices, or the first
+            N, CPU devices included). `batch_size` is the global batch: each
+            of N devices gets batch_size / N. See `flowerkit.distribution`.
     """
 
     name: str = "custom"
@@ -146,6 +154,7 @@ class Recipe:
     fine_tune_weight_decay: float = 0.05
     fine_tune_augmentation: tuple[str, ...] = ("flip", "zoom:0.15", "rotate:0.05", "contrast:0.2")
     fine_tune_label_smoothing: float = 0.1
+    distribution: str = "auto"
 
     def __post_init__(self):
         # Normalise JSON/CLI input (lists, dicts) into immutable forms.
@@ -202,6 +211,17 @@ class Recipe:
         for name in ("label_smoothing", "fine_tune_label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 fail(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        from flowerkit.distribution import parse_distribution
+
+        try:
+            _, devices = parse_distribution(self.distribution)
+        except FlowerkitError as error:
+            fail(str(error))
+        if devices and self.batch_size % devices:
+            fail(
+                f"batch_size {self.batch_size} (the global batch) must be divisible by the "
+                f"{devices} devices of distribution {self.distribution!r}."
+            )
         if len(set(self.class_names)) != len(self.class_names):
             fail(f"class_names has duplicates: {self.class_names}.")
         from flowerkit.augment import validate_ops

@@ -54,6 +54,9 @@ def devices() -> list[dict]:
     if name == "jax":
         import jax
 
+        from flowerkit.distribution import initialize_multi_host
+
+        initialize_multi_host()  # before JAX lists devices: multi-host jobs need it first
         found = [
             {"kind": d.platform.upper(), "name": getattr(d, "device_kind", d.platform)}
             for d in jax.devices()
@@ -108,12 +111,14 @@ def library_versions() -> dict[str, str]:
 
 def run_info(recipe) -> dict:
     """Where and how a recipe runs: for metrics.json and benchmark rows."""
+    from flowerkit import distribution
     from flowerkit.fastpath import fast_path_record
 
     fast_paths = fast_path_record(recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
     return {
         "backend": backend(),
         "device": device_summary(),
+        **distribution.record(recipe),  # devices, processes, global and per-device batch
         "jit_compile": resolve_jit_compile(recipe.jit_compile),
         "precision": resolve_precision(recipe.precision),
         "depthwise_conv": fast_paths["depthwise_conv"],

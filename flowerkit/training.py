@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
-import inspect
 import json
 import os
 import shutil
@@ -19,11 +18,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flowerkit import artifacts, phases, runtime
+from flowerkit import artifacts, distribution, phases, runtime
 from flowerkit import model as model_lib
 from flowerkit.data import load_data
 from flowerkit.errors import FlowerkitError
-from flowerkit.inference import predict_dataset
 from flowerkit.metrics import classification_report
 from flowerkit.model import build_model
 from flowerkit.recipe import Recipe
@@ -38,22 +36,6 @@ class TrainResult:
     output_dir: Path | None
 
 
-def _holding_the_run_folder(train_function):
-    """Runs `train` holding its output folder's lock (`artifacts.locked`),
-    released however training ends."""
-
-    @functools.wraps(train_function)
-    def locked_train(*args, **kwargs):
-        output_dir = inspect.signature(train_function).bind(*args, **kwargs).arguments.get("output_dir")
-        if not output_dir:
-            return train_function(*args, **kwargs)
-        with artifacts.locked(Path(output_dir)):
-            return train_function(*args, **kwargs)
-
-    return locked_train
-
-
-@_holding_the_run_folder
 def train(
     recipe: Recipe,
     source: str | None = None,
@@ -62,6 +44,7 @@ def train(
     verbose="auto",
     callbacks=(),
     overwrite: bool = False,
+    tpu: str | None = None,
 ) -> TrainResult:
     """Trains `recipe` on `source` (default: tf_flowers via the Keras cache).
 
@@ -71,14 +54,32 @@ def train(
     holding a finished run is refused unless `overwrite`, which also
     discards an interrupted run there; a folder another run is writing is
     refused.
+
+    On the devices `recipe.distribution` asks for (`flowerkit.distribution`);
+    `tpu` names a TPU to reach (TensorFlow: "local" on a TPU VM).
     """
+    plan = distribution.resolve(recipe, tpu)
+    if verbose and plan.writes_run_folder and plan.mode != "none":
+        print(f"flowerkit: {plan.describe()}", flush=True)
+    # Model, both phases and the validation predictions in the engine's scope.
+    with plan.scope(), contextlib.ExitStack() as stack:
+        # The folder this process writes (process 0: output_dir), held under
+        # its lock however training ends.
+        folder = distribution.run_folder(Path(output_dir)) if output_dir else None
+        if folder:
+            stack.enter_context(artifacts.locked(folder))
+        return _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwrite)
+
+
+def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwrite) -> TrainResult:
+    verbose = verbose if plan.writes_run_folder else 0  # progress from process 0 only
     started = time.perf_counter()
-    if output_dir and not overwrite:
-        RunFolder.check_not_finished(Path(output_dir))  # before reading any data
+    if folder and not overwrite:
+        RunFolder.check_not_finished(folder)  # before reading any data
     keras.utils.set_random_seed(recipe.seed)  # initial weights, dropout, augmentation
     data = load_data(recipe, source, max_images=max_images)
     recipe = recipe.replace(class_names=data.class_names)
-    run = RunFolder(Path(output_dir), recipe, verbose, overwrite) if output_dir else None
+    run = RunFolder(folder, recipe, verbose, overwrite) if folder else None
     model = build_model(recipe)
     timer = EpochTimer(run.timing if run else None, started)
     results = []
@@ -101,8 +102,8 @@ def train(
     history["phase"] = [phases.HEAD] * min(recipe.epochs, len(history["loss"]))
     history["phase"] += [phases.FINE_TUNE] * (len(history["loss"]) - len(history["phase"]))
 
-    predictions = predict_dataset(
-        model, data.validation.dataset, sample_positions=_shown_images(len(data.validation), recipe.seed)
+    predictions = distribution.predict_subset(
+        model, data.validation, sample_positions=_shown_images(len(data.validation), recipe.seed)
     )
     metrics = {
         "val_accuracy": history["val_accuracy"][-1],
@@ -124,10 +125,14 @@ def train(
             predictions.labels, predictions.predicted, recipe.class_names
         ),
     }
-    if run:
+    if run and plan.writes_run_folder:
         artifacts.write_run(run.folder, model, recipe.class_names, history, metrics, predictions)
+    elif run:
+        distribution.save_alongside(model)  # saving takes every process
+    if run:
         run.finish()
-    return TrainResult(model, recipe, history, metrics, run.folder if run else None)
+    written = run.folder if run and plan.writes_run_folder else None
+    return TrainResult(model, recipe, history, metrics, written)
 
 
 class RunFolder:

@@ -2,6 +2,12 @@
 
     KERAS_BACKEND=jax python tests/make_crossbackend_fixtures.py
 
+and tests/fixtures/crossbackend/jax_data_parallel/, a model trained by
+`flowerkit.train` on 4 virtual JAX devices (keras.distribution.DataParallel):
+
+    KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=4 \
+        python tests/make_crossbackend_fixtures.py --data-parallel
+
 Trains a small model (MobileNetV2 alpha 0.35 with the shared ImageNet weights,
 64x64, augmentation and dropout included so their serialisation is covered)
 for a few steps on synthetic images, saves it, and records its probabilities
@@ -50,5 +56,28 @@ def main():
     print(f"wrote {folder}")
 
 
+def main_data_parallel():
+    import shutil
+    import tempfile
+
+    import flowerkit
+    from tests.helpers import make_image_folder
+
+    folder = Path(__file__).parent / "fixtures/crossbackend/jax_data_parallel"
+    with tempfile.TemporaryDirectory() as work:
+        photos = make_image_folder(Path(work) / "photos", per_class=16, classes=CLASS_NAMES)
+        recipe = flowerkit.get_preset("dense").replace(
+            image_size=64, head_units=(), batch_size=8, epochs=2, distribution="data_parallel:4"
+        )
+        result = flowerkit.train(recipe, source=str(photos), output_dir=Path(work) / "run", verbose=0)
+        assert result.metrics["devices"] == 4, result.metrics
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("model.keras", "recipe.json"):
+            shutil.copy(Path(work) / "run" / name, folder / name)
+    model = flowerkit.load_model(folder / "model.keras")
+    np.save(folder / "probabilities.npy", model.predict(fixture_inputs().astype("float32"), verbose=0))
+    print(f"wrote {folder}")
+
+
 if __name__ == "__main__":
-    main()
+    main_data_parallel() if "--data-parallel" in sys.argv else main()

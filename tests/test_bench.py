@@ -49,12 +49,20 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
         env={**os.environ, "FLOWERKIT_BENCH_SIZE": "smoke"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = {b["extra_info"]["benchmark"]: b["extra_info"] for b in json.loads(output.read_text())["benchmarks"]}
-    assert set(rows) == {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"}
+    benchmarks = json.loads(output.read_text())["benchmarks"]
+    rows = {b["extra_info"]["benchmark"]: b["extra_info"] for b in benchmarks}
+    expected = {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"}
+    if backend == "jax":  # on 1, 2 and 4 virtual devices (bench/test_distribution.py)
+        expected.add("train_step_data_parallel")
+        parallel = [b["extra_info"] for b in benchmarks if b["extra_info"]["benchmark"] == "train_step_data_parallel"]
+        assert [(r["devices"], r["per_device_batch"]) for r in parallel] == [(1, 8), (2, 4), (4, 2)]
+        assert {r["strategy"] for r in parallel} == {"keras.distribution.DataParallel"}
+    assert set(rows) == expected
     for row in rows.values():
         assert row["backend"] == backend
         for field in ("device_kind", "device_name", "device_count", "versions", "batch_size",
-                      "image_size", "precision", "jit_compile", "images_per_second"):
+                      "image_size", "precision", "jit_compile", "images_per_second",
+                      "distribution", "devices", "processes", "global_batch", "per_device_batch"):
             assert row[field] is not None, field
         assert row["images_per_second"] > 0
     for kind in ("inference", "train_step_frozen", "train_step_finetune"):

@@ -11,7 +11,8 @@ from flowerkit import load_model
 FIXTURES = REPO / "tests/fixtures/crossbackend"
 
 
-@pytest.mark.parametrize("saved_on", ["tensorflow", "jax", "torch"])
+# jax_data_parallel: trained by flowerkit.train on 4 virtual JAX devices.
+@pytest.mark.parametrize("saved_on", ["tensorflow", "jax", "torch", "jax_data_parallel"])
 def test_model_saved_on_any_backend_predicts_the_same(saved_on):
     folder = FIXTURES / saved_on
     model = load_model(folder / "model.keras")

@@ -89,6 +89,11 @@ def add_arguments(parser) -> None:
         "--overwrite", action="store_true",
         help="train again into an --output that holds a finished (or interrupted) run",
     )
+    parser.add_argument(
+        "--tpu", metavar="ADDRESS",
+        help="TensorFlow: the TPU to train on ('local' on a TPU VM, or a TPU name or grpc:// "
+        "address), found with TPUClusterResolver as in the codelab",
+    )
     _add_recipe_flags(parser)
 
 
@@ -152,6 +157,7 @@ def run(args) -> int:
             max_images=args.max_images,
             verbose=2 if args.quiet else "auto",
             overwrite=args.overwrite,
+            tpu=args.tpu,
         )
     except KeyboardInterrupt:
         print(f"flowerkit: interrupted; run the same command again to resume from the last "

@@ -177,9 +177,9 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
         # Shuffle positions, not pixels, in `epoch_order`: each new iteration
         # (Keras starts one per epoch) takes the next epoch's order, the
         # same order the Pillow pipeline and the feature cache use.
-        epochs = itertools.count()
+        epochs = EpochCounter()
         positions = tf.data.Dataset.from_generator(
-            lambda: iter(epoch_order(len(index), seed, next(epochs))),
+            lambda: iter(epoch_order(len(index), seed, epochs.next())),
             output_signature=tf.TensorSpec((), tf.int64),
         )
         dataset = positions.map(lambda i: tuple(tf.gather(column, i) for column in columns))
@@ -198,7 +198,27 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
 
     dataset = dataset.map(record).prefetch(tf.data.AUTOTUNE)
     dataset.report_bad_images = delivered.report
+    if shuffle:
+        dataset.flowerkit_epochs = epochs  # see EpochCounter
     return dataset
+
+
+class EpochCounter:
+    """Which epoch's order a new iteration of a shuffled tf.data pipeline
+    takes: the next one, unless `begin_epoch` (called by a callback at each
+    epoch's start) has pinned it. Pinning matters under tf.distribute, which
+    starts an extra iteration of the dataset when it distributes it."""
+
+    def __init__(self):
+        self._iterations = itertools.count()
+        self._epochs = itertools.count()
+        self._pinned = None
+
+    def next(self) -> int:
+        return self._pinned if self._pinned is not None else next(self._iterations)
+
+    def begin_epoch(self) -> None:
+        self._pinned = next(self._epochs)
 
 
 def _tf_orient(image, orientation):
@@ -287,9 +307,16 @@ class ImageBatches(keras.utils.PyDataset):
         return math.ceil(len(self.index) / self.batch_size)
 
     def __getitem__(self, batch):
-        wanted = self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        return self.load(self.batch_positions(batch))
+
+    def batch_positions(self, batch) -> np.ndarray:
+        """Positions in the index of batch `batch`'s images, this epoch."""
+        return self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+    def load(self, positions):
+        """(images, one-hot labels) of those positions."""
         images, labels = [], []
-        for position in wanted:
+        for position in positions:
             image = self._load(position)
             if image is not None:
                 images.append(image)
@@ -315,3 +342,44 @@ class ImageBatches(keras.utils.PyDataset):
     def report_bad_images(self):
         if self.failed:
             _warn_bad_images(self.index, self._reasons)
+
+
+class ShardedBatches(keras.utils.PyDataset):
+    """One process's part of every global batch of `batches` (an
+    ImageBatches or a FeatureBatches), for data-parallel training over
+    several processes (`flowerkit.distribution`).
+
+    Global batch B over P processes: process p gets rows [p*B/P, (p+1)*B/P)
+    and decodes only those. A shorter (last) batch is padded with zero-weight
+    rows to B/P, so every batch has one shape (one compilation) and every
+    process runs the same number of steps.
+    """
+
+    def __init__(self, batches, global_batch: int, processes: int = 1, process_index: int = 0):
+        super().__init__(workers=batches.workers, use_multiprocessing=False)
+        self.batches = batches
+        self.local_batch = global_batch // processes
+        self.start = process_index * self.local_batch
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, batch):
+        positions = self.batches.batch_positions(batch)
+        mine = positions[self.start : self.start + self.local_batch]
+        inputs, labels, *weights = self.batches.load(mine)
+        weights = weights[0] if weights else np.ones(len(inputs), np.float32)
+        missing = self.local_batch - len(inputs)
+        return tuple(_padded(np.asarray(array), missing) for array in (inputs, labels, weights))
+
+    def on_epoch_begin(self):
+        self.batches.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+
+def _padded(array: np.ndarray, rows: int) -> np.ndarray:
+    if rows <= 0:
+        return array
+    return np.concatenate([array, np.zeros((rows, *array.shape[1:]), array.dtype)])
