@@ -24,6 +24,7 @@ from flowerkit import distribution, features, model as model_lib
 from flowerkit.augment import build_layers
 from flowerkit.data import FlowerData
 from flowerkit.data.pipelines import BadImagesReport, resolve_pipeline
+from flowerkit.fastpath import apply_fast_paths
 from flowerkit.recipe import Recipe
 
 HEAD, FINE_TUNE = "head", "fine_tune"
@@ -79,6 +80,9 @@ def fine_tune(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose)
     for layer in build_layers(recipe.fine_tune_augmentation, recipe.seed + 1000):
         augmented = layer(augmented)
     wrapper = keras.Model(inputs, model(augmented), name="fine_tuning")
+    # The new augmentation layers take this backend's fast path too (on
+    # PyTorch, Keras's own zoom and rotation take ~20 s per batch).
+    apply_fast_paths(wrapper, recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
     steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
     model_lib.compile_fine_tuning(wrapper, recipe, steps_per_epoch)
     history = _fit(
