@@ -86,15 +86,15 @@ CHILD = textwrap.dedent("""
         phases._fit = lambda model, train, validation, epochs, initial, callbacks, verbose: fit(
             model, train, validation, epochs, initial, [*callbacks, Kill()], verbose)
     elif point == "caching_features":  # the cache's memory-mapped file half filled
-        import flowerkit.features as features
+        import flowerkit.distribution as distribution
 
-        batches = features.iterate_batches
-        def iterate_batches(dataset):
-            for number, batch in enumerate(batches(dataset)):
+        batches = distribution.predict_batches  # what the feature cache computes through
+        def predict_batches(*args, **kwargs):
+            for number, batch in enumerate(batches(*args, **kwargs)):
                 if number == 1:
                     die()
                 yield batch
-        features.iterate_batches = iterate_batches
+        distribution.predict_batches = predict_batches
     elif point == "final_save":  # model.keras half written
         import keras
 
