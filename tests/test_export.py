@@ -156,7 +156,7 @@ def flower_run(tmp_path_factory) -> Path:
     weights = shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5")
     recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
         image_size=96, weights=str(weights), augmentation=(), epochs=4, batch_size=32,
-        learning_rate=3e-3,
+        learning_rate=3e-3, head_units=(), dropout=0.2, label_smoothing=0.0,  # the linear head measured
     )
     folder = tmp_path_factory.mktemp("flowers")
     flowerkit.train(recipe, source=str(data), output_dir=folder, max_images=600, verbose=0)

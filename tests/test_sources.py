@@ -1,5 +1,6 @@
 """Data sources and the split: folders, tf_flowers, bad inputs."""
 
+import os
 import numpy as np
 import pytest
 from tests.helpers import CLASSES, COLOURS, write_image
@@ -129,8 +130,8 @@ def test_tf_flowers_uses_the_keras_cache_without_downloading(monkeypatch, tmp_pa
                 image = write_image(tmp_path / "src" / name / f"{stem}.jpg", (1, 2, 3))
                 tar.add(image, arcname=f"flower_photos/{name}/{stem}.jpg")
 
-    def fake_get_file(fname, origin, file_hash, hash_algorithm, extract):
-        calls.append((fname, file_hash, hash_algorithm, extract))
+    def fake_get_file(fname, origin, file_hash, hash_algorithm, extract, cache_dir):
+        calls.append((fname, file_hash, hash_algorithm, extract, cache_dir))
         return str(archive)
 
     import keras
@@ -139,7 +140,8 @@ def test_tf_flowers_uses_the_keras_cache_without_downloading(monkeypatch, tmp_pa
     index = index_source(None)
     assert index.class_names == ("daisy", "roses")
     assert index.images[0].startswith(str(tmp_path / "flower_photos_extracted" / "flower_photos"))
-    assert calls == [("flower_photos.tgz", sources.TF_FLOWERS_SHA256, "sha256", False)]
+    keras_home = os.environ.get("KERAS_HOME")  # the Keras cache as it is when called
+    assert calls == [("flower_photos.tgz", sources.TF_FLOWERS_SHA256, "sha256", False, keras_home)]
     marker = tmp_path / "flower_photos_extracted" / ".flowerkit-extracted"
     marker_time = marker.stat().st_mtime_ns
     assert index_source(None).images == index.images
