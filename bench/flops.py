@@ -43,14 +43,21 @@ def _leaf_layers(model):
             yield layer
 
 
-def forward_flops(model) -> int:
-    """FLOPs of one image's forward pass."""
-    return sum(_layer_flops(layer) for layer in _leaf_layers(model))
+def forward_flops(model) -> int | None:
+    """FLOPs of one image's forward pass; None when a layer's output size is
+    not fixed (a keras-hub backbone built for any image size)."""
+    try:
+        return sum(_layer_flops(layer) for layer in _leaf_layers(model))
+    except TypeError:  # None in a spatial dimension
+        return None
 
 
-def train_step_flops(model) -> int:
+def train_step_flops(model) -> int | None:
     """FLOPs of one image's training step: forward everywhere, plus ~2x
     forward for the backward pass through trainable layers (frozen layers
     upstream of all trainable ones need no backward pass)."""
+    forward = forward_flops(model)
+    if forward is None:
+        return None
     trainable = sum(_layer_flops(l) for l in _leaf_layers(model) if l.trainable and l.weights)
-    return forward_flops(model) + 2 * trainable
+    return forward + 2 * trainable

@@ -85,7 +85,10 @@ def test_final_accuracy(benchmark, bench_config, data_source, accuracy_preset):
             "compile_seconds": None,  # inside the first epoch; see epoch_train_seconds
             "epoch_train_seconds": metrics["epoch_train_seconds"],
             "flops_per_image": flops,
-            "gflops_per_second": flops * metrics["train_images_per_second"] / 1e9,
+            "gflops_per_second": (
+                flops * metrics["train_images_per_second"] / 1e9
+                if flops and metrics["train_images_per_second"] else None
+            ),
             "target_accuracy": bench_config.target_accuracy,
             "seconds_to_target": clock.reached.get(bench_config.target_accuracy, (None, None))[0],
             "epochs_to_target": clock.reached.get(bench_config.target_accuracy, (None, None))[1],

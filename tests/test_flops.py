@@ -29,3 +29,13 @@ def test_train_step_flops_count_backward_only_for_trainable_layers():
     forward = CONV + DEPTHWISE + DENSE
     assert train_step_flops(_tiny_model()) == forward + 2 * forward
     assert train_step_flops(_tiny_model(frozen_conv=True)) == forward + 2 * (DEPTHWISE + DENSE)
+
+
+def test_a_model_of_any_image_size_has_no_fixed_flop_count():
+    """keras-hub backbones are built for any image size: their FLOPs per
+    image are unknown until the size is, and the count says so instead of
+    failing."""
+    from bench.flops import forward_flops, train_step_flops
+
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3)])
+    assert forward_flops(model) is None and train_step_flops(model) is None
