@@ -1,4 +1,5 @@
-"""Convolutions and frozen BatchNorm without layout copies on PyTorch.
+"""PyTorch without Keras's slow paths: convolutions and frozen BatchNorm
+without layout copies, and affine augmentation resampled as one batch.
 
 Keras's torch backend keeps tensors channels_last (NHWC). For every
 convolution it copies the input to a contiguous NCHW tensor, then copies it
@@ -12,7 +13,8 @@ through `permute(0, 3, 1, 2)`: no copy. So the layers here call
 `torch.nn.functional.conv2d` and `batch_norm` on that view directly, and the
 output, channels_last in memory, permutes back to NHWC for free. Like the
 JAX depthwise path (`flowerkit.fastpath`), each eligible layer *instance*
-gets its own `call`; classes, configs and weights stay stock.
+gets its own `call` (the augmentation layers their own backend object);
+classes, configs and weights stay stock.
 """
 
 from __future__ import annotations
