@@ -63,7 +63,11 @@ _LINEAR_HEAD = dict(head_units=(), dropout=0.2, label_smoothing=0.0)
 PRESETS["mobilenet_v2_035_finetune"] = dict(
     PRESETS["mobilenet_v2_035"], **_LINEAR_HEAD, **_FINE_TUNING, fine_tune_learning_rate=3e-4
 )
+# EfficientNet-Lite0 fine-tunes at 256 px, a little above its native 224:
+# 0.952 after 10 epochs at 3e-4, against 0.946 at 224 (8 epochs at 2e-4,
+# or 12 at 3e-4), one TensorFlow run each on the 629 validation photos.
 PRESETS["efficientnet_lite0_finetune"] = dict(
-    PRESETS["efficientnet_lite0"], **_LINEAR_HEAD, **_FINE_TUNING, fine_tune_learning_rate=2e-4
+    PRESETS["efficientnet_lite0"], **_LINEAR_HEAD,
+    **dict(_FINE_TUNING, fine_tune_epochs=10), image_size=256, fine_tune_learning_rate=3e-4,
 )
 
