@@ -16,6 +16,11 @@ The same holds for 1x1 convolutions, which XLA:CPU runs as convolutions
 rather than matrix products: as `matmul` they run ~1.3x faster in inference
 and ~1.6x in a frozen-backbone train step (MobileNetV2, 192x192, batch 32).
 
+On JAX both computations carry hand-written gradients
+(`flowerkit.fastpath_jax`): autodiff of the shifted sum made XLA:CPU store
+every window and transpose whole backward chains, and fine-tuning ran 3.8x
+slower than with them.
+
 On PyTorch, `apply_fast_paths` switches convolutions and frozen BatchNorm
 layers the same way to calls without Keras's layout copies
 (`flowerkit.fastpath_torch`).
@@ -257,9 +262,16 @@ def is_matmul(layer) -> bool:
 
 def _matmul_call(self, inputs):
     """Conv2D.call for a 1x1 kernel: a matrix product over the channel axis."""
+    import keras
     from keras import ops
 
-    outputs = ops.matmul(inputs, ops.reshape(self.kernel, self.kernel.shape[2:]))
+    kernel = ops.reshape(self.kernel, self.kernel.shape[2:])
+    if keras.backend.backend() == "jax":
+        from flowerkit import fastpath_jax  # a weight gradient XLA:CPU lays out well
+
+        outputs = fastpath_jax.pointwise_matmul(ops.convert_to_tensor(inputs), kernel)
+    else:
+        outputs = ops.matmul(inputs, kernel)
     if self.use_bias:
         outputs = ops.add(outputs, self.bias)
     if self.activation is not None:
@@ -319,7 +331,9 @@ def shifted_depthwise_conv(inputs, kernel, strides=(1, 1), padding="valid"):
     inputs: (batch, height, width, channels); kernel: (kh, kw, channels, M).
     "same" pads like TensorFlow/XLA (the odd extra row/column after). Falls
     back to the stock op when height or width is unknown (symbolic None).
+    On JAX the gradient is hand-written (`flowerkit.fastpath_jax`).
     """
+    import keras
     from keras import ops
 
     strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
@@ -347,6 +361,13 @@ def shifted_depthwise_conv(inputs, kernel, strides=(1, 1), padding="valid"):
         # Output channel c*M + m reads input channel c (the order ops.depthwise_conv uses).
         inputs = ops.repeat(inputs, multiplier, axis=3)
     kernel = ops.reshape(kernel, (kernel_height, kernel_width, channels * multiplier))
+    if keras.backend.backend() == "jax":
+        # Same sum, with a gradient XLA:CPU trains through ~4x faster.
+        from flowerkit import fastpath_jax
+
+        return fastpath_jax.depthwise_conv(
+            ops.convert_to_tensor(inputs), kernel, strides, padding, (pad_height, pad_width)
+        )
     if pad_height != (0, 0) or pad_width != (0, 0):
         inputs = ops.pad(inputs, ((0, 0), pad_height, pad_width, (0, 0)))
 

@@ -435,3 +435,68 @@ def test_pointwise_matmul_equals_stock_forward_and_gradient():
     assert float(np.abs(u0[0]).max()) > 1e-4  # the 1x1 kernel moved
     for stock_update, matmul_update in zip(u0, u1):
         np.testing.assert_allclose(matmul_update, stock_update, rtol=1e-4, atol=1e-6)
+
+
+# --- the hand-written JAX gradients (flowerkit.fastpath_jax) ---------------------
+
+
+@needs_jax
+def test_jax_gradients_keep_bfloat16_and_match_float32():
+    """Under mixed_bfloat16 the custom VJPs get bfloat16 tensors: the gradients
+    come back in the dtypes of their primals and agree with the float32
+    computation to bfloat16 precision."""
+    import jax
+    import jax.numpy as jnp
+
+    from flowerkit import fastpath_jax
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 9, 8, 6)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 6)).astype("float32")
+    weights = rng.normal(size=(6, 4)).astype("float32")
+    pads = ((1, 1), (0, 1))  # "same" at stride 2 on 9x8
+
+    def loss(x, kernel, weights):
+        y = fastpath_jax.depthwise_conv(x, kernel, (2, 2), "same", pads)
+        return jnp.sum(fastpath_jax.pointwise_matmul(y, weights).astype("float32") ** 2)
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    expected = grad(x, kernel, weights)
+    actual = grad(*(jnp.asarray(a, jnp.bfloat16) for a in (x, kernel, weights)))
+    for e, a in zip(expected, actual):
+        assert a.dtype == jnp.bfloat16 and a.shape == e.shape
+        scale = float(np.abs(e).max())
+        assert scale > 1.0
+        np.testing.assert_allclose(np.asarray(a, "float32"), e, atol=0.05 * scale)
+
+
+@needs_jax
+def test_mixed_precision_fast_paths_stay_as_close_to_float32_as_stock():
+    """Under mixed_bfloat16 the fast paths round differently from the stock
+    layers (bfloat16 multiply-adds against float32-accumulating kernels), so
+    the check is against float32: the fast paths' logits are no further from
+    it than the stock bfloat16 layers' (x2), and a train step gives a finite loss
+    and moves the weights."""
+    x, y = _images()
+    float32_logits = _small_mobilenet_v2(pretrained=True).predict_on_batch(x)
+    deviations = {}
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        for settings in (("stock", "stock", "stock"), ("shifted", "stock", "matmul")):
+            model = _small_mobilenet_v2(pretrained=True)
+            record = apply_fast_paths(model, *settings)
+            assert record["shifted_layers"] == (17 if settings[0] == "shifted" else 0)
+            logits = np.asarray(model.predict_on_batch(x), "float32")
+            deviations[settings[0]] = float(np.abs(logits - float32_logits).max())
+        model.compile(optimizer=keras.optimizers.SGD(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        before = [np.asarray(w, "float32") for w in model.trainable_weights]
+        assert np.isfinite(float(model.train_on_batch(x, y)))
+        moved = max(float(np.abs(np.asarray(w, "float32") - b).max())
+                    for w, b in zip(model.trainable_weights, before))
+        assert moved > 1e-4
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    scale = float(np.abs(float32_logits).max())
+    assert deviations["stock"] < 0.1 * scale  # bfloat16 is close, not equal
+    assert deviations["shifted"] <= 2 * deviations["stock"] + 1e-3 * scale, deviations

@@ -1,0 +1,156 @@
+"""The JAX side of `flowerkit.fastpath`: depthwise and 1x1 convolutions with
+hand-written gradients that XLA:CPU compiles well.
+
+Autodiff of the shifted multiply-adds in `flowerkit.fastpath` is exact but
+slow to train through on XLA:CPU (fine-tuning MobileNetV2 alpha 1.0, 192x192,
+batch 64, 2 cores: 5.2 s per step):
+- the kernel gradient needs each of the kh*kw shifted windows of the input;
+  XLA materialises every window (kh*kw copies of the activation) in the
+  forward pass, and reduces each with its own pass;
+- the input gradient is the sum of kh*kw padded copies of the output gradient;
+- the 1x1 convolution's weight gradient makes XLA pick a transposed layout for
+  its operand, and it computes the whole fused backward chain (the depthwise
+  input gradient, ReLU6 mask, BatchNorm scale) in that cache-hostile order.
+
+The custom VJPs below keep only the input and kernel as residuals and compute
+- the input gradient as one fused loop: the output gradient dilated by the
+  stride, padded "full" and correlated with the flipped kernel;
+- the kernel gradient as one variadic reduction of all taps over the rows
+  (then a small sum), so no window is materialised;
+- the 1x1 weight gradient as an explicit inputs^T @ gradient product.
+Measured on the step above: 5.2 s -> 1.4 s (TensorFlow: ~0.6 s). They are
+reverse-mode only (`jax.grad`, Keras training); forward-mode (`jax.jvp`)
+through them is not defined.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def depthwise_conv(inputs, kernel, strides, padding, pads):
+    """Depthwise convolution, channels_last, dilation 1.
+
+    inputs: (batch, height, width, channels); kernel: (kh, kw, channels), one
+    output channel per input channel (repeat the inputs first for a depth
+    multiplier); strides: (sh, sw); pads: ((top, bottom), (left, right)), as
+    `flowerkit.fastpath.output_size_and_padding` computes for `padding`.
+    """
+    del padding  # the pads say it all; kept for a readable call site
+    return _depthwise(inputs, kernel, tuple(strides), tuple(map(tuple, pads)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise(inputs, kernel, strides, pads):
+    return _depthwise_forward(inputs, kernel, strides, pads)[0]
+
+
+def _depthwise_forward(inputs, kernel, strides, pads):
+    padded = jnp.pad(inputs, ((0, 0), pads[0], pads[1], (0, 0)))
+    out_height, out_width = _output_size(padded, kernel, strides)
+    outputs = _sum_of_taps(padded, kernel, (out_height, out_width), strides)
+    return outputs, (inputs, kernel)
+
+
+def _depthwise_backward(strides, pads, residuals, output_gradient):
+    inputs, kernel = residuals
+    kernel_height, kernel_width = kernel.shape[:2]
+    padded = jnp.pad(inputs, ((0, 0), pads[0], pads[1], (0, 0)))
+    out_height, out_width = output_gradient.shape[1:3]
+
+    # Kernel gradient: for every tap, sum(window * output_gradient). One
+    # variadic reduce over the rows reads each window once without storing
+    # it; the remaining (batch, width) sums are small.
+    taps = [(i, j) for i in range(kernel_height) for j in range(kernel_width)]
+    products = tuple(
+        _window(padded, i, j, (out_height, out_width), strides) * output_gradient for i, j in taps
+    )
+    zeros = tuple(jnp.zeros((), output_gradient.dtype) for _ in taps)
+    row_sums = lax.reduce(
+        products, zeros, lambda a, b: tuple(x + y for x, y in zip(a, b)), (1,)
+    )
+    kernel_gradient = jnp.stack([jnp.sum(s, axis=(0, 1)) for s in row_sums])
+    kernel_gradient = kernel_gradient.reshape(kernel.shape).astype(kernel.dtype)
+
+    # Input gradient: the transposed convolution as shifted multiply-adds. The
+    # output gradient, dilated by the stride (interior zeros) and padded by
+    # kernel-1 ("full"), correlated with the flipped kernel gives the gradient
+    # of the padded input; crop the padding off.
+    padded_height, padded_width = padded.shape[1:3]
+    dilated_height = strides[0] * (out_height - 1) + 1
+    dilated_width = strides[1] * (out_width - 1) + 1
+    full = lax.pad(
+        output_gradient,
+        jnp.zeros((), output_gradient.dtype),
+        (
+            (0, 0, 0),
+            (kernel_height - 1, padded_height - dilated_height, strides[0] - 1),
+            (kernel_width - 1, padded_width - dilated_width, strides[1] - 1),
+            (0, 0, 0),
+        ),
+    )
+    padded_gradient = _sum_of_taps(
+        full, kernel[::-1, ::-1], (padded_height, padded_width), (1, 1)
+    )
+    height, width = inputs.shape[1:3]
+    input_gradient = padded_gradient[:, pads[0][0] : pads[0][0] + height, pads[1][0] : pads[1][0] + width]
+    return input_gradient.astype(inputs.dtype), kernel_gradient
+
+
+_depthwise.defvjp(_depthwise_forward, _depthwise_backward)
+
+
+def _output_size(padded, kernel, strides):
+    return tuple(
+        (padded.shape[axis + 1] - kernel.shape[axis]) // strides[axis] + 1 for axis in (0, 1)
+    )
+
+
+def _window(padded, i, j, out_size, strides):
+    """The input window that tap (i, j) multiplies: every stride-th pixel."""
+    limits = (
+        padded.shape[0],
+        i + strides[0] * (out_size[0] - 1) + 1,
+        j + strides[1] * (out_size[1] - 1) + 1,
+        padded.shape[3],
+    )
+    return lax.slice(padded, (0, i, j, 0), limits, (1, strides[0], strides[1], 1))
+
+
+def _sum_of_taps(padded, kernel, out_size, strides):
+    """sum over taps of window(i, j) * kernel[i, j]: XLA fuses it into one loop."""
+    outputs = None
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            term = _window(padded, i, j, out_size, strides) * kernel[i, j]
+            outputs = term if outputs is None else outputs + term
+    return outputs
+
+
+@jax.custom_vjp
+def pointwise_matmul(inputs, kernel):
+    """inputs (..., in) @ kernel (in, out): a 1x1 convolution, channels_last."""
+    return jnp.matmul(inputs, kernel)
+
+
+def _pointwise_forward(inputs, kernel):
+    return jnp.matmul(inputs, kernel), (inputs, kernel)
+
+
+def _pointwise_backward(residuals, output_gradient):
+    inputs, kernel = residuals
+    input_gradient = jnp.matmul(output_gradient, kernel.T)
+    # Written as one 2-D product: XLA then transposes the (small) inputs, not
+    # the fused chain that produces the output gradient.
+    kernel_gradient = jnp.dot(
+        inputs.reshape(-1, inputs.shape[-1]).T,
+        output_gradient.reshape(-1, output_gradient.shape[-1]),
+    )
+    return input_gradient.astype(inputs.dtype), kernel_gradient.astype(kernel.dtype)
+
+
+pointwise_matmul.defvjp(_pointwise_forward, _pointwise_backward)
