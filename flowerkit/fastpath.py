@@ -23,10 +23,11 @@ slower than with them.
 
 On PyTorch, `apply_fast_paths` switches convolutions and frozen BatchNorm
 layers the same way to calls without Keras's layout copies
-(`flowerkit.fastpath_torch`).
+(`flowerkit.fastpath_torch`), and on a CPU makes the C allocator keep freed
+memory (`fastpath_torch.keep_freed_memory`, process-wide).
 
-Importing this module changes nothing; only `apply_fast_paths` acts, and only
-on the model it is given.
+Importing this module changes nothing; only `apply_fast_paths` acts, on the
+model it is given (and, on PyTorch with a CPU, on the allocator).
 """
 
 from __future__ import annotations
@@ -152,6 +153,10 @@ def apply_fast_paths(
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
     record = fast_path_record(setting, torch_layers, pointwise_conv)
+    if record["backend"] == "torch" and record["device_kind"] == "CPU":
+        from flowerkit import fastpath_torch
+
+        record["torch_keep_freed_memory"] = fastpath_torch.keep_freed_memory()
     changed = _apply_torch_layers(model, record)
     changed = _apply_pointwise(model, record) or changed
     shifted = stock = 0

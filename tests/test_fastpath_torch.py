@@ -9,6 +9,8 @@ layers is checked for both fast paths in test_fastpath.py.)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -254,3 +256,73 @@ def test_fine_tuning_model_switches_its_augmentation_too(tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert not any(is_native_affine(layer) or is_native(layer) for layer in loaded._flatten_layers())
+
+
+# --- the C allocator (keep_freed_memory) ------------------------------------------
+
+ALLOCATOR_SCRIPT = """
+import ctypes, json, sys
+from flowerkit.fastpath_torch import keep_freed_memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = (ctypes.c_void_p,)
+libc.mallinfo2.restype = MallInfo2
+
+def mmapped_blocks_for_a_64_mib_block():
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(64 << 20)
+    count = libc.mallinfo2().hblks - before
+    libc.free(block)
+    return count
+
+before = mmapped_blocks_for_a_64_mib_block()
+kept = keep_freed_memory()
+print(json.dumps({"kept": kept, "before": before, "after": mmapped_blocks_for_a_64_mib_block()}))
+"""
+
+
+def _allocator_run(extra_env):
+    import ctypes
+    import json
+    import os
+    import subprocess
+    import sys
+
+    try:
+        ctypes.CDLL(None).mallinfo2
+    except AttributeError:
+        pytest.skip("needs glibc >= 2.33 (mallinfo2) to look at the allocator")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
+    env.update(extra_env)
+    output = subprocess.run(
+        [sys.executable, "-c", ALLOCATOR_SCRIPT], env=env, capture_output=True, text=True,
+        check=True, cwd=str(Path(__file__).resolve().parents[1]),
+    ).stdout
+    return json.loads(output.splitlines()[-1])
+
+
+def test_keep_freed_memory_serves_large_blocks_from_the_heap():
+    result = _allocator_run({})
+    assert result == {"kept": True, "before": 1, "after": 0}
+
+
+def test_keep_freed_memory_leaves_a_chosen_allocator_alone():
+    result = _allocator_run({"MALLOC_ARENA_MAX": "2"})
+    assert result == {"kept": False, "before": 1, "after": 1}
+
+
+@needs_torch
+def test_apply_fast_paths_records_the_allocator_on_cpu():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    record = apply_fast_paths(model)
+    if record["device_kind"] != "CPU":
+        pytest.skip("the allocator is set for PyTorch on CPUs only")
+    from flowerkit.fastpath_torch import keep_freed_memory
+
+    assert record["torch_keep_freed_memory"] is keep_freed_memory()

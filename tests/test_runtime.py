@@ -29,6 +29,8 @@ def test_run_info_names_backend_device_and_fast_path():
     assert info["pointwise_conv"] == ("matmul" if on_jax_cpu else "stock")
     on_torch_cpu = keras.backend.backend() == "torch" and runtime.device_kind() == "CPU"
     assert info["torch_layers"] == ("native" if on_torch_cpu else "stock")
+    # The allocator setting is reported where it applies (PyTorch on a CPU) only.
+    assert ("torch_keep_freed_memory" in info) == on_torch_cpu
     assert set(info["versions"]) >= {"python", "keras", "numpy"}
 
 
