@@ -150,97 +150,77 @@ def apply_fast_paths(
     """
     import keras
 
+    from flowerkit import fastpath_torch
+
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
     record = fast_path_record(setting, torch_layers, pointwise_conv)
     if record["backend"] == "torch" and record["device_kind"] == "CPU":
-        from flowerkit import fastpath_torch
-
         record["torch_keep_freed_memory"] = fastpath_torch.keep_freed_memory()
-    changed = _apply_torch_layers(model, record)
-    changed = _apply_pointwise(model, record) or changed
-    shifted = stock = 0
+    counts = {"shifted": 0, "native": 0, "matmul": 0, "stock_depthwise": 0}
+    changed = False
     # `_flatten_layers` (Keras 3) also reaches layers held inside custom
     # layers, such as keras-hub's MBConvBlock, which `model.layers` does not.
     for layer in model._flatten_layers(include_self=True, recursive=True):
-        if not isinstance(layer, keras.layers.DepthwiseConv2D):
-            continue
-        if record["depthwise_conv"] == "shifted" and supports_shifted(layer):
-            if not is_shifted(layer):
-                # An instance attribute shadows the class's `call`; Layer.__call__
-                # (and so predict, fit's stateless_call and symbolic calls) uses it.
-                # Nothing of it is serialized: saving uses the class and get_config.
-                layer.call = types.MethodType(_shifted_call, layer)
-                changed = True
-            shifted += 1
-        else:
-            if is_shifted(layer):
-                del layer.call
-                changed = True
-            stock += 1
-    if changed:
-        _forget_compiled_functions(model)
-    if shifted == 0:
-        record["depthwise_conv"] = "stock"
-    record["shifted_layers"] = shifted
-    record["stock_layers"] = stock
-    return record
-
-
-def _apply_torch_layers(model, record: dict) -> bool:
-    """Switches the PyTorch layers `record` asks for; returns whether any changed."""
-    from flowerkit import fastpath_torch
-
-    changed = False
-    count = 0
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        # A depthwise layer forced to "shifted" is the other path's.
-        shifted = record["depthwise_conv"] == "shifted" and supports_shifted(layer)
-        native = (
-            record["torch_layers"] == "native"
-            and fastpath_torch.supports_native(layer)
-            and not shifted
-        )
         if fastpath_torch.supports_native_affine(layer):
             native = record["torch_layers"] == "native"
             changed = fastpath_torch.switch_affine(layer, native) or changed
-            count += native
+            counts["native"] += native
             continue
-        if native and not fastpath_torch.is_native(layer):
-            layer.call = types.MethodType(fastpath_torch.native_call(layer), layer)
-            changed = True
-        elif not native and fastpath_torch.is_native(layer):
-            del layer.call
-            changed = True
-        count += native
-    if count == 0:
-        record["torch_layers"] = "stock"
-    record["native_layers"] = count
-    return changed
+        kind, function = _fast_call(layer, record)
+        changed = _set_own_call(layer, function) or changed
+        if kind is not None:
+            counts[kind] += 1
+        if isinstance(layer, keras.layers.DepthwiseConv2D) and kind != "shifted":
+            counts["stock_depthwise"] += 1
+    if changed:
+        _forget_compiled_functions(model)
+    # A path that switched no layer did not run: say "stock".
+    for field, kind in (("depthwise_conv", "shifted"), ("torch_layers", "native"), ("pointwise_conv", "matmul")):
+        if counts[kind] == 0:
+            record[field] = "stock"
+    record["shifted_layers"] = counts["shifted"]
+    record["stock_layers"] = counts["stock_depthwise"]
+    record["native_layers"] = counts["native"]
+    record["matmul_layers"] = counts["matmul"]
+    return record
 
 
-def _apply_pointwise(model, record: dict) -> bool:
-    """Switches 1x1 convolutions as `record` asks; returns whether any changed."""
-    changed = False
-    count = 0
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        # On PyTorch the native convolution wins; it takes precedence.
-        matmul = (
-            record["pointwise_conv"] == "matmul"
-            and supports_matmul(layer)
-            and record["torch_layers"] != "native"
-        )
-        if matmul and not is_matmul(layer):
-            layer.call = types.MethodType(_matmul_call, layer)
-            changed = True
-        elif not matmul and is_matmul(layer):
-            del layer.call
-            changed = True
-        count += matmul
-    if count == 0:
-        record["pointwise_conv"] = "stock"
-    record["matmul_layers"] = count
-    return changed
+def _fast_call(layer, record: dict):
+    """(kind, call function) that `record` picks for `layer`, or (None, None)
+    for its stock call. A forced "shifted" depthwise wins over PyTorch's native
+    convolution, which wins over a 1x1 convolution as matmul."""
+    from flowerkit import fastpath_torch
+
+    if record["depthwise_conv"] == "shifted" and supports_shifted(layer):
+        return "shifted", _shifted_call
+    if record["torch_layers"] == "native" and fastpath_torch.supports_native(layer):
+        return "native", fastpath_torch.native_call(layer)
+    if record["pointwise_conv"] == "matmul" and supports_matmul(layer):
+        return "matmul", _matmul_call
+    return None, None
+
+
+def _set_own_call(layer, function) -> bool:
+    """Gives `layer` its own `call` (`function`), or with None takes back one
+    that flowerkit gave it; returns whether anything changed.
+
+    An instance attribute shadows the class's `call`; Layer.__call__ (and so
+    predict, fit's stateless_call and symbolic calls) uses it. Nothing of it is
+    serialized: saving uses the class and get_config. A `call` that someone
+    else put on the instance is left alone.
+    """
+    from flowerkit import fastpath_torch
+
+    current = getattr(vars(layer).get("call"), "__func__", None)
+    ours = (_shifted_call, _matmul_call, *fastpath_torch.NATIVE_CALLS)
+    if current is function or (current is not None and current not in ours):
+        return False
+    if function is None:
+        del layer.call
+    else:
+        layer.call = types.MethodType(function, layer)
+    return True
 
 
 def supports_matmul(layer) -> bool:

@@ -64,7 +64,7 @@ def native_call(layer):
 
 def is_native(layer) -> bool:
     call = vars(layer).get("call")
-    return getattr(call, "__func__", None) in (_conv_call, _batch_norm_call)
+    return getattr(call, "__func__", None) in NATIVE_CALLS
 
 
 def _conv_call(self, inputs):
@@ -123,6 +123,8 @@ def _batch_norm_call(self, inputs, training=None, mask=None):
     )
     return outputs.permute(0, 2, 3, 1)
 
+
+NATIVE_CALLS = (_conv_call, _batch_norm_call)
 
 
 # --- affine augmentation (RandomZoom, RandomRotation, RandomTranslation) ----------

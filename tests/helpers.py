@@ -46,3 +46,66 @@ def make_image_folder(root: Path, per_class: int = 10, classes=CLASSES) -> Path:
         for i in range(per_class):
             write_image(root / name / f"{name}_{i:03d}.jpg", COLOURS[name], seed=label * 1000 + i)
     return root
+
+
+# --- small models shared by the fast-path tests (tests/test_fastpath*.py) ------
+
+
+def small_mobilenet_v2(pretrained=False):
+    """MobileNetV2 alpha 0.35 at 64x64 with a Dense(3) head, seeded."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(
+        alpha=0.35, input_shape=(64, 64, 3), weights=None, include_top=False
+    )
+    if pretrained:
+        backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
+    inputs = keras.Input((64, 64, 3))
+    # training=False as in transfer learning: BatchNormalization on its moving
+    # statistics. (Batch statistics of 4 images at 2x2 pixels amplify float
+    # rounding in the gradient far beyond any tolerance, stock vs stock alike.)
+    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
+    return keras.Model(inputs, keras.layers.Dense(3)(features))
+
+
+def efficientnet_lite0_backbone(load_weights=True):
+    """The keras-hub EfficientNet-Lite0 from the shared preset folder."""
+    import importlib.util
+
+    if importlib.util.find_spec("keras_hub") is None:
+        pytest.skip("keras-hub is not installed")
+    import keras_hub
+
+    folder = shared_path("weights/efficientnet_lite0_keras_hub")
+    return keras_hub.models.Backbone.from_preset(str(folder), load_weights=load_weights)
+
+
+def small_images(count=4, seed=0):
+    """(images in [-1, 1] at 64x64, labels of 3 classes) for small_mobilenet_v2."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, size=(count, 64, 64, 3)).astype("float32"), np.arange(count) % 3
+
+
+def one_train_step(model, x, y):
+    """One SGD(0.1) train_on_batch: (loss, the change of every trainable weight)."""
+    import keras
+
+    before = [np.asarray(w) for w in model.trainable_weights]
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    loss = float(model.train_on_batch(x, y))
+    return loss, [np.asarray(w) - b for w, b in zip(model.trainable_weights, before)]
+
+
+def assert_same_train_step(reference, candidate, rtol=1e-3):
+    """Two one_train_step results agree: loss within 1e-5, every update within
+    rtol (and 1e-4 of the largest update); the reference step moved weights."""
+    (loss0, updates0), (loss1, updates1) = reference, candidate
+    np.testing.assert_allclose(loss1, loss0, rtol=1e-5)
+    scale = max(float(np.abs(u).max()) for u in updates0)
+    assert scale > 1e-3  # the step changed the weights
+    for expected, actual in zip(updates0, updates1):
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-4 * scale)

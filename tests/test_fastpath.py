@@ -18,7 +18,13 @@ import numpy as np
 import pytest
 
 import keras
-from tests.helpers import shared_path
+from tests.helpers import (
+    assert_same_train_step,
+    efficientnet_lite0_backbone,
+    one_train_step,
+    small_images,
+    small_mobilenet_v2,
+)
 from flowerkit.fastpath import (
     apply_fast_paths,
     depthwise_implementation,
@@ -192,31 +198,11 @@ def test_unsupported_layers_stay_stock():
 # --- whole models -------------------------------------------------------------
 
 
-def _small_mobilenet_v2(pretrained=False):
-    keras.utils.set_random_seed(0)
-    backbone = keras.applications.MobileNetV2(
-        alpha=0.35, input_shape=(64, 64, 3), weights=None, include_top=False
-    )
-    if pretrained:
-        backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
-    inputs = keras.Input((64, 64, 3))
-    # training=False as in transfer learning: BatchNormalization on its moving
-    # statistics. (Batch statistics of 4 images at 2x2 pixels amplify float
-    # rounding in the gradient far beyond any tolerance, stock vs stock alike.)
-    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
-    return keras.Model(inputs, keras.layers.Dense(3)(features))
-
-
-def _images(count=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.uniform(-1, 1, size=(count, 64, 64, 3)).astype("float32"), np.arange(count) % 3
-
-
 @needs_jax
 def test_model_predicts_the_same():
-    x, _ = _images()
+    x, _ = small_images()
     # Pretrained: with random weights the features (and predictions) are ~1e-10.
-    model = _small_mobilenet_v2(pretrained=True)
+    model = small_mobilenet_v2(pretrained=True)
     stock_predictions = model.predict_on_batch(x)
     record = apply_fast_paths(model)
     assert record["depthwise_conv"] == "shifted"
@@ -236,28 +222,18 @@ def test_fit_step_is_the_same_with_the_fast_path():
     ReLU6 clipping flip on float rounding, and jitted stock vs eager stock
     already differ by ~1% in the stem gradient. With real weights that
     difference is ~3e-5 of the largest gradient, and so is stock vs shifted."""
-    x, y = _images()
-    losses, updates = [], []
+    x, y = small_images()
+    steps = []
     for setting in ("stock", "shifted"):
-        model = _small_mobilenet_v2(pretrained=True)
+        model = small_mobilenet_v2(pretrained=True)
         # 1x1 convolutions stock in both: their own test is below. (With both
         # paths on, the loss still agrees within 1e-5, but ReLU6 inputs sitting
         # at exactly 6.0 flip on float rounding and move single gradient
         # entries by a few percent of a layer's largest update.)
         record = apply_fast_paths(model, setting, "stock", "stock")
         assert record["shifted_layers"] == (17 if setting == "shifted" else 0)
-        before = [np.asarray(w) for w in model.trainable_weights]
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.1),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        losses.append(float(model.train_on_batch(x, y)))
-        updates.append([np.asarray(w) - b for w, b in zip(model.trainable_weights, before)])
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
-    scale = max(float(np.abs(u).max()) for u in updates[0])
-    assert scale > 1e-3  # the step changed the weights
-    for stock_update, shifted_update in zip(*updates):
-        np.testing.assert_allclose(shifted_update, stock_update, rtol=1e-3, atol=1e-4 * scale)
+        steps.append(one_train_step(model, x, y))
+    assert_same_train_step(*steps)
 
 
 LOAD_SCRIPT = """
@@ -284,8 +260,8 @@ def _installed_backends():
 def test_saved_switched_model_loads_in_plain_keras(tmp_path, load_backend):
     if load_backend not in _installed_backends():
         pytest.skip(f"{load_backend} is not installed in this environment")
-    x, y = _images()
-    model = _small_mobilenet_v2(pretrained=True)
+    x, y = small_images()
+    model = small_mobilenet_v2(pretrained=True)
     record = apply_fast_paths(model)
     assert record["shifted_layers"] + record["native_layers"] > 0  # the auto policy switched layers
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -352,13 +328,7 @@ def _efficientnet_v2_b0():
 
 
 def _efficientnet_lite0():
-    if importlib.util.find_spec("keras_hub") is None:
-        pytest.skip("keras-hub is not installed")
-    import keras_hub
-
-    folder = shared_path("weights/efficientnet_lite0_keras_hub")
-    backbone = keras_hub.models.Backbone.from_preset(str(folder), load_weights=False)
-    return backbone
+    return efficientnet_lite0_backbone(load_weights=False)
 
 
 @needs_jax
@@ -477,13 +447,13 @@ def test_mixed_precision_fast_paths_stay_as_close_to_float32_as_stock():
     the check is against float32: the fast paths' logits are no further from
     it than the stock bfloat16 layers' (x2), and a train step gives a finite loss
     and moves the weights."""
-    x, y = _images()
-    float32_logits = _small_mobilenet_v2(pretrained=True).predict_on_batch(x)
+    x, y = small_images()
+    float32_logits = small_mobilenet_v2(pretrained=True).predict_on_batch(x)
     deviations = {}
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         for settings in (("stock", "stock", "stock"), ("shifted", "stock", "matmul")):
-            model = _small_mobilenet_v2(pretrained=True)
+            model = small_mobilenet_v2(pretrained=True)
             record = apply_fast_paths(model, *settings)
             assert record["shifted_layers"] == (17 if settings[0] == "shifted" else 0)
             logits = np.asarray(model.predict_on_batch(x), "float32")

@@ -17,7 +17,13 @@ import pytest
 import keras
 from flowerkit.fastpath import apply_fast_paths, torch_layers_implementation
 from flowerkit.fastpath_torch import is_native, supports_native
-from tests.helpers import shared_path
+from tests.helpers import (
+    assert_same_train_step,
+    efficientnet_lite0_backbone,
+    one_train_step,
+    small_images,
+    small_mobilenet_v2,
+)
 
 ON_TORCH = keras.backend.backend() == "torch"
 needs_torch = pytest.mark.skipif(
@@ -138,29 +144,12 @@ def test_unsupported_layers_stay_stock():
 
 
 def _pretrained_mobilenet_v2():
-    keras.utils.set_random_seed(0)
-    backbone = keras.applications.MobileNetV2(
-        alpha=0.35, input_shape=(64, 64, 3), weights=None, include_top=False
-    )
-    backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
-    inputs = keras.Input((64, 64, 3))
-    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
-    return keras.Model(inputs, keras.layers.Dense(3)(features))
-
-
-def _efficientnet_lite0():
-    import importlib.util
-
-    if importlib.util.find_spec("keras_hub") is None:
-        pytest.skip("keras-hub is not installed")
-    import keras_hub
-
-    return keras_hub.models.Backbone.from_preset(str(shared_path("weights/efficientnet_lite0_keras_hub")))
+    return small_mobilenet_v2(pretrained=True)
 
 
 @needs_torch
 @pytest.mark.parametrize(
-    "build", [_pretrained_mobilenet_v2, _efficientnet_lite0],
+    "build", [_pretrained_mobilenet_v2, efficientnet_lite0_backbone],
     ids=["MobileNetV2-0.35-imagenet", "keras-hub-EfficientNet-Lite0"],
 )
 def test_pretrained_backbones_predict_the_same(build):
@@ -182,29 +171,17 @@ def test_pretrained_backbones_predict_the_same(build):
 def test_fit_step_is_the_same_when_fine_tuning():
     """One train_on_batch through a trainable backbone (BatchNorm frozen, as
     flowerkit runs it): the same loss and weight updates."""
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, size=(4, 64, 64, 3)).astype("float32")
-    y = np.arange(4) % 3
-    losses, updates = [], []
+    x, y = small_images()
+    steps = []
     for setting in ("stock", "native"):
-        model = _pretrained_mobilenet_v2()
+        model = small_mobilenet_v2(pretrained=True)
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
         apply_fast_paths(model, "stock", setting)
-        before = [np.asarray(w) for w in model.trainable_weights]
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.1),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        losses.append(float(model.train_on_batch(x, y)))
-        updates.append([np.asarray(w) - b for w, b in zip(model.trainable_weights, before)])
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
-    scale = max(float(np.abs(u).max()) for u in updates[0])
-    assert scale > 1e-3
-    assert len(updates[0]) > 50  # the backbone's kernels trained, not only the head
-    for stock_update, native_update in zip(*updates):
-        np.testing.assert_allclose(native_update, stock_update, rtol=1e-3, atol=1e-4 * scale)
+        steps.append(one_train_step(model, x, y))
+    assert len(steps[0][1]) > 50  # the backbone's kernels trained, not only the head
+    assert_same_train_step(*steps)
 
 
 @needs_torch
