@@ -196,6 +196,7 @@ class FeatureBatches(keras.utils.PyDataset):
         self._draw(epoch=0)
 
     def _draw(self, epoch: int):
+        self.epoch = epoch  # whose order and views __getitem__ serves
         count = len(self.cached.labels)
         if not self.shuffle:
             self._order, self._views = np.arange(count), np.zeros(count, int)
@@ -219,6 +220,14 @@ class FeatureBatches(keras.utils.PyDataset):
         features = self.cached.features[self._views[positions], positions]
         return np.asarray(features, np.float32), self.cached.labels[positions]
 
+    # As ImageBatches: the next epoch is drawn in on_epoch_end, when Keras has
+    # stopped its prefetching workers, not in on_epoch_begin, which comes
+    # after they have started.
     def on_epoch_begin(self):
-        self._draw(self._epochs_begun)
+        epoch = self._epochs_begun
         self._epochs_begun += 1
+        if self.epoch != epoch:
+            self._draw(epoch)
+
+    def on_epoch_end(self):
+        self._draw(self._epochs_begun)

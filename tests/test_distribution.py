@@ -57,14 +57,12 @@ def _finish(process, result, timeout=300):
     return json.loads(result.read_text())
 
 
-def _assert_same_losses(distributed, single, last_step_rtol=TOLERANCE):
+def _assert_same_losses(distributed, single):
     a, b = np.asarray(distributed["step_losses"]), np.asarray(single["step_losses"])
     assert len(a) == len(b) > 0
-    np.testing.assert_allclose(a[:-1], b[:-1], rtol=TOLERANCE, atol=0)
-    np.testing.assert_allclose(a[-1], b[-1], rtol=last_step_rtol, atol=0)
-    if last_step_rtol == TOLERANCE:
-        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
-            np.testing.assert_allclose(distributed["history"][key], single["history"][key], rtol=TOLERANCE)
+    np.testing.assert_allclose(a, b, rtol=TOLERANCE, atol=0)
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(distributed["history"][key], single["history"][key], rtol=TOLERANCE)
     print(f"max |loss difference| over {len(a)} steps: {np.abs(a - b).max():.2e}")
 
 
@@ -199,10 +197,7 @@ def test_two_jax_processes_train_together_and_one_writes(tmp_path, session_image
     ]
     first, second = (_finish(*process) for process in processes)
     for result in (first, second):
-        # Known flake, seen once in three CI runs on a loaded machine: the last
-        # step's loss of the two-process run differed by 11% while every
-        # earlier step agreed within 1e-7. Not yet understood; bounded, not hidden.
-        _assert_same_losses(result, single_jax_run, last_step_rtol=0.15)
+        _assert_same_losses(result, single_jax_run)
         assert _record(result["metrics"])["devices"] == 4
         assert _record(result["metrics"])["processes"] == 2
     assert first["output_dir"] == str(output) and second["output_dir"] is None

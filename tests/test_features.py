@@ -117,8 +117,31 @@ def test_cached_and_uncached_runs_agree_within_one_point():
     assert uncached.metrics["phases"][0]["feature_cache"] == "off"
     assert cached.metrics["validation_images"] == uncached.metrics["validation_images"] == 286
     accuracies = (cached.metrics["val_accuracy"], uncached.metrics["val_accuracy"])
-    # The issue asks for 1 point; on JAX one CI run of three measured 1.05
-    # (3 of 286 images), the others less: 1.5 points bounds what was seen.
-    assert abs(accuracies[0] - accuracies[1]) <= 0.015, accuracies
+    assert abs(accuracies[0] - accuracies[1]) <= 0.01, accuracies
     assert cached.history["loss"][0] == pytest.approx(uncached.history["loss"][0], rel=1e-3)
     assert min(accuracies) > 0.6, accuracies  # pretrained features: well above chance (0.2)
+
+
+def test_next_epoch_is_drawn_before_keras_starts_its_workers():
+    """As for the image batches: Keras starts its prefetching workers before
+    on_epoch_begin, so the next epoch's order and views are drawn in
+    on_epoch_end, and a batch loaded in between is already the new epoch's."""
+    from flowerkit.features import CachedFeatures, FeatureBatches
+
+    rng = np.random.default_rng(0)
+    cached = CachedFeatures(
+        features=rng.normal(size=(2, 40, 4)).astype("float32"),
+        labels=np.eye(5, dtype="float32")[np.arange(40) % 5],
+        folder=Path("."),
+        computed=True,
+    )
+    batches = FeatureBatches(cached, batch_size=8, shuffle=True, seed=2)
+    batches.on_epoch_end()  # fit's reset
+    batches.on_epoch_begin()
+    first = batches[0]
+    batches.on_epoch_end()
+    early = batches[0]  # a worker of epoch 1, before on_epoch_begin
+    batches.on_epoch_begin()
+    for early_part, part in zip(early, batches[0]):
+        np.testing.assert_array_equal(early_part, part)
+    assert not np.array_equal(early[0], first[0])

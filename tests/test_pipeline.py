@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import write_image
 
 from flowerkit.data.decode import decode_image
-from flowerkit.data.pipelines import ImageBatches, iterate_batches, make_dataset
+from flowerkit.data.pipelines import ImageBatches, epoch_order, iterate_batches, make_dataset
 from flowerkit.data.sources import index_folder
 from flowerkit.errors import FlowerkitWarning
 
@@ -75,6 +75,24 @@ def test_python_pipeline_reshuffles_each_epoch(image_folder):
     again.on_epoch_begin()
     again.on_epoch_begin()
     np.testing.assert_array_equal(again[0][1].argmax(1), second)
+
+
+def test_next_epoch_order_is_ready_before_keras_starts_its_workers(image_folder):
+    """Keras's PyDataset adapter starts the prefetching workers and only then
+    calls on_epoch_begin, so a batch may load in between: it must already
+    come in the new epoch's order (else the batches depend on thread timing)."""
+    index = index_folder(image_folder)
+    data = ImageBatches(index, 16, batch_size=10, shuffle=True, seed=1)
+    data.on_epoch_end()  # fit's reset, before the first epoch
+    data.on_epoch_begin()
+    first = data.batch_positions(0).copy()
+    np.testing.assert_array_equal(first, epoch_order(len(index), 1, 0)[:10])
+    data.on_epoch_end()  # Keras has stopped and drained the workers
+    early = data.batch_positions(0).copy()  # a worker of epoch 1, before on_epoch_begin
+    data.on_epoch_begin()
+    np.testing.assert_array_equal(early, data.batch_positions(0))
+    np.testing.assert_array_equal(early, epoch_order(len(index), 1, 1)[:10])
+    assert list(early) != list(first)
 
 
 def test_file_broken_after_indexing_is_dropped_not_fatal(image_folder):

@@ -284,24 +284,28 @@ class ImageBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.epoch = 0  # whose order __getitem__ serves
         self._epochs_begun = 0
         self.failed: set[int] = set()
         self._reasons: dict[int, str] = {}
         self._eye = np.eye(len(index.class_names), dtype=np.float32)
-        self._order = self._make_order()
+        self._set_order(0)
 
-    def _make_order(self):
+    def _set_order(self, epoch: int):
+        self.epoch = epoch  # whose order __getitem__ serves
         if self.shuffle:
-            return epoch_order(len(self.index), self.seed, self.epoch)
-        return np.arange(len(self.index))
+            self._order = epoch_order(len(self.index), self.seed, epoch)
+        else:
+            self._order = np.arange(len(self.index))
 
     def on_epoch_begin(self):
-        # Keras calls this once per epoch; with worker threads on_epoch_end
-        # can come more often, so the epoch is counted here.
-        self.epoch = self._epochs_begun
+        # Keras starts the prefetching workers just *before* calling this, so
+        # batches of this epoch may already be loading: its order was set in
+        # on_epoch_end, when no worker ran. Here the epochs are only counted
+        # (Keras also calls on_epoch_end once before the first epoch).
+        epoch = self._epochs_begun
         self._epochs_begun += 1
-        self._order = self._make_order()
+        if self.epoch != epoch:  # no on_epoch_end came between: late, but right
+            self._set_order(epoch)
 
     def __len__(self):
         return math.ceil(len(self.index) / self.batch_size)
@@ -337,6 +341,8 @@ class ImageBatches(keras.utils.PyDataset):
         return None
 
     def on_epoch_end(self):
+        # Keras has stopped and drained the workers: set the next epoch's order.
+        self._set_order(self._epochs_begun)
         self.report_bad_images()
 
     def report_bad_images(self):
