@@ -67,5 +67,12 @@ def build_layers(ops, seed: int) -> list:
             layer = keras.layers.RandomContrast(value, seed=op_seed)
         else:
             layer = keras.layers.RandomBrightness(value, value_range=(0, 255), seed=op_seed)
+        if keras.backend.backend() == "jax" and name in ("rotate", "zoom", "translate"):
+            # Keras marks these not XLA-compilable (TensorFlow's projective
+            # transform kernel is not), and `compile` then drops jit for the
+            # whole model: on JAX every train step ran op by op. Their JAX
+            # `affine_transform` is plain jax.numpy and compiles; the seed
+            # state still advances every step.
+            layer.supports_jit = True
         layers.append(layer)
     return layers
