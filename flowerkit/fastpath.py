@@ -27,7 +27,8 @@ layers the same way to calls without Keras's layout copies
 memory (`fastpath_torch.keep_freed_memory`, process-wide).
 
 Importing this module changes nothing; only `apply_fast_paths` acts, on the
-model it is given (and, on PyTorch with a CPU, on the allocator).
+model it is given (and, on PyTorch with a CPU, `fast_path_record`, which it
+calls, on the allocator).
 """
 
 from __future__ import annotations
@@ -116,12 +117,16 @@ def fast_path_record(
     setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto"
 ) -> dict:
     """The choice for the current backend and device, as put in metrics.json
-    and benchmark rows (without layer counts; `apply_fast_paths` adds them)."""
+    and benchmark rows (without layer counts; `apply_fast_paths` adds them).
+
+    On PyTorch with a CPU it also puts `fastpath_torch.keep_freed_memory` in
+    effect (process-wide, once) and records it as "torch_keep_freed_memory".
+    """
     import keras
 
     backend = keras.backend.backend()
     device_kind = current_device_kind()
-    return {
+    record = {
         "depthwise_conv": depthwise_implementation(backend, device_kind, setting),
         "torch_layers": torch_layers_implementation(backend, device_kind, torch_layers),
         "pointwise_conv": pointwise_implementation(backend, device_kind, pointwise_conv),
@@ -129,6 +134,11 @@ def fast_path_record(
         "backend": backend,
         "device_kind": device_kind,
     }
+    if backend == "torch" and device_kind == "CPU":
+        from flowerkit.fastpath_torch import keep_freed_memory
+
+        record["torch_keep_freed_memory"] = keep_freed_memory()
+    return record
 
 
 def apply_fast_paths(
@@ -155,8 +165,6 @@ def apply_fast_paths(
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
     record = fast_path_record(setting, torch_layers, pointwise_conv)
-    if record["backend"] == "torch" and record["device_kind"] == "CPU":
-        record["torch_keep_freed_memory"] = fastpath_torch.keep_freed_memory()
     counts = {"shifted": 0, "native": 0, "matmul": 0, "stock_depthwise": 0}
     changed = False
     # `_flatten_layers` (Keras 3) also reaches layers held inside custom
@@ -351,7 +359,7 @@ def shifted_depthwise_conv(inputs, kernel, strides=(1, 1), padding="valid"):
         from flowerkit import fastpath_jax
 
         return fastpath_jax.depthwise_conv(
-            ops.convert_to_tensor(inputs), kernel, strides, padding, (pad_height, pad_width)
+            ops.convert_to_tensor(inputs), kernel, strides, (pad_height, pad_width)
         )
     if pad_height != (0, 0) or pad_width != (0, 0):
         inputs = ops.pad(inputs, ((0, 0), pad_height, pad_width, (0, 0)))

@@ -32,15 +32,14 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def depthwise_conv(inputs, kernel, strides, padding, pads):
+def depthwise_conv(inputs, kernel, strides, pads):
     """Depthwise convolution, channels_last, dilation 1.
 
     inputs: (batch, height, width, channels); kernel: (kh, kw, channels), one
     output channel per input channel (repeat the inputs first for a depth
     multiplier); strides: (sh, sw); pads: ((top, bottom), (left, right)), as
-    `flowerkit.fastpath.output_size_and_padding` computes for `padding`.
+    `flowerkit.fastpath.output_size_and_padding` computes for "same"/"valid".
     """
-    del padding  # the pads say it all; kept for a readable call site
     return _depthwise(inputs, kernel, tuple(strides), tuple(map(tuple, pads)))
 
 

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from flowerkit.data import Subset
-from flowerkit.data.pipelines import default_workers, epoch_order, make_dataset
+from flowerkit.data.pipelines import EpochDraws, default_workers, epoch_order, make_dataset
 from flowerkit.recipe import Recipe
 
 CACHE_VERSION = 1
@@ -180,7 +180,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-class FeatureBatches(keras.utils.PyDataset):
+class FeatureBatches(EpochDraws, keras.utils.PyDataset):
     """Batches of cached features for training the head: every epoch each
     image comes as one of its views, drawn at random (a random flip)."""
 
@@ -192,11 +192,9 @@ class FeatureBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self._epochs_begun = 0
-        self._draw(epoch=0)
+        self._start_draws()
 
     def _draw(self, epoch: int):
-        self.epoch = epoch  # whose order and views __getitem__ serves
         count = len(self.cached.labels)
         if not self.shuffle:
             self._order, self._views = np.arange(count), np.zeros(count, int)
@@ -219,15 +217,3 @@ class FeatureBatches(keras.utils.PyDataset):
     def load(self, positions):
         features = self.cached.features[self._views[positions], positions]
         return np.asarray(features, np.float32), self.cached.labels[positions]
-
-    # As ImageBatches: the next epoch is drawn in on_epoch_end, when Keras has
-    # stopped its prefetching workers, not in on_epoch_begin, which comes
-    # after they have started.
-    def on_epoch_begin(self):
-        epoch = self._epochs_begun
-        self._epochs_begun += 1
-        if self.epoch != epoch:
-            self._draw(epoch)
-
-    def on_epoch_end(self):
-        self._draw(self._epochs_begun)

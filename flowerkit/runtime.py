@@ -115,11 +115,6 @@ def run_info(recipe) -> dict:
     from flowerkit.fastpath import fast_path_record
 
     fast_paths = fast_path_record(recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
-    if fast_paths["backend"] == "torch" and fast_paths["device_kind"] == "CPU":
-        from flowerkit.fastpath_torch import keep_freed_memory
-
-        # Process-wide and idempotent: the model this run builds sets it anyway.
-        fast_paths["torch_keep_freed_memory"] = keep_freed_memory()
     return {
         "backend": backend(),
         "device": device_summary(),
@@ -129,7 +124,7 @@ def run_info(recipe) -> dict:
         "depthwise_conv": fast_paths["depthwise_conv"],
         "torch_layers": fast_paths["torch_layers"],
         "pointwise_conv": fast_paths["pointwise_conv"],
-        **{k: v for k, v in fast_paths.items() if k == "torch_keep_freed_memory"},
+        **{k: fast_paths[k] for k in ("torch_keep_freed_memory",) if k in fast_paths},
         "versions": library_versions(),
     }
 

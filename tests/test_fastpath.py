@@ -427,7 +427,7 @@ def test_jax_gradients_keep_bfloat16_and_match_float32():
     pads = ((1, 1), (0, 1))  # "same" at stride 2 on 9x8
 
     def loss(x, kernel, weights):
-        y = fastpath_jax.depthwise_conv(x, kernel, (2, 2), "same", pads)
+        y = fastpath_jax.depthwise_conv(x, kernel, (2, 2), pads)
         return jnp.sum(fastpath_jax.pointwise_matmul(y, weights).astype("float32") ** 2)
 
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))

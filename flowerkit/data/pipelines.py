@@ -266,7 +266,37 @@ def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng((seed, epoch)).permutation(count)
 
 
-class ImageBatches(keras.utils.PyDataset):
+class EpochDraws:
+    """Per-epoch draws (order, views) of a shuffling Keras PyDataset, made
+    where its prefetching workers cannot see them half done.
+
+    Keras's adapter starts the workers just *before* it calls on_epoch_begin,
+    so batches of a new epoch may already be loading then. The next epoch is
+    therefore drawn in on_epoch_end, after Keras has stopped and drained the
+    workers (Keras also calls it once before the first epoch), and
+    on_epoch_begin only counts. A subclass defines `_draw(epoch)`, which sets
+    what __getitem__ serves, and calls `_start_draws()` in its __init__.
+    """
+
+    def _start_draws(self):
+        self._epochs_begun = 0
+        self._draw_for(0)
+
+    def _draw_for(self, epoch: int):
+        self.epoch = epoch  # whose draw __getitem__ serves
+        self._draw(epoch)
+
+    def on_epoch_begin(self):
+        epoch = self._epochs_begun
+        self._epochs_begun += 1
+        if self.epoch != epoch:  # no on_epoch_end came between: late, but right
+            self._draw_for(epoch)
+
+    def on_epoch_end(self):
+        self._draw_for(self._epochs_begun)
+
+
+class ImageBatches(EpochDraws, keras.utils.PyDataset):
     """Batches of decoded images for the JAX and PyTorch backends.
 
     Decoding runs in threads (Pillow releases the GIL). Reshuffles every
@@ -284,28 +314,16 @@ class ImageBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self._epochs_begun = 0
         self.failed: set[int] = set()
         self._reasons: dict[int, str] = {}
         self._eye = np.eye(len(index.class_names), dtype=np.float32)
-        self._set_order(0)
+        self._start_draws()
 
-    def _set_order(self, epoch: int):
-        self.epoch = epoch  # whose order __getitem__ serves
+    def _draw(self, epoch: int):
         if self.shuffle:
             self._order = epoch_order(len(self.index), self.seed, epoch)
         else:
             self._order = np.arange(len(self.index))
-
-    def on_epoch_begin(self):
-        # Keras starts the prefetching workers just *before* calling this, so
-        # batches of this epoch may already be loading: its order was set in
-        # on_epoch_end, when no worker ran. Here the epochs are only counted
-        # (Keras also calls on_epoch_end once before the first epoch).
-        epoch = self._epochs_begun
-        self._epochs_begun += 1
-        if self.epoch != epoch:  # no on_epoch_end came between: late, but right
-            self._set_order(epoch)
 
     def __len__(self):
         return math.ceil(len(self.index) / self.batch_size)
@@ -341,8 +359,7 @@ class ImageBatches(keras.utils.PyDataset):
         return None
 
     def on_epoch_end(self):
-        # Keras has stopped and drained the workers: set the next epoch's order.
-        self._set_order(self._epochs_begun)
+        super().on_epoch_end()  # the next epoch's order
         self.report_bad_images()
 
     def report_bad_images(self):
