@@ -6,7 +6,8 @@ Every knob is a command-line option or an environment variable:
     --bench-preset NAME          FLOWERKIT_BENCH_PRESET   throughput recipe (codelab)
     --bench-backbone NAME        FLOWERKIT_BENCH_BACKBONE override the recipe's backbone
     --bench-image-size N         FLOWERKIT_BENCH_IMAGE_SIZE
-    --bench-batch-size N         FLOWERKIT_BENCH_BATCH_SIZE
+    --bench-batch-size N         FLOWERKIT_BENCH_BATCH_SIZE throughput batch (full: the recipe's
+                                 on a CPU, 256 on a GPU/TPU; bench.measure)
     --bench-rounds N             FLOWERKIT_BENCH_ROUNDS   timed rounds per benchmark
     --bench-precision P          FLOWERKIT_BENCH_PRECISION auto|float32|mixed_bfloat16|mixed_float16
     --bench-accuracy-preset A,B  FLOWERKIT_BENCH_ACCURACY_PRESET presets trained for accuracy
@@ -103,6 +104,11 @@ class BenchConfig:
             overrides["image_size"] = self.image_size
         if self.batch_size:
             overrides["batch_size"] = self.batch_size
+        else:  # the full size on a GPU/TPU: a batch that keeps the device busy
+            from bench.measure import throughput_batch_size
+            from flowerkit import runtime
+
+            overrides["batch_size"] = throughput_batch_size(recipe.batch_size, runtime.device_kind())
         return recipe.replace(**{**overrides, **changes})
 
 

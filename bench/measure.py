@@ -18,6 +18,20 @@ def timed(function):
     return time.perf_counter() - start
 
 
+# Images per step on a GPU or TPU: the recipe's 64 photos of 192x192 leave a
+# current accelerator waiting on launch overheads, not computing.
+ACCELERATOR_BATCH = 256
+
+
+def throughput_batch_size(recipe_batch: int, device_kind: str) -> int:
+    """The batch the full-size throughput rows time (on one device): the
+    recipe's own on a CPU, as training uses there; ACCELERATOR_BATCH on a GPU
+    or TPU, never below the recipe's batch."""
+    if device_kind.upper() == "CPU":
+        return recipe_batch
+    return max(recipe_batch, ACCELERATOR_BATCH)
+
+
 def run_info(benchmark_kind, recipe) -> dict:
     """What was measured, where: the fields every JSON row starts with
     (`runtime.run_info`, as in metrics.json, with the device flattened)."""

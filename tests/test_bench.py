@@ -13,6 +13,14 @@ from PIL import Image
 FIXTURES = REPO / "tests/fixtures/bench"
 
 
+def test_throughput_batch_grows_on_accelerators_only():
+    from bench.measure import ACCELERATOR_BATCH, throughput_batch_size
+
+    assert throughput_batch_size(64, "CPU") == 64
+    assert throughput_batch_size(64, "GPU") == throughput_batch_size(64, "tpu") == ACCELERATOR_BATCH
+    assert throughput_batch_size(2 * ACCELERATOR_BATCH, "GPU") == 2 * ACCELERATOR_BATCH
+
+
 def test_report_merges_runs_side_by_side(tmp_path):
     from bench.report import main
 
