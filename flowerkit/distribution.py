@@ -356,7 +356,7 @@ def for_fit(dataset):
     plan = _jax_plan()
     if plan is None:
         return dataset  # Keras distributes tf.data and PyDatasets under tf.distribute
-    if not hasattr(dataset, "batch_positions"):
+    if not hasattr(dataset, "positions"):
         raise FlowerkitError(
             "data_parallel on JAX reads its images through flowerkit's Pillow pipeline; "
             "load the data with pipeline='auto' or 'python'."
@@ -414,7 +414,7 @@ def predict_batches(model, dataset, views: int = 1):
     views=2, their mirror images. Under a JAX plan each process decodes its
     part of each batch, the devices share the work, and every process gets
     every row."""
-    from flowerkit.data.pipelines import _prefetched, iterate_batches
+    from flowerkit.data.pipelines import iterate_batches, one_pass
 
     plan = _jax_plan()
     if plan is None:
@@ -428,7 +428,7 @@ def predict_batches(model, dataset, views: int = 1):
         return
     forward = _sharded_forward(model, plan)
     # Worker threads decode ahead; the collectives stay in this thread, in order.
-    for images, one_hot, weights in _prefetched(for_fit(dataset)):
+    for images, one_hot, weights in one_pass(for_fit(dataset)):
         outputs = [forward(images)]
         if views == 2:
             outputs.append(forward(np.ascontiguousarray(images[:, :, ::-1])))

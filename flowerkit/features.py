@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -25,7 +24,7 @@ import keras
 import numpy as np
 
 from flowerkit.data import Subset
-from flowerkit.data.pipelines import EpochDraws, default_workers, epoch_order, make_dataset
+from flowerkit.data.pipelines import BatchSequence, make_dataset
 from flowerkit.recipe import Recipe
 
 CACHE_VERSION = 1
@@ -180,40 +179,22 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-class FeatureBatches(EpochDraws, keras.utils.PyDataset):
+class FeatureBatches(BatchSequence):
     """Batches of cached features for training the head: every epoch each
-    image comes as one of its views, drawn at random (a random flip)."""
+    image comes as one of its views, drawn at random (a random flip), in the
+    image pipeline's order for that epoch (`BatchSequence.positions`)."""
 
     def __init__(self, cached: CachedFeatures, batch_size: int, shuffle: bool, seed: int):
-        # As many workers as the image pipeline: Keras then prefetches both
-        # alike, so cached and uncached training see the same batch sequence.
-        super().__init__(workers=default_workers(), use_multiprocessing=False)
+        # Rows of an array in memory (or mapped): no loader threads needed.
+        super().__init__(len(cached.labels), batch_size, shuffle, seed, threads=1)
         self.cached = cached
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self._start_draws()
 
-    def _draw(self, epoch: int):
-        count = len(self.cached.labels)
+    def views(self, epoch: int) -> np.ndarray:
+        """Which view each image is in epoch `epoch`."""
         if not self.shuffle:
-            self._order, self._views = np.arange(count), np.zeros(count, int)
-            return
-        # The image pipeline's order for this seed and epoch (`epoch_order`).
-        self._order = epoch_order(count, self.seed, epoch)
-        self._views = np.random.default_rng((self.seed, epoch, 1)).integers(
-            0, self.cached.views, count
-        )
+            return np.zeros(self.count, int)
+        return np.random.default_rng((self.seed, epoch, 1)).integers(0, self.cached.views, self.count)
 
-    def __len__(self):
-        return math.ceil(len(self.cached.labels) / self.batch_size)
-
-    def __getitem__(self, batch):
-        return self.load(self.batch_positions(batch))
-
-    def batch_positions(self, batch) -> np.ndarray:
-        return self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
-
-    def load(self, positions):
-        features = self.cached.features[self._views[positions], positions]
+    def load(self, positions, epoch: int = 0):
+        features = self.cached.features[self.views(epoch)[positions], positions]
         return np.asarray(features, np.float32), self.cached.labels[positions]

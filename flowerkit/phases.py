@@ -23,7 +23,7 @@ import keras
 from flowerkit import distribution, features, model as model_lib
 from flowerkit.augment import build_layers
 from flowerkit.data import FlowerData
-from flowerkit.data.pipelines import BadImagesReport, resolve_pipeline
+from flowerkit.data.pipelines import BadImagesReport, EpochStart, resolve_pipeline
 from flowerkit.fastpath import apply_fast_paths
 from flowerkit.recipe import Recipe
 
@@ -103,13 +103,17 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) ->
         # tf.data with ignore_errors() has unknown length, which Keras reports
         # as "ran out of data" at the end of the first epoch: expected here.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
+        train = distribution.for_fit(train)  # this process's part of each batch, under JAX
         history = model.fit(
-            distribution.for_fit(train),  # this process's part of each batch, under JAX
+            train,
             validation_data=distribution.for_fit(validation),
             epochs=epochs,
             initial_epoch=initial_epoch,
+            # A shuffled PyDataset is endless, one epoch after another (BatchSequence).
+            steps_per_epoch=len(train) if getattr(train, "endless", False) else None,
             callbacks=[
-                *distribution.epoch_callbacks(train), *callbacks, BadImagesReport(train, validation)
+                EpochStart(train), *distribution.epoch_callbacks(train), *callbacks,
+                BadImagesReport(train, validation),
             ],
             shuffle=False,  # the datasets shuffle themselves, every epoch
             verbose=verbose,

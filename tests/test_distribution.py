@@ -121,9 +121,7 @@ def test_sharded_batches_split_each_global_batch_and_pad_the_last(image_folder):
     # Each process has its own dataset, on the same order.
     parts = [ShardedBatches(batches(), 8, processes=2, process_index=p) for p in (0, 1)]
     assert [len(part) for part in parts] == [4, 4]
-    for part in parts:
-        part.on_epoch_begin()
-    whole = batches().batch_positions(3)  # the last batch of epoch 0: 6 images
+    whole = batches().positions(0, 3)  # the last batch of epoch 0: 6 images
     for p, part in enumerate(parts):
         images, labels, weights = part[3]
         assert images.shape == (4, 32, 32, 3) and labels.shape == (4, 3)

@@ -122,26 +122,28 @@ def test_cached_and_uncached_runs_agree_within_one_point():
     assert min(accuracies) > 0.6, accuracies  # pretrained features: well above chance (0.2)
 
 
-def test_next_epoch_is_drawn_before_keras_starts_its_workers():
-    """As for the image batches: Keras starts its prefetching workers before
-    on_epoch_begin, so the next epoch's order and views are drawn in
-    on_epoch_end, and a batch loaded in between is already the new epoch's."""
+def test_feature_batches_are_one_view_per_image_in_each_epochs_image_order():
+    """The head sees the image pipeline's order for each epoch (so cached and
+    uncached runs see the same batches), each image as one of its views,
+    whatever was read before."""
+    from flowerkit.data.pipelines import epoch_order
     from flowerkit.features import CachedFeatures, FeatureBatches
 
-    rng = np.random.default_rng(0)
-    cached = CachedFeatures(
-        features=rng.normal(size=(2, 40, 4)).astype("float32"),
-        labels=np.eye(5, dtype="float32")[np.arange(40) % 5],
-        folder=Path("."),
-        computed=True,
-    )
+    count = 40
+    features = np.zeros((2, count, 2), "float32")
+    features[:, :, 0] = np.arange(count)  # feature 0: the image; feature 1: the view
+    features[1, :, 1] = 1
+    cached = CachedFeatures(features=features, labels=np.eye(5, dtype="float32")[np.arange(count) % 5],
+                            folder=Path("."), computed=True)
     batches = FeatureBatches(cached, batch_size=8, shuffle=True, seed=2)
-    batches.on_epoch_end()  # fit's reset
-    batches.on_epoch_begin()
-    first = batches[0]
-    batches.on_epoch_end()
-    early = batches[0]  # a worker of epoch 1, before on_epoch_begin
-    batches.on_epoch_begin()
-    for early_part, part in zip(early, batches[0]):
-        np.testing.assert_array_equal(early_part, part)
-    assert not np.array_equal(early[0], first[0])
+    assert len(batches) == 5 and batches.num_batches is None
+    epochs = [np.concatenate([batches[epoch * 5 + b][0] for b in range(5)]) for epoch in (2, 0, 1)]
+    for epoch, rows in zip((2, 0, 1), epochs):
+        np.testing.assert_array_equal(rows[:, 0], epoch_order(count, 2, epoch))
+        np.testing.assert_array_equal(rows[:, 1], batches.views(epoch)[rows[:, 0].astype(int)])
+    assert 0 < epochs[1][:, 1].sum() < count  # both views occur
+    assert not np.array_equal(epochs[1][:, 1], epochs[2][:, 1])  # a new draw each epoch
+    validation = FeatureBatches(cached, batch_size=8, shuffle=False, seed=2)
+    assert validation.num_batches == 5 and not validation[4][0][:, 1].any()  # originals, in order
+    with pytest.raises(IndexError):
+        validation[5]

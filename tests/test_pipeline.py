@@ -63,49 +63,82 @@ def test_tf_and_python_pipelines_agree(image_folder):
 def test_python_pipeline_reshuffles_each_epoch(image_folder):
     index = index_folder(image_folder)
     data = ImageBatches(index, 16, batch_size=30, shuffle=True, seed=1)
-    data.on_epoch_begin()
+    assert len(data) == 1 and data.num_batches is None  # endless: fit reads epoch after epoch
     first = data[0][1].argmax(1)
-    data.on_epoch_end()
-    data.on_epoch_end()  # Keras's worker threads may signal an end more than once
-    data.on_epoch_begin()
-    second = data[0][1].argmax(1)
+    second = data[1][1].argmax(1)
     assert sorted(first) == sorted(second) and list(first) != list(second)
+    np.testing.assert_array_equal(first, index.labels[epoch_order(len(index), 1, 0)])
     again = ImageBatches(index, 16, batch_size=30, shuffle=True, seed=1)
-    np.testing.assert_array_equal(again[0][1].argmax(1), first)  # epoch 0 before any begin
-    again.on_epoch_begin()
-    again.on_epoch_begin()
+    np.testing.assert_array_equal(again[1][1].argmax(1), second)  # whatever came before
+    again.first_epoch = 1  # fit starting at epoch 1 (a later phase, a resumed run)
     np.testing.assert_array_equal(again[0][1].argmax(1), second)
 
 
-def test_next_epoch_order_is_ready_before_keras_starts_its_workers(image_folder):
-    """Keras's PyDataset adapter starts the prefetching workers and only then
-    calls on_epoch_begin, so a batch may load in between: it must already
-    come in the new epoch's order (else the batches depend on thread timing)."""
-    index = index_folder(image_folder)
-    data = ImageBatches(index, 16, batch_size=10, shuffle=True, seed=1)
-    data.on_epoch_end()  # fit's reset, before the first epoch
-    data.on_epoch_begin()
-    first = data.batch_positions(0).copy()
-    np.testing.assert_array_equal(first, epoch_order(len(index), 1, 0)[:10])
-    data.on_epoch_end()  # Keras has stopped and drained the workers
-    early = data.batch_positions(0).copy()  # a worker of epoch 1, before on_epoch_begin
-    data.on_epoch_begin()
-    np.testing.assert_array_equal(early, data.batch_positions(0))
-    np.testing.assert_array_equal(early, epoch_order(len(index), 1, 1)[:10])
-    assert list(early) != list(first)
+def _concrete(tensor) -> bool:
+    import keras
+
+    backend = keras.backend.backend()
+    if isinstance(tensor, keras.KerasTensor):
+        return False
+    if backend == "jax":
+        import jax
+
+        return not isinstance(tensor, jax.core.Tracer)
+    if backend == "torch":
+        return tensor.device.type != "meta"
+    import tensorflow as tf
+
+    return tf.executing_eagerly()
+
+
+def test_fit_reads_each_epoch_in_its_own_order(image_folder):
+    """Through Keras's real fit loop: it reads one batch to build the model
+    and restarts, Keras's own workers would then carry prefetched batches
+    into the next epoch; every epoch must be exactly its own order, the
+    first one included, also when fit starts at a later epoch."""
+    import keras
+
+    from flowerkit.phases import _fit
+
+    index = index_folder(image_folder)  # 30 images
+    data = ImageBatches(index, 4, batch_size=8, shuffle=True, seed=5, workers=3)
+    seen = []
+
+    class Record(keras.layers.Layer):
+        def call(self, images):
+            if _concrete(images):  # a batch fit trains on, not a shape being traced
+                seen.append(keras.ops.convert_to_numpy(images)[:, 0, 0, 0])
+            return images
+
+    # Image i of the index is uniformly filled with the value i.
+    data.load = lambda positions, epoch=0: (
+        np.repeat(np.asarray(positions, "float32"), 4 * 4 * 3).reshape(-1, 4, 4, 3),
+        np.eye(3, dtype="float32")[index.labels[positions]],
+    )
+    model = keras.Sequential([keras.Input((4, 4, 3)), Record(), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", run_eagerly=True)
+    for first_epoch, epochs in ((0, 3), (4, 6)):
+        seen.clear()
+        _fit(model, data, None, epochs, first_epoch, [], 0)
+        per_epoch = np.concatenate(seen).astype(int).reshape(epochs - first_epoch, len(index))
+        for epoch, order in zip(range(first_epoch, epochs), per_epoch):
+            np.testing.assert_array_equal(order, epoch_order(len(index), 5, epoch))
 
 
 def test_file_broken_after_indexing_is_dropped_not_fatal(image_folder):
     index = index_folder(image_folder)
     with open(index.images[0], "wb") as broken:
         broken.write(b"garbage")
-    data = ImageBatches(index, 16, batch_size=4)
+    # One loader thread: decoding threads still running would end their
+    # warnings.catch_warnings (process-global) inside pytest.warns below.
+    data = ImageBatches(index, 16, batch_size=4, workers=1)
     images, labels = data[0]
     assert len(images) == len(labels) == 3
     assert data.failed == {0}
     # A batch whose only image failed is a zero-weight placeholder for fit;
     # readers of the dataset never see it.
-    single = ImageBatches(index, 16, batch_size=1)
+    single = ImageBatches(index, 16, batch_size=1, workers=1)
     blank, _, weights = single[0]
     assert weights.tolist() == [0.0] and not blank.any()
     with pytest.warns(FlowerkitWarning, match="went bad after indexing"):
@@ -124,8 +157,6 @@ def test_file_broken_after_indexing_is_named_in_one_warning_per_pass(image_folde
     for _ in range(2):  # each pass (epoch) reports what it lost
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if pipeline == "python":
-                data.on_epoch_begin()
             read = sum(len(x) for x, _ in iterate_batches(data))
         assert read == len(index) - 1
         messages = [str(w.message) for w in caught if issubclass(w.category, FlowerkitWarning)]
@@ -139,10 +170,10 @@ def test_both_pipelines_shuffle_into_the_same_order_every_epoch(image_folder):
     index = index_folder(image_folder)
     tf_data = make_dataset(index, 16, 64, shuffle=True, seed=3, pipeline="tf")
     python_data = make_dataset(index, 16, 64, shuffle=True, seed=3, pipeline="python")
-    for _ in range(2):  # each tf.data iteration is the next epoch
-        python_data.on_epoch_begin()
+    assert len(python_data) == 1
+    for epoch in range(2):  # each tf.data iteration is the next epoch
         tf_labels = np.concatenate([y for _, y in iterate_batches(tf_data)]).argmax(1)
-        python_labels = python_data[0][1].argmax(1)
+        python_labels = python_data[epoch][1].argmax(1)
         np.testing.assert_array_equal(tf_labels, python_labels)
 
 
@@ -162,4 +193,5 @@ def test_fit_reports_a_file_broken_after_indexing(image_folder, pipeline):
     ])
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     with pytest.warns(FlowerkitWarning, match=f"went bad after indexing.*{Path(broken_path).name}"):
-        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[BadImagesReport(data)])
+        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[BadImagesReport(data)],
+                  steps_per_epoch=len(data) if pipeline == "python" else None)  # python: endless
