@@ -364,11 +364,11 @@ class ImageBatches(BatchSequence):
     """Batches of decoded images for the JAX and PyTorch backends.
 
     Decoding runs in threads (Pillow releases the GIL). A shuffled set is
-    endless, one order per epoch (`BatchSequence`). A file that fails to decode is dropped from its batch and counted;
-    a batch whose every file failed becomes one blank image with sample
-    weight 0, which neither trains the model nor counts in its metrics
-    (Keras cannot take an empty batch, and copying another image would
-    duplicate training data).
+    endless, one order per epoch (`BatchSequence`). A file that fails to
+    decode is dropped from its batch and counted; a batch whose every file
+    failed becomes one blank image with sample weight 0, which neither
+    trains the model nor counts in its metrics (Keras cannot take an empty
+    batch, and copying another image would duplicate training data).
     """
 
     def __init__(self, index: ImageIndex, image_size, batch_size, shuffle=False, seed=0, workers=None):
