@@ -14,6 +14,7 @@ new key, so a stale cache is never read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -191,10 +192,20 @@ class FeatureBatches(BatchSequence):
 
     def views(self, epoch: int) -> np.ndarray:
         """Which view each image is in epoch `epoch`."""
-        if not self.shuffle:
-            return np.zeros(self.count, int)
-        return np.random.default_rng((self.seed, epoch, 1)).integers(0, self.cached.views, self.count)
+        return _epoch_views(self.count, self.cached.views if self.shuffle else 1, self.seed, epoch)
 
     def load(self, positions, epoch: int = 0):
         features = self.cached.features[self.views(epoch)[positions], positions]
         return np.asarray(features, np.float32), self.cached.labels[positions]
+
+
+@functools.lru_cache(maxsize=16)
+def _epoch_views(count: int, views: int, seed: int, epoch: int) -> np.ndarray:
+    """One epoch's random view per image (all 0 with one view), drawn once
+    per epoch rather than per batch; read-only, shared by its batches."""
+    if views == 1:
+        drawn = np.zeros(count, int)
+    else:
+        drawn = np.random.default_rng((seed, epoch, 1)).integers(0, views, count)
+    drawn.flags.writeable = False
+    return drawn

@@ -13,6 +13,7 @@ preprocessing. Labels come out one-hot.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -254,11 +255,15 @@ def default_workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
+@functools.lru_cache(maxsize=16)
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     """One epoch's order: a permutation that depends only on the seed and
     the epoch number (shared with the feature cache's batches, so cached and
-    uncached training see the same batches)."""
-    return np.random.default_rng((seed, epoch)).permutation(count)
+    uncached training see the same batches). Cached, read-only: every batch
+    of the epoch slices the same array."""
+    order = np.random.default_rng((seed, epoch)).permutation(count)
+    order.flags.writeable = False
+    return order
 
 
 class BatchSequence(keras.utils.PyDataset):
@@ -287,7 +292,6 @@ class BatchSequence(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.endless = shuffle
         self.first_epoch = 0
         self.threads = threads
         self._ahead: dict[tuple[int, int], Future] = {}
@@ -297,6 +301,10 @@ class BatchSequence(keras.utils.PyDataset):
     def __len__(self):
         """Batches per epoch."""
         return math.ceil(self.count / self.batch_size)
+
+    @property
+    def endless(self) -> bool:
+        return self.shuffle
 
     @property
     def num_batches(self):
@@ -311,8 +319,11 @@ class BatchSequence(keras.utils.PyDataset):
 
     def positions(self, epoch: int, batch: int) -> np.ndarray:
         """Positions of batch `batch` of epoch `epoch`'s order."""
-        order = epoch_order(self.count, self.seed, epoch) if self.shuffle else np.arange(self.count)
-        return order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        start = batch * self.batch_size
+        stop = min(start + self.batch_size, self.count)
+        if not self.shuffle:
+            return np.arange(start, stop)
+        return epoch_order(self.count, self.seed, epoch)[start:stop]
 
     def load_batch(self, epoch: int, batch: int):
         return self.load(self.positions(epoch, batch), epoch)
