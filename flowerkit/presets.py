@@ -21,18 +21,23 @@ PRESETS: dict[str, dict] = {
     ),
     # MobileNetV2 alpha 0.35 at its native 224: the ImageNet weights that ship
     # with the offline cache. Pooled features generalise better than Flatten
-    # on this narrower backbone; a small hidden layer with dropout 0.5 and
-    # label smoothing adds ~1 point over a linear head on frozen features
-    # (0.890 -> 0.905 here), at no cost once the features are cached.
+    # on this narrower backbone; a hidden layer with dropout 0.5 and label
+    # smoothing adds ~1 point over a linear head on frozen features. With the
+    # features cached an epoch takes well under a second, so the head trains
+    # longer and slower: 512 units, 30 epochs at 5e-4 average 0.907 over eight
+    # seeds (splits) on JAX, against 0.898 for 256 units, 10 epochs at 1e-3,
+    # and beat it on seven of the eight splits.
     "mobilenet_v2_035": dict(
         image_size=224,
         backbone="mobilenet_v2",
         backbone_kwargs={"alpha": 0.35},
         weights="imagenet",
         head="gap",
-        head_units=(256,),
+        head_units=(512,),
         dropout=0.5,
         label_smoothing=0.1,
+        learning_rate=5e-4,
+        epochs=30,
         augmentation=("flip",),
     ),
     # EfficientNet-Lite0 through keras-hub (preset name or a local preset folder).
@@ -58,8 +63,8 @@ _FINE_TUNING = dict(
     fine_tune_label_smoothing=0.1,
     fine_tune_weight_decay=0.05,
 )
-# The fine-tuned presets keep the linear head (dropout 0.2) they were measured with.
-_LINEAR_HEAD = dict(head_units=(), dropout=0.2, label_smoothing=0.0)
+# The fine-tuned presets keep the linear head (dropout 0.2, 1e-3) they were measured with.
+_LINEAR_HEAD = dict(head_units=(), dropout=0.2, label_smoothing=0.0, learning_rate=1e-3)
 PRESETS["mobilenet_v2_035_finetune"] = dict(
     PRESETS["mobilenet_v2_035"], **_LINEAR_HEAD, **_FINE_TUNING, fine_tune_learning_rate=3e-4
 )
