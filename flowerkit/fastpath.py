@@ -26,6 +26,11 @@ layers the same way to calls without Keras's layout copies
 (`flowerkit.fastpath_torch`), and on a CPU makes the C allocator keep freed
 memory (`fastpath_torch.keep_freed_memory`, process-wide).
 
+On JAX with CPU devices, a compiled model whose backbone trains gets a
+micro-batched train step (`use_micro_batches`): the gradient of a batch as
+the mean over micro-batches of 4 rows, whose activations stay in the caches
+(`fastpath_jax.micro_batched_train_step`).
+
 Importing this module changes nothing; only `apply_fast_paths` acts, on the
 model it is given (and, on PyTorch with a CPU, `fast_path_record`, which it
 calls, on the allocator).
@@ -57,6 +62,83 @@ def depthwise_implementation(backend: str, device_kind: str, setting: str = "aut
     if backend.lower() == "jax" and device_kind.upper() == "CPU":
         return "shifted"
     return "stock"
+
+
+# Rows per micro-batch of a JAX fine-tuning step on CPUs (see
+# `fastpath_jax.micro_batched_train_step`): 4 ran fastest, then 2, 8, 16.
+AUTO_MICRO_BATCH = 4
+
+
+def micro_batch_size(
+    backend: str, device_kind: str, setting="auto", trains_backbone: bool = True,
+    data_parallel: bool = False,
+) -> int:
+    """Rows per micro-batch of the train step, 0 for the whole batch at once.
+
+    "auto" picks `AUTO_MICRO_BATCH` on JAX with CPU devices when the backbone
+    trains, where it was measured to win, and 0 elsewhere (a step on cached
+    features is tiny; GPUs and TPUs want big batches). An integer forces it
+    (0: off); micro-batches are a JAX train step on one device.
+    """
+    if setting == "auto":
+        wins = backend.lower() == "jax" and device_kind.upper() == "CPU" and trains_backbone
+        return AUTO_MICRO_BATCH if wins and not data_parallel else 0
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
+        raise ValueError(
+            f"Unknown micro_batch setting {setting!r}: use 'auto' or a number of rows (0: off)."
+        )
+    if setting and backend.lower() != "jax":
+        raise ValueError(
+            f"micro_batch={setting} is a JAX train step; on {backend} use 'auto' or 0."
+        )
+    if setting and data_parallel:
+        raise ValueError(
+            f"micro_batch={setting} runs on one device; with data-parallel training use 'auto' or 0."
+        )
+    return setting
+
+
+def use_micro_batches(model, setting="auto", trains_backbone: bool = True) -> int:
+    """Gives compiled `model` a micro-batched train step (JAX) when the policy
+    picks one, or back Keras's own; returns the rows per micro-batch (0: off).
+    Call it after `model.compile`. A saved model is unaffected.
+
+    Only a model without BatchNormalization on batch statistics qualifies
+    (flowerkit keeps BatchNorm in inference mode): micro-batches would
+    normalise over fewer rows.
+    """
+    import keras
+
+    size = micro_batch_size(
+        keras.backend.backend(), current_device_kind(), setting, trains_backbone,
+        data_parallel=_data_parallel(),
+    )
+    batch_statistics = [
+        layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    if size and batch_statistics:
+        if setting != "auto":
+            raise ValueError(
+                f"micro_batch={setting}: BatchNormalization layers that train ({batch_statistics[0]}, "
+                f"{len(batch_statistics)} in all) would normalise over micro-batches instead of "
+                "the batch; freeze them (flowerkit's models do) or use 'auto' or 0."
+            )
+        size = 0
+    model.__dict__.pop("train_step", None)
+    if size:
+        from flowerkit.fastpath_jax import micro_batched_train_step
+
+        model.train_step = micro_batched_train_step(model, size)
+    model.train_function = None  # the next fit builds its step anew
+    return size
+
+
+def _data_parallel() -> bool:
+    from flowerkit import distribution
+
+    plan = distribution.active()
+    return plan is not None and plan.mode != "none"
 
 
 def pointwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
@@ -114,7 +196,8 @@ def current_device_kind() -> str:
 
 
 def fast_path_record(
-    setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto"
+    setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto",
+    micro_batch="auto", trains_backbone: bool = True,
 ) -> dict:
     """The choice for the current backend and device, as put in metrics.json
     and benchmark rows (without layer counts; `apply_fast_paths` adds them).
@@ -130,6 +213,9 @@ def fast_path_record(
         "depthwise_conv": depthwise_implementation(backend, device_kind, setting),
         "torch_layers": torch_layers_implementation(backend, device_kind, torch_layers),
         "pointwise_conv": pointwise_implementation(backend, device_kind, pointwise_conv),
+        "micro_batch": micro_batch_size(
+            backend, device_kind, micro_batch, trains_backbone, data_parallel=_data_parallel()
+        ),
         "setting": setting,
         "backend": backend,
         "device_kind": device_kind,
@@ -164,7 +250,8 @@ def apply_fast_paths(
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
-    record = fast_path_record(setting, torch_layers, pointwise_conv)
+    record = fast_path_record(setting, torch_layers, pointwise_conv, micro_batch=0)
+    record.pop("micro_batch")  # a property of the train step, not of the layers
     counts = {"shifted": 0, "native": 0, "matmul": 0, "stock_depthwise": 0}
     changed = False
     # `_flatten_layers` (Keras 3) also reaches layers held inside custom

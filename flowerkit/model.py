@@ -15,7 +15,7 @@ from flowerkit.augment import build_layers
 from flowerkit.backbones import PREPROCESSING_SCALES, get_backbone
 from flowerkit.distribution import loss_reduction
 from flowerkit.errors import FlowerkitError
-from flowerkit.fastpath import apply_fast_paths
+from flowerkit.fastpath import apply_fast_paths, use_micro_batches
 from flowerkit.recipe import Recipe
 from flowerkit.runtime import resolve_jit_compile, resolve_precision
 
@@ -97,6 +97,7 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
         weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
+    use_micro_batches(model, recipe.micro_batch, trains_backbone=recipe.trainable_backbone)
 
 
 def find_backbone(model: keras.Model):
@@ -162,6 +163,7 @@ def compile_fine_tuning(model: keras.Model, recipe: Recipe, steps_per_epoch: int
         weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
+    use_micro_batches(model, recipe.micro_batch, trains_backbone=True)
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ _FIELD_KINDS = {
     "depthwise_conv": (str,),
     "torch_layers": (str,),
     "pointwise_conv": (str,),
+    "micro_batch": (str, int),
     "fine_tune_epochs": (int,),
     "fine_tune_layers": (int,),
     "fine_tune_learning_rate": (int, float),
@@ -94,6 +95,12 @@ class Recipe:
         pointwise_conv: "auto" computes 1x1 convolutions as matrix products
             where that is measured faster (JAX on CPU); "matmul" or "stock"
             force one.
+        micro_batch: rows per micro-batch of a training step that trains the
+            backbone: the batch's gradient is the mean of its micro-batches'
+            gradients, one after another, so activations stay in the CPU's
+            caches. "auto" uses 4 on JAX with CPU devices (fine-tuning,
+            one device), the whole batch elsewhere; an integer forces it
+            on JAX (0: off). See `flowerkit.fastpath.micro_batch_size`.
         torch_layers: "auto" runs convolutions and frozen BatchNorm on
             PyTorch's channels_last tensors without Keras's layout copies
             where that is measured faster (PyTorch on CPU, see
@@ -147,6 +154,7 @@ class Recipe:
     depthwise_conv: str = "auto"
     torch_layers: str = "auto"
     pointwise_conv: str = "auto"
+    micro_batch: str | int = "auto"
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 0
     fine_tune_learning_rate: float = 1e-4
@@ -198,6 +206,8 @@ class Recipe:
             fail(f"depthwise_conv must be one of {DEPTHWISE_CONV}, got {self.depthwise_conv!r}.")
         if self.pointwise_conv not in POINTWISE_CONV:
             fail(f"pointwise_conv must be one of {POINTWISE_CONV}, got {self.pointwise_conv!r}.")
+        if self.micro_batch != "auto" and not (isinstance(self.micro_batch, int) and self.micro_batch >= 0):
+            fail(f"micro_batch must be 'auto' or a number of rows >= 0 (0: off), got {self.micro_batch!r}.")
         if self.torch_layers not in TORCH_LAYERS:
             fail(f"torch_layers must be one of {TORCH_LAYERS}, got {self.torch_layers!r}.")
         if self.feature_cache not in FEATURE_CACHE:

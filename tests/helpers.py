@@ -87,16 +87,20 @@ def small_images(count=4, seed=0):
     return rng.uniform(-1, 1, size=(count, 64, 64, 3)).astype("float32"), np.arange(count) % 3
 
 
-def one_train_step(model, x, y):
-    """One SGD(0.1) train_on_batch: (loss, the change of every trainable weight)."""
+def one_train_step(model, x, y, sample_weight=None, micro_batch=0):
+    """One SGD(0.1) train_on_batch: (loss, the change of every trainable
+    weight); `micro_batch` rows per micro-batch (JAX; 0: Keras's step)."""
     import keras
+
+    from flowerkit.fastpath import use_micro_batches
 
     before = [np.asarray(w) for w in model.trainable_weights]
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    loss = float(model.train_on_batch(x, y))
+    assert use_micro_batches(model, micro_batch) == micro_batch
+    loss = float(model.train_on_batch(x, y, sample_weight=sample_weight))
     return loss, [np.asarray(w) - b for w, b in zip(model.trainable_weights, before)]
 
 

@@ -26,11 +26,13 @@ from tests.helpers import (
     small_mobilenet_v2,
 )
 from flowerkit.fastpath import (
+    AUTO_MICRO_BATCH,
     apply_fast_paths,
     depthwise_implementation,
     fast_path_record,
     is_matmul,
     is_shifted,
+    micro_batch_size,
     pointwise_implementation,
     shifted_depthwise_conv,
 )
@@ -470,3 +472,95 @@ def test_mixed_precision_fast_paths_stay_as_close_to_float32_as_stock():
     scale = float(np.abs(float32_logits).max())
     assert deviations["stock"] < 0.1 * scale  # bfloat16 is close, not equal
     assert deviations["shifted"] <= 2 * deviations["stock"] + 1e-3 * scale, deviations
+
+
+# --- micro-batched train steps (JAX) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "backend, device_kind, trains_backbone, data_parallel, expected",
+    [
+        ("jax", "CPU", True, False, AUTO_MICRO_BATCH),
+        ("jax", "CPU", False, False, 0),  # a frozen backbone: tiny steps on features
+        ("jax", "CPU", True, True, 0),  # data-parallel: per-device batches already small
+        ("jax", "GPU", True, False, 0),
+        ("jax", "TPU", True, False, 0),
+        ("tensorflow", "CPU", True, False, 0),
+        ("torch", "CPU", True, False, 0),
+    ],
+)
+def test_micro_batch_policy_auto(backend, device_kind, trains_backbone, data_parallel, expected):
+    assert micro_batch_size(backend, device_kind, "auto", trains_backbone, data_parallel) == expected
+
+
+def test_micro_batch_explicit_settings():
+    assert micro_batch_size("jax", "GPU", 4) == 4
+    assert micro_batch_size("jax", "CPU", 0) == 0
+    assert micro_batch_size("torch", "CPU", 0) == 0
+    with pytest.raises(ValueError, match="micro_batch=4 is a JAX train step; on torch"):
+        micro_batch_size("torch", "CPU", 4)
+    with pytest.raises(ValueError, match="runs on one device"):
+        micro_batch_size("jax", "CPU", 4, data_parallel=True)
+    for bad in (-1, True, "8", 2.0):
+        with pytest.raises(ValueError, match="Unknown micro_batch setting"):
+            micro_batch_size("jax", "CPU", bad)
+
+
+@needs_jax
+@pytest.mark.parametrize("micro_batch", [2, 4])
+def test_micro_batched_step_is_the_batch_step(micro_batch):
+    """Four (or two) micro-batches give the whole batch's loss and update,
+    zero-weight rows included; a batch the size does not divide (6 rows
+    over 4) takes Keras's own step, and gives the same."""
+    x, y = small_images(count=8)
+    weights = np.array([1, 1, 0, 1, 1, 0, 1, 1], "float32")
+    reference = one_train_step(_frozen_batch_norm(), x, y, weights)
+    candidate = one_train_step(_frozen_batch_norm(), x, y, weights, micro_batch)
+    assert_same_train_step(reference, candidate)
+    reference = one_train_step(_frozen_batch_norm(), x[:6], y[:6])
+    candidate = one_train_step(_frozen_batch_norm(), x[:6], y[:6], micro_batch=4)
+    assert_same_train_step(reference, candidate)
+
+
+def _frozen_batch_norm():
+    """small_mobilenet_v2 with BatchNorm in inference mode, as flowerkit
+    fine-tunes (the rest trains)."""
+    model = small_mobilenet_v2(pretrained=True)
+    for layer in model._flatten_layers(recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return model
+
+
+@needs_jax
+def test_batch_statistics_refuse_micro_batches():
+    """A BatchNormalization layer that trains normalises over its batch:
+    'auto' keeps Keras's step, a forced size is an error."""
+    from flowerkit.fastpath import use_micro_batches
+
+    model = small_mobilenet_v2()
+    model.compile(optimizer="sgd", loss="mse")
+    assert use_micro_batches(model, "auto") == 0 and "train_step" not in vars(model)
+    with pytest.raises(ValueError, match="BatchNormalization layers that train"):
+        use_micro_batches(model, 4)
+
+
+@needs_jax
+def test_fine_tuning_models_train_in_micro_batches_on_jax_cpu():
+    """build_model gives a model whose backbone trains the micro-batched
+    step (auto, JAX with CPU devices) and a frozen one Keras's; `fit` runs it
+    and the saved model is plain Keras."""
+    import flowerkit
+
+    recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
+        weights=None, image_size=32, class_names=("a", "b", "c"), head_units=(), dropout=0.0
+    )
+    assert "train_step" not in vars(flowerkit.build_model(recipe))
+    model = flowerkit.build_model(recipe.replace(trainable_backbone=True))
+    assert "train_step" in vars(model)
+    x = np.random.default_rng(0).uniform(0, 255, (24, 32, 32, 3)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(24) % 3]
+    # Batches of 16 and 8 rows: micro-batched when AUTO_MICRO_BATCH divides them.
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert "train_step" not in vars(keras.models.clone_model(model))

@@ -52,6 +52,9 @@ def test_recipe_is_immutable():
         ({"precision": "float8"}, "precision must be one of"),
         ({"image_size": 8}, "image_size"),
         ({"class_names": ("a", "a")}, "duplicates"),
+        ({"micro_batch": "small"}, "micro_batch must be 'auto' or a number of rows"),
+        ({"micro_batch": -8}, "micro_batch must be 'auto' or a number of rows"),
+        ({"micro_batch": True}, "micro_batch must be str or int"),
     ],
 )
 def test_invalid_values_are_clear_errors(changes, message):
@@ -69,7 +72,8 @@ def test_unknown_field_is_an_error():
 def test_cli_flags_override_single_fields():
     args = build_parser().parse_args(
         ["train", "--preset", "codelab", "--epochs", "3", "--alpha", "0.35",
-         "--weights", "none", "--augmentation", "flip,zoom:0.1", "--trainable-backbone", "true"]
+         "--weights", "none", "--augmentation", "flip,zoom:0.1", "--trainable-backbone", "true",
+         "--micro-batch", "4"]
     )
     recipe = recipe_from_args(args)
     assert recipe == get_preset("codelab").replace(
@@ -78,7 +82,10 @@ def test_cli_flags_override_single_fields():
         weights=None,
         augmentation=("flip", "zoom:0.1"),
         trainable_backbone=True,
+        micro_batch=4,
     )
+    args = build_parser().parse_args(["train", "--micro-batch", "auto"])
+    assert recipe_from_args(args).micro_batch == "auto"
 
 
 def test_cli_starts_from_saved_recipe(tmp_path):

@@ -20,6 +20,7 @@ def test_jit_compile_explicit_wins(setting):
 
 def test_run_info_names_backend_device_and_fast_path():
     from flowerkit import get_preset
+    from flowerkit.fastpath import AUTO_MICRO_BATCH
 
     info = runtime.run_info(get_preset("dense"))
     assert info["backend"] == keras.backend.backend()
@@ -27,6 +28,9 @@ def test_run_info_names_backend_device_and_fast_path():
     on_jax_cpu = keras.backend.backend() == "jax" and runtime.device_kind() == "CPU"
     assert info["depthwise_conv"] == ("shifted" if on_jax_cpu else "stock")
     assert info["pointwise_conv"] == ("matmul" if on_jax_cpu else "stock")
+    assert info["micro_batch"] == 0  # "dense" trains no backbone
+    fine_tuning = runtime.run_info(get_preset("mobilenet_v2_035_finetune"))
+    assert fine_tuning["micro_batch"] == (AUTO_MICRO_BATCH if on_jax_cpu else 0)
     on_torch_cpu = keras.backend.backend() == "torch" and runtime.device_kind() == "CPU"
     assert info["torch_layers"] == ("native" if on_torch_cpu else "stock")
     # The allocator setting is reported where it applies (PyTorch on a CPU) only.

@@ -48,6 +48,15 @@ def _jit(text: str):
     return "auto" if text == "auto" else _bool(text)
 
 
+def _auto_or_count(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got {text!r}") from None
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(filter(None, text.split(",")))
 
@@ -63,6 +72,7 @@ _SPECIAL_FLAGS = {
     "backbone_kwargs": (_key_values, "KEY=VALUE,..."),
     "weights": (_optional_str, "imagenet|PATH|PRESET|none"),
     "jit_compile": (_jit, "auto|true|false"),
+    "micro_batch": (_auto_or_count, "auto|N"),
     "class_names": (_names, "A,B,..."),
     "augmentation": (_names, "OP,OP:ARG,..."),
     "fine_tune_augmentation": (_names, "OP,OP:ARG,..."),
