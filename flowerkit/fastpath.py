@@ -98,6 +98,11 @@ def micro_batch_size(
     return setting
 
 
+# What `fastpath_jax.micro_batched_train_step` calls of Keras's JAX trainer
+# (Keras 3.12-3.15; the second is private): without them, Keras's own step.
+_JAX_TRAINER_METHODS = ("compute_loss_and_updates", "_update_metrics_variables")
+
+
 def use_micro_batches(model, setting="auto", trains_backbone: bool = True) -> int:
     """Gives compiled `model` a micro-batched train step (JAX) when the policy
     picks one, or back Keras's own; returns the rows per micro-batch (0: off).
@@ -117,6 +122,10 @@ def use_micro_batches(model, setting="auto", trains_backbone: bool = True) -> in
         layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
     ]
+    if size and not all(hasattr(model, name) for name in _JAX_TRAINER_METHODS):
+        if setting != "auto":
+            raise ValueError(f"micro_batch={setting} needs Keras's JAX trainer ({', '.join(_JAX_TRAINER_METHODS)}).")
+        size = 0
     if size and batch_statistics:
         if setting != "auto":
             raise ValueError(
