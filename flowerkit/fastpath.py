@@ -28,7 +28,7 @@ memory (`fastpath_torch.keep_freed_memory`, process-wide).
 
 On JAX with CPU devices, a compiled model whose backbone trains gets a
 micro-batched train step (`use_micro_batches`): the gradient of a batch as
-the mean over micro-batches of 4 rows, whose activations stay in the caches
+the mean over micro-batches of 4 rows, which XLA:CPU runs faster
 (`fastpath_jax.micro_batched_train_step`).
 
 Importing this module changes nothing; only `apply_fast_paths` acts, on the

@@ -97,8 +97,8 @@ class Recipe:
             force one.
         micro_batch: rows per micro-batch of a training step that trains the
             backbone: the batch's gradient is the mean of its micro-batches'
-            gradients, one after another, so activations stay in the CPU's
-            caches. "auto" uses 4 on JAX with CPU devices (fine-tuning,
+            gradients, one after another (XLA:CPU runs smaller
+            activations faster). "auto" uses 4 on JAX with CPU devices (fine-tuning,
             one device), the whole batch elsewhere; an integer forces it
             on JAX (0: off). See `flowerkit.fastpath.micro_batch_size`.
         torch_layers: "auto" runs convolutions and frozen BatchNorm on
