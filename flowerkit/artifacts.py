@@ -58,10 +58,13 @@ def locked(folder: Path):
     folder is refused instead of mixing its files with the first one's.
 
     An OS file lock (flock on Unix), so the kernel releases it when its
-    process ends, however it ends: a `kill -9` leaves no stale lock."""
+    process ends, however it ends: a `kill -9` leaves no stale lock. A
+    folder this call created and the run left empty (it failed before
+    writing anything, e.g. on a wrong --data) is removed again."""
     import filelock
 
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(folder / LOCK), timeout=0)
     try:
@@ -76,6 +79,18 @@ def locked(folder: Path):
         yield
     finally:
         lock.release()
+        if created:
+            _remove_if_only_locks(folder)
+
+
+def _remove_if_only_locks(folder: Path) -> None:
+    try:
+        if set(os.listdir(folder)) <= {LOCK, LOCK_HOLDER}:
+            for name in (LOCK_HOLDER, LOCK):
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:  # another run started writing there meanwhile: leave it
+        pass
 
 
 def _lock_holder(folder: Path) -> str:

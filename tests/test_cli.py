@@ -143,6 +143,18 @@ def test_bad_input_is_one_line_and_exit_status_2(capsys, args, message):
     assert len(errors) == 1 and message in errors[0], err
 
 
+def test_a_run_that_fails_on_its_input_leaves_no_folder(tmp_path, capsys):
+    output = tmp_path / "runs" / "new"
+    status, _, err = run_main(capsys, "train", "--preset", "dense", "--data", "/no/such/folder",
+                              "--output", str(output))
+    assert status == 2 and "Data folder not found" in err
+    assert not output.exists()  # not even its lock files
+    (tmp_path / "kept").mkdir()  # a folder that existed before stays
+    status, _, _ = run_main(capsys, "train", "--preset", "dense", "--data", "/no/such/folder",
+                            "--output", str(tmp_path / "kept"))
+    assert status == 2 and (tmp_path / "kept").is_dir()
+
+
 def test_predict_unreadable_image(trained_run, tmp_path, capsys):
     output, _ = trained_run
     (tmp_path / "bad.jpg").write_text("not a jpeg")
