@@ -99,7 +99,7 @@ def micro_batch_size(
 
 
 # What `fastpath_jax.micro_batched_train_step` calls of Keras's JAX trainer
-# (Keras 3.12-3.15; the second is private): without them, Keras's own step.
+# (Keras 3.15.1; the second is private): without them, Keras's own step.
 _JAX_TRAINER_METHODS = ("compute_loss_and_updates", "_update_metrics_variables")
 
 
