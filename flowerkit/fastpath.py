@@ -103,6 +103,17 @@ def micro_batch_size(
 _JAX_TRAINER_METHODS = ("compute_loss_and_updates", "_update_metrics_variables")
 
 
+def current_micro_batch(setting="auto", trains_backbone: bool = True) -> int:
+    """`micro_batch_size` for the current backend, device and distribution
+    plan: what `use_micro_batches` gives a model, as metrics.json records it."""
+    import keras
+
+    return micro_batch_size(
+        keras.backend.backend(), current_device_kind(), setting, trains_backbone,
+        data_parallel=_data_parallel(),
+    )
+
+
 def use_micro_batches(model, setting="auto", trains_backbone: bool = True) -> int:
     """Gives compiled `model` a micro-batched train step (JAX) when the policy
     picks one, or back Keras's own; returns the rows per micro-batch (0: off).
@@ -114,19 +125,16 @@ def use_micro_batches(model, setting="auto", trains_backbone: bool = True) -> in
     """
     import keras
 
-    size = micro_batch_size(
-        keras.backend.backend(), current_device_kind(), setting, trains_backbone,
-        data_parallel=_data_parallel(),
-    )
-    batch_statistics = [
-        layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
-    ]
+    size = current_micro_batch(setting, trains_backbone)
     if size and not all(hasattr(model, name) for name in _JAX_TRAINER_METHODS):
         if setting != "auto":
             raise ValueError(f"micro_batch={setting} needs Keras's JAX trainer ({', '.join(_JAX_TRAINER_METHODS)}).")
         size = 0
-    if size and batch_statistics:
+    batch_statistics = [
+        layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ] if size else []
+    if batch_statistics:
         if setting != "auto":
             raise ValueError(
                 f"micro_batch={setting}: BatchNormalization layers that train ({batch_statistics[0]}, "
@@ -205,8 +213,7 @@ def current_device_kind() -> str:
 
 
 def fast_path_record(
-    setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto",
-    micro_batch="auto", trains_backbone: bool = True,
+    setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto"
 ) -> dict:
     """The choice for the current backend and device, as put in metrics.json
     and benchmark rows (without layer counts; `apply_fast_paths` adds them).
@@ -222,9 +229,6 @@ def fast_path_record(
         "depthwise_conv": depthwise_implementation(backend, device_kind, setting),
         "torch_layers": torch_layers_implementation(backend, device_kind, torch_layers),
         "pointwise_conv": pointwise_implementation(backend, device_kind, pointwise_conv),
-        "micro_batch": micro_batch_size(
-            backend, device_kind, micro_batch, trains_backbone, data_parallel=_data_parallel()
-        ),
         "setting": setting,
         "backend": backend,
         "device_kind": device_kind,
@@ -259,8 +263,7 @@ def apply_fast_paths(
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
-    record = fast_path_record(setting, torch_layers, pointwise_conv, micro_batch=0)
-    record.pop("micro_batch")  # a property of the train step, not of the layers
+    record = fast_path_record(setting, torch_layers, pointwise_conv)
     counts = {"shifted": 0, "native": 0, "matmul": 0, "stock_depthwise": 0}
     changed = False
     # `_flatten_layers` (Keras 3) also reaches layers held inside custom

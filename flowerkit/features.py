@@ -203,9 +203,6 @@ class FeatureBatches(BatchSequence):
 def _epoch_views(count: int, views: int, seed: int, epoch: int) -> np.ndarray:
     """One epoch's random view per image (all 0 with one view), drawn once
     per epoch rather than per batch; read-only, shared by its batches."""
-    if views == 1:
-        drawn = np.zeros(count, int)
-    else:
-        drawn = np.random.default_rng((seed, epoch, 1)).integers(0, views, count)
+    drawn = np.random.default_rng((seed, epoch, 1)).integers(0, views, count)
     drawn.flags.writeable = False
     return drawn

@@ -112,12 +112,10 @@ def library_versions() -> dict[str, str]:
 def run_info(recipe) -> dict:
     """Where and how a recipe runs: for metrics.json and benchmark rows."""
     from flowerkit import distribution
-    from flowerkit.fastpath import fast_path_record
+    from flowerkit.fastpath import current_micro_batch, fast_path_record
 
-    fast_paths = fast_path_record(
-        recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv, recipe.micro_batch,
-        trains_backbone=recipe.trainable_backbone or recipe.fine_tune_epochs > 0,
-    )
+    fast_paths = fast_path_record(recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
+    trains_backbone = recipe.trainable_backbone or recipe.fine_tune_epochs > 0
     return {
         "backend": backend(),
         "device": device_summary(),
@@ -127,7 +125,7 @@ def run_info(recipe) -> dict:
         "depthwise_conv": fast_paths["depthwise_conv"],
         "torch_layers": fast_paths["torch_layers"],
         "pointwise_conv": fast_paths["pointwise_conv"],
-        "micro_batch": fast_paths["micro_batch"],  # rows, where the backbone trains; 0: off
+        "micro_batch": current_micro_batch(recipe.micro_batch, trains_backbone),  # rows; 0: off
         **{k: fast_paths[k] for k in ("torch_keep_freed_memory",) if k in fast_paths},
         "versions": library_versions(),
     }
