@@ -26,6 +26,10 @@ layers the same way to calls without Keras's layout copies
 (`flowerkit.fastpath_torch`), and on a CPU makes the C allocator keep freed
 memory (`fastpath_torch.keep_freed_memory`, process-wide).
 
+On JAX and PyTorch, RandomZoom, RandomRotation and RandomTranslation resample
+the whole batch at once instead of Keras's image-by-image or channel-by-channel
+resampling (`flowerkit.fastpath_affine`), with the same pixels.
+
 On JAX with CPU devices, a compiled model whose backbone trains gets a
 micro-batched train step (`use_micro_batches`): the gradient of a batch as
 the mean over micro-batches of 4 rows, which XLA:CPU runs faster
@@ -43,6 +47,7 @@ import types
 SETTINGS = ("auto", "shifted", "stock")
 TORCH_SETTINGS = ("auto", "native", "stock")
 POINTWISE_SETTINGS = ("auto", "matmul", "stock")
+AFFINE_SETTINGS = ("auto", "batched", "stock")
 
 
 def depthwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
@@ -189,6 +194,21 @@ def torch_layers_implementation(backend: str, device_kind: str, setting: str = "
     return "native" if device_kind.upper() == "CPU" else "stock"
 
 
+def affine_implementation(backend: str, setting: str = "auto") -> str:
+    """How RandomZoom, RandomRotation and RandomTranslation resample:
+    "batched" (`flowerkit.fastpath_affine`) or "stock". "auto" and "batched"
+    pick it on JAX and PyTorch, whose stock resampling goes image by image
+    or channel by channel; TensorFlow's own kernel is batched already."""
+    if setting not in AFFINE_SETTINGS:
+        raise ValueError(
+            f"Unknown affine_augmentation setting {setting!r}: use one of "
+            f"{', '.join(AFFINE_SETTINGS)} ('auto' picks 'batched' on JAX and PyTorch)."
+        )
+    if backend.lower() not in ("jax", "torch"):
+        return "stock"
+    return "stock" if setting == "stock" else "batched"
+
+
 def current_device_kind() -> str:
     """"CPU", "GPU" or "TPU": where the current Keras backend computes by default."""
     import keras
@@ -213,7 +233,8 @@ def current_device_kind() -> str:
 
 
 def fast_path_record(
-    setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto"
+    setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto",
+    affine: str = "auto",
 ) -> dict:
     """The choice for the current backend and device, as put in metrics.json
     and benchmark rows (without layer counts; `apply_fast_paths` adds them).
@@ -229,6 +250,7 @@ def fast_path_record(
         "depthwise_conv": depthwise_implementation(backend, device_kind, setting),
         "torch_layers": torch_layers_implementation(backend, device_kind, torch_layers),
         "pointwise_conv": pointwise_implementation(backend, device_kind, pointwise_conv),
+        "affine_augmentation": affine_implementation(backend, affine),
         "setting": setting,
         "backend": backend,
         "device_kind": device_kind,
@@ -241,12 +263,14 @@ def fast_path_record(
 
 
 def apply_fast_paths(
-    model, setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto"
+    model, setting: str = "auto", torch_layers: str = "auto", pointwise_conv: str = "auto",
+    affine: str = "auto",
 ) -> dict:
     """Switches the depthwise convolutions of `model` (nested backbones and
     keras-hub blocks included) to the implementation the policy picks, and,
     on PyTorch, its convolutions and BatchNorm layers (`torch_layers`), and
-    elsewhere its 1x1 convolutions (`pointwise_conv`).
+    elsewhere its 1x1 convolutions (`pointwise_conv`), and on JAX and PyTorch
+    its affine augmentation layers (`affine`, see `affine_implementation`).
 
     With "shifted", every supported `DepthwiseConv2D` computes as shifted
     multiply-adds; with "stock", layers switched earlier are switched back.
@@ -255,24 +279,25 @@ def apply_fast_paths(
     choice, e.g. {"depthwise_conv": "shifted", "setting": "auto",
     "backend": "jax", "device_kind": "CPU", "shifted_layers": 17,
     "stock_layers": 0, "torch_layers": "stock", "native_layers": 0,
-    "pointwise_conv": "matmul", "matmul_layers": 35}.
+    "pointwise_conv": "matmul", "matmul_layers": 35,
+    "affine_augmentation": "batched", "affine_layers": 0}.
     """
     import keras
 
-    from flowerkit import fastpath_torch
+    from flowerkit import fastpath_affine
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
-    record = fast_path_record(setting, torch_layers, pointwise_conv)
-    counts = {"shifted": 0, "native": 0, "matmul": 0, "stock_depthwise": 0}
+    record = fast_path_record(setting, torch_layers, pointwise_conv, affine)
+    counts = {"shifted": 0, "native": 0, "matmul": 0, "batched": 0, "stock_depthwise": 0}
     changed = False
     # `_flatten_layers` (Keras 3) also reaches layers held inside custom
     # layers, such as keras-hub's MBConvBlock, which `model.layers` does not.
     for layer in model._flatten_layers(include_self=True, recursive=True):
-        if fastpath_torch.supports_native_affine(layer):
-            native = record["torch_layers"] == "native"
-            changed = fastpath_torch.switch_affine(layer, native) or changed
-            counts["native"] += native
+        if fastpath_affine.supports_batched_affine(layer):
+            batched = record["affine_augmentation"] == "batched"
+            changed = fastpath_affine.switch_affine(layer, batched) or changed
+            counts["batched"] += batched
             continue
         kind, function = _fast_call(layer, record)
         changed = _set_own_call(layer, function) or changed
@@ -283,13 +308,15 @@ def apply_fast_paths(
     if changed:
         _forget_compiled_functions(model)
     # A path that switched no layer did not run: say "stock".
-    for field, kind in (("depthwise_conv", "shifted"), ("torch_layers", "native"), ("pointwise_conv", "matmul")):
+    for field, kind in (("depthwise_conv", "shifted"), ("torch_layers", "native"),
+                        ("pointwise_conv", "matmul"), ("affine_augmentation", "batched")):
         if counts[kind] == 0:
             record[field] = "stock"
     record["shifted_layers"] = counts["shifted"]
     record["stock_layers"] = counts["stock_depthwise"]
     record["native_layers"] = counts["native"]
     record["matmul_layers"] = counts["matmul"]
+    record["affine_layers"] = counts["batched"]
     return record
 
 

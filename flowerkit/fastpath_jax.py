@@ -213,3 +213,69 @@ def micro_batched_train_step(model, micro_batch: int):
         return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
 
     return train_step
+
+
+# --- affine augmentation (RandomZoom, RandomRotation, RandomTranslation) ----------
+#
+# Keras's JAX `affine_transform` gives `map_coordinates` a 3-D coordinate per
+# pixel *and channel*, so every output value interpolates between 8 corners
+# (channel axis included) through its own gathers: ~0.5 s for 64 images of
+# 224x224 on 2 CPU cores. Interpolating each pixel once between its 4
+# neighbours, gathering whole RGB rows, gives the same values ~4x faster.
+
+
+def gather_affine_transform(images, transform, interpolation="bilinear", fill_mode="constant",
+                            fill_value=0.0):
+    """`keras.ops.image.affine_transform` for a channels_last batch.
+
+    transform rows [a0, a1, a2, b0, b1, b2, c0, c1] map an output pixel
+    (x, y) to the input point ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k),
+    k = c0 x + c1 y + 1. Fill modes as `map_coordinates`: "reflect"
+    (d c b a | a b c d), "nearest", "wrap", "constant" (`fill_value`); nearest
+    interpolation rounds halves away from zero, as it does.
+    """
+    batch, height, width, channels = images.shape
+    transform = jnp.asarray(transform, jnp.float32)
+    if transform.ndim == 1:
+        transform = jnp.broadcast_to(transform, (batch, 8))
+    y, x = jnp.meshgrid(
+        jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
+    )
+    a0, a1, a2, b0, b1, b2, c0, c1 = (transform[:, i, None, None] for i in range(8))
+    k = c0 * x + c1 * y + 1.0
+    x_in = (a0 * x + a1 * y + a2) / k
+    y_in = (b0 * x + b1 * y + b2) / k
+    if interpolation == "nearest":
+        nearest = lambda v: jnp.sign(v) * jnp.floor(jnp.abs(v) + 0.5)  # noqa: E731
+        corners = [(nearest(y_in), nearest(x_in), None)]
+    else:
+        y0, x0 = jnp.floor(y_in), jnp.floor(x_in)
+        dy, dx = y_in - y0, x_in - x0
+        corners = [
+            (y0, x0, (1 - dy) * (1 - dx)), (y0, x0 + 1, (1 - dy) * dx),
+            (y0 + 1, x0, dy * (1 - dx)), (y0 + 1, x0 + 1, dy * dx),
+        ]
+    rows = images.reshape(batch, height * width, channels)
+    output = None
+    for corner_y, corner_x, weight in corners:
+        row, column = corner_y.astype(jnp.int32), corner_x.astype(jnp.int32)
+        inside = (row >= 0) & (row < height) & (column >= 0) & (column < width)
+        row, column = _fold(row, height, fill_mode), _fold(column, width, fill_mode)
+        flat = (row * width + column).reshape(batch, height * width, 1)
+        values = jnp.take_along_axis(rows, flat, axis=1).reshape(batch, height, width, channels)
+        if fill_mode == "constant":
+            values = jnp.where(inside[..., None], values, jnp.asarray(fill_value, values.dtype))
+        term = values if weight is None else weight[..., None] * values
+        output = term if output is None else output + term
+    return output.astype(images.dtype)
+
+
+def _fold(index, size: int, fill_mode: str):
+    """Integer pixel positions outside [0, size) mapped inside per fill mode
+    ("constant" clips; its outside values are replaced afterwards)."""
+    if fill_mode == "reflect":  # d c b a | a b c d
+        index = jnp.mod(index, 2 * size)
+        return jnp.where(index >= size, 2 * size - 1 - index, index)
+    if fill_mode == "wrap":
+        return jnp.mod(index, size)
+    return jnp.clip(index, 0, size - 1)

@@ -129,72 +129,8 @@ NATIVE_CALLS = (_conv_call, _batch_norm_call)
 
 # --- affine augmentation (RandomZoom, RandomRotation, RandomTranslation) ----------
 #
-# Keras's torch `affine_transform` maps every image separately through
-# `map_coordinates` with a coordinate for each channel too: ~0.3 s per
-# 224x224 image on CPU, 20 s for a batch of 64, which made fine-tuning with
-# zoom and rotation take ~30 min per epoch. `torch.nn.functional.grid_sample`
-# does the same resampling for the whole batch in one call.
-
-AFFINE_LAYERS = ("RandomZoom", "RandomRotation", "RandomTranslation")
-
-
-def supports_native_affine(layer) -> bool:
-    import keras
-
-    return (
-        type(layer).__name__ in AFFINE_LAYERS
-        and type(layer) is getattr(keras.layers, type(layer).__name__)
-        and getattr(layer, "fill_mode", None) in ("reflect", "constant", "nearest")
-        and getattr(layer, "interpolation", None) in ("bilinear", "nearest")
-        and getattr(layer, "data_format", "channels_last") == "channels_last"
-        and hasattr(layer, "backend")
-    )
-
-
-def switch_affine(layer, native: bool) -> bool:
-    """Gives `layer` (or takes back) the batched affine resampling; returns
-    whether anything changed."""
-    current = isinstance(layer.backend, _GridSampleBackend)
-    if native and not current:
-        layer.backend = _GridSampleBackend(layer.backend)
-    elif not native and current:
-        layer.backend = layer.backend.wrapped
-    return native != current
-
-
-def is_native_affine(layer) -> bool:
-    return isinstance(getattr(layer, "backend", None), _GridSampleBackend)
-
-
-class _GridSampleBackend:
-    """A preprocessing layer's `DynamicBackend` whose `image.affine_transform`
-    is `grid_sample_affine_transform` while it computes with torch (inside a
-    tf.data pipeline the layer switches its backend to TensorFlow)."""
-
-    def __init__(self, wrapped):
-        self.wrapped = wrapped
-
-    def __getattr__(self, name):
-        value = getattr(self.wrapped, name)
-        if name == "image" and self.wrapped.name == "torch":
-            return _GridSampleImage(value)
-        return value
-
-
-class _GridSampleImage:
-    def __init__(self, wrapped):
-        self._wrapped = wrapped
-
-    def __getattr__(self, name):
-        return getattr(self._wrapped, name)
-
-    def affine_transform(self, images, transform, interpolation="bilinear", fill_mode="constant",
-                         fill_value=0, data_format=None):
-        if (data_format or "channels_last") != "channels_last" or images.ndim != 4:
-            return self._wrapped.affine_transform(
-                images, transform, interpolation, fill_mode, fill_value, data_format
-            )
-        return grid_sample_affine_transform(images, transform, interpolation, fill_mode, fill_value)
+# Keras's torch `affine_transform` maps every image separately; this does the
+# whole batch in one `grid_sample` call (see `flowerkit.fastpath_affine`).
 
 
 def grid_sample_affine_transform(images, transform, interpolation="bilinear", fill_mode="constant",

@@ -33,7 +33,8 @@ def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = 
         )
     with _dtype_policy(resolve_precision(recipe.precision)):
         model = _build_network(recipe, num_classes)
-    apply_fast_paths(model, recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
+    apply_fast_paths(model, recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv,
+                     affine=recipe.affine_augmentation)
     if compile:
         compile_model(model, recipe)
     return model

@@ -41,6 +41,7 @@ _FIELD_KINDS = {
     "torch_layers": (str,),
     "pointwise_conv": (str,),
     "micro_batch": (str, int),
+    "affine_augmentation": (str,),
     "fine_tune_epochs": (int,),
     "fine_tune_layers": (int,),
     "fine_tune_learning_rate": (int, float),
@@ -53,6 +54,7 @@ FEATURE_CACHE = ("auto", "on", "off")
 DEPTHWISE_CONV = ("auto", "shifted", "stock")  # flowerkit.fastpath.SETTINGS
 TORCH_LAYERS = ("auto", "native", "stock")  # flowerkit.fastpath.TORCH_SETTINGS
 POINTWISE_CONV = ("auto", "matmul", "stock")  # flowerkit.fastpath.POINTWISE_SETTINGS
+AFFINE_AUGMENTATION = ("auto", "batched", "stock")  # flowerkit.fastpath.AFFINE_SETTINGS
 # Augmentation ops whose views the feature cache computes once per image.
 PRECOMPUTABLE_OPS = ("flip",)
 
@@ -101,6 +103,10 @@ class Recipe:
             activations faster). "auto" uses 4 on JAX with CPU devices (fine-tuning,
             one device), the whole batch elsewhere; an integer forces it
             on JAX (0: off). See `flowerkit.fastpath.micro_batch_size`.
+        affine_augmentation: "auto" resamples zoom, rotation and translation
+            as one batch on JAX and PyTorch, whose stock resampling goes
+            image by image or channel by channel (`flowerkit.fastpath_affine`);
+            "stock" keeps Keras's own. Same pixels either way.
         torch_layers: "auto" runs convolutions and frozen BatchNorm on
             PyTorch's channels_last tensors without Keras's layout copies
             where that is measured faster (PyTorch on CPU, see
@@ -155,6 +161,7 @@ class Recipe:
     torch_layers: str = "auto"
     pointwise_conv: str = "auto"
     micro_batch: str | int = "auto"
+    affine_augmentation: str = "auto"
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 0
     fine_tune_learning_rate: float = 1e-4
@@ -208,6 +215,8 @@ class Recipe:
             fail(f"pointwise_conv must be one of {POINTWISE_CONV}, got {self.pointwise_conv!r}.")
         if self.micro_batch != "auto" and not (isinstance(self.micro_batch, int) and self.micro_batch >= 0):
             fail(f"micro_batch must be 'auto' or a number of rows >= 0 (0: off), got {self.micro_batch!r}.")
+        if self.affine_augmentation not in AFFINE_AUGMENTATION:
+            fail(f"affine_augmentation must be one of {AFFINE_AUGMENTATION}, got {self.affine_augmentation!r}.")
         if self.torch_layers not in TORCH_LAYERS:
             fail(f"torch_layers must be one of {TORCH_LAYERS}, got {self.torch_layers!r}.")
         if self.feature_cache not in FEATURE_CACHE:

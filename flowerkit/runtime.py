@@ -114,7 +114,9 @@ def run_info(recipe) -> dict:
     from flowerkit import distribution
     from flowerkit.fastpath import current_micro_batch, fast_path_record
 
-    fast_paths = fast_path_record(recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv)
+    fast_paths = fast_path_record(
+        recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv, recipe.affine_augmentation
+    )
     trains_backbone = recipe.trainable_backbone or recipe.fine_tune_epochs > 0
     return {
         "backend": backend(),
@@ -125,6 +127,7 @@ def run_info(recipe) -> dict:
         "depthwise_conv": fast_paths["depthwise_conv"],
         "torch_layers": fast_paths["torch_layers"],
         "pointwise_conv": fast_paths["pointwise_conv"],
+        "affine_augmentation": fast_paths["affine_augmentation"],
         "micro_batch": current_micro_batch(recipe.micro_batch, trains_backbone),  # rows; 0: off
         **{k: fast_paths[k] for k in ("torch_keep_freed_memory",) if k in fast_paths},
         "versions": library_versions(),

@@ -184,57 +184,6 @@ def test_fit_step_is_the_same_when_fine_tuning():
     assert_same_train_step(*steps)
 
 
-@needs_torch
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: keras.layers.RandomZoom(0.3, seed=1),
-        lambda: keras.layers.RandomRotation(0.1, seed=1),
-        lambda: keras.layers.RandomTranslation(0.2, 0.2, seed=1),
-        lambda: keras.layers.RandomZoom(0.3, fill_mode="constant", fill_value=7.0, seed=1),
-        lambda: keras.layers.RandomRotation(0.1, fill_mode="nearest", interpolation="nearest", seed=1),
-    ],
-    ids=["zoom-reflect", "rotate-reflect", "translate-reflect", "zoom-constant-7", "rotate-nearest"],
-)
-def test_affine_augmentation_equals_stock(make):
-    """Batched grid_sample resampling gives Keras's own pixels (same seed,
-    same random transforms), borders and fill modes included."""
-    x = np.random.default_rng(0).uniform(0, 255, (6, 37, 50, 3)).astype("float32")  # odd, non-square
-    outputs = []
-    for setting in ("stock", "native"):
-        keras.utils.set_random_seed(0)
-        layer = make()
-        model = keras.Sequential([keras.Input((37, 50, 3)), layer])
-        record = apply_fast_paths(model, "stock", setting)
-        assert record["native_layers"] == (setting == "native")
-        outputs.append(keras.ops.convert_to_numpy(model(x, training=True)))
-    assert np.abs(outputs[0] - x).mean() > 1.0  # the images really moved
-    np.testing.assert_allclose(outputs[1], outputs[0], atol=2e-3)  # of 0..255
-    # In inference the layers pass images through untouched, either way.
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=False)), x)
-
-
-@needs_torch
-def test_fine_tuning_model_switches_its_augmentation_too(tmp_path):
-    from flowerkit import build_model, get_preset
-
-    recipe = get_preset("mobilenet_v2_035_finetune").replace(
-        weights=None, image_size=32, class_names=("a", "b"),
-        augmentation=("flip", "zoom:0.15", "rotate:0.05", "translate:0.1"),
-    )
-    model = build_model(recipe)
-    affine = [layer for layer in model._flatten_layers()
-              if type(layer).__name__ in ("RandomZoom", "RandomRotation", "RandomTranslation")]
-    assert len(affine) == 3
-    from flowerkit.fastpath_torch import is_native_affine
-
-    assert all(is_native_affine(layer) for layer in affine)
-    # Saved as stock layers: a plain load has Keras's own backends back.
-    model.save(tmp_path / "model.keras")
-    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert not any(is_native_affine(layer) or is_native(layer) for layer in loaded._flatten_layers())
-
-
 # --- the C allocator (keep_freed_memory) ------------------------------------------
 
 ALLOCATOR_SCRIPT = """

@@ -33,6 +33,8 @@ def test_run_info_names_backend_device_and_fast_path():
     assert fine_tuning["micro_batch"] == (AUTO_MICRO_BATCH if on_jax_cpu else 0)
     on_torch_cpu = keras.backend.backend() == "torch" and runtime.device_kind() == "CPU"
     assert info["torch_layers"] == ("native" if on_torch_cpu else "stock")
+    batched = keras.backend.backend() in ("jax", "torch")
+    assert info["affine_augmentation"] == ("batched" if batched else "stock")
     # The allocator setting is reported where it applies (PyTorch on a CPU) only.
     assert ("torch_keep_freed_memory" in info) == on_torch_cpu
     assert set(info["versions"]) >= {"python", "keras", "numpy"}
