@@ -58,13 +58,14 @@ def locked(folder: Path):
     folder is refused instead of mixing its files with the first one's.
 
     An OS file lock (flock on Unix), so the kernel releases it when its
-    process ends, however it ends: a `kill -9` leaves no stale lock. A
-    folder this call created and the run left empty (it failed before
-    writing anything, e.g. on a wrong --data) is removed again."""
+    process ends, however it ends: a `kill -9` leaves no stale lock. The
+    folders this call created (the run folder, a missing `runs/` above it)
+    are removed again when the run left them empty (it failed before writing
+    anything, e.g. on a wrong --data)."""
     import filelock
 
     folder = Path(folder)
-    created = not folder.exists()
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(folder / LOCK), timeout=0)
     try:
@@ -80,15 +81,16 @@ def locked(folder: Path):
     finally:
         lock.release()
         if created:
-            _remove_if_only_locks(folder)
+            _remove_if_only_locks(folder, created)
 
 
-def _remove_if_only_locks(folder: Path) -> None:
+def _remove_if_only_locks(folder: Path, created: list[Path]) -> None:
     try:
         if set(os.listdir(folder)) <= {LOCK, LOCK_HOLDER}:
             for name in (LOCK_HOLDER, LOCK):
                 (folder / name).unlink(missing_ok=True)
-            folder.rmdir()
+            for path in created:
+                path.rmdir()  # fails on a folder that is not empty: leave it and those above
     except OSError:  # another run started writing there meanwhile: leave it
         pass
 

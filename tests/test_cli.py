@@ -149,6 +149,7 @@ def test_a_run_that_fails_on_its_input_leaves_no_folder(tmp_path, capsys):
                               "--output", str(output))
     assert status == 2 and "Data folder not found" in err
     assert not output.exists()  # not even its lock files
+    assert not output.parent.exists()  # nor the runs/ folder it made for it
     (tmp_path / "kept").mkdir()  # a folder that existed before stays
     status, _, _ = run_main(capsys, "train", "--preset", "dense", "--data", "/no/such/folder",
                             "--output", str(tmp_path / "kept"))
