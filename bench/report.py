@@ -73,8 +73,13 @@ def markdown_table(rows) -> str:
         "| benchmark | " + " | ".join(runs) + " |",
         "|---|" + "---:|" * len(runs),
     ]
+    recipes = list(dict.fromkeys(r["recipe"] for r in rows if r["benchmark"] == "accuracy"))
+    recipes.sort(key=lambda recipe: _fine_tunes(rows, recipe))  # frozen recipes first, whatever the file order
     for kind in ORDER:
-        cells = [_cell(rows, run, kind) for run in runs]
+        if kind == "accuracy":  # the first frozen recipe's epochs in every column
+            cells = [_accuracy_cell(rows, run, recipes[0]) for run in runs]
+        else:
+            cells = [_cell(rows, run, kind) for run in runs]
         speeds = [c["images_per_second"] for c in cells if c and c.get("images_per_second")]
         if not speeds:
             continue
@@ -86,8 +91,8 @@ def markdown_table(rows) -> str:
                 continue
             ips = cell["images_per_second"]
             texts.append(f"{ips:,.1f} ({ips / fastest:.2f}×)")
-        lines.append(f"| {LABELS[kind]} | " + " | ".join(texts) + " |")
-    recipes = list(dict.fromkeys(r["recipe"] for r in rows if r["benchmark"] == "accuracy"))
+        label = LABELS[kind] + (f" (`{recipes[0]}`)" if kind == "accuracy" and len(recipes) > 1 else "")
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
     for recipe in recipes:
         # One block per accuracy recipe; named when there are several.
         name = f" (`{recipe}`)" if len(recipes) > 1 else ""
@@ -105,6 +110,10 @@ def markdown_table(rows) -> str:
         compile_cells.append(f"{max(seconds):.1f}" if seconds else "–")
     lines.append("| slowest warm-up / compile (s) | " + " | ".join(compile_cells) + " |")
     return "\n".join(lines) + "\n\n" + _setup_notes(rows)
+
+
+def _fine_tunes(rows, recipe) -> bool:
+    return any(r.get("fine_tune_epochs") for r in rows if r["benchmark"] == "accuracy" and r["recipe"] == recipe)
 
 
 def _accuracy_cell(rows, run, recipe):

@@ -38,6 +38,27 @@ def test_report_merges_runs_side_by_side(tmp_path):
         assert chart.width > 600
 
 
+def test_report_puts_frozen_recipes_first(tmp_path):
+    """A second file of the same run with a fine-tuning recipe (read first
+    here) adds its own block after the frozen one's; the epochs row stays on
+    the frozen recipe."""
+    from bench.report import main
+
+    torch_run = json.loads((FIXTURES / "torch-cpu.json").read_text())
+    accuracy = next(b for b in torch_run["benchmarks"] if b["extra_info"]["benchmark"] == "accuracy")
+    accuracy["extra_info"].update(recipe="mobilenet_v2_035_finetune", fine_tune_epochs=8,
+                                  images_per_second=7.0, val_accuracy=0.93)
+    (tmp_path / "a-torch-finetune.json").write_text(json.dumps({"benchmarks": [accuracy]}))
+    runs = [str(tmp_path / "a-torch-finetune.json"), *sorted(str(p) for p in FIXTURES.glob("*.json"))]
+    assert main([*runs, "--output", str(tmp_path / "report")]) == 0
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    epochs = next(line for line in lines if line.startswith("| training epochs"))
+    assert lines[0] == "| benchmark | torch CPU | jax CPU | tensorflow CPU |"  # runs in reading order
+    assert epochs.endswith("(`mobilenet_v2_035`) | 35.0 (0.50×) | 16.0 (0.23×) | 70.0 (1.00×) |")
+    frozen = lines.index("| final validation accuracy (`mobilenet_v2_035`) | 0.890 | 0.890 | 0.890 |")
+    assert lines.index("| final validation accuracy (`mobilenet_v2_035_finetune`) | 0.930 | – | – |") > frozen
+
+
 def test_report_rejects_files_without_rows(tmp_path):
     from bench.report import main
 
