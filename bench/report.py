@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 ORDER = ["input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"]
@@ -61,6 +62,9 @@ def _runs(rows):
 
 
 def _cell(rows, run, kind):
+    if kind == "accuracy":  # the epochs of one recipe, the first frozen one, in every column
+        recipes = _accuracy_recipes(rows)
+        return _accuracy_cell(rows, run, recipes[0]) if recipes else None
     for row in rows:
         if row["run"] == run and row["benchmark"] == kind:
             return row
@@ -73,13 +77,9 @@ def markdown_table(rows) -> str:
         "| benchmark | " + " | ".join(runs) + " |",
         "|---|" + "---:|" * len(runs),
     ]
-    recipes = list(dict.fromkeys(r["recipe"] for r in rows if r["benchmark"] == "accuracy"))
-    recipes.sort(key=lambda recipe: _fine_tunes(rows, recipe))  # frozen recipes first, whatever the file order
+    recipes = _accuracy_recipes(rows)
     for kind in ORDER:
-        if kind == "accuracy":  # the first frozen recipe's epochs in every column
-            cells = [_accuracy_cell(rows, run, recipes[0]) for run in runs]
-        else:
-            cells = [_cell(rows, run, kind) for run in runs]
+        cells = [_cell(rows, run, kind) for run in runs]
         speeds = [c["images_per_second"] for c in cells if c and c.get("images_per_second")]
         if not speeds:
             continue
@@ -112,8 +112,21 @@ def markdown_table(rows) -> str:
     return "\n".join(lines) + "\n\n" + _setup_notes(rows)
 
 
+def _accuracy_recipes(rows) -> list[str]:
+    """The accuracy recipes, frozen ones first, whatever the file order."""
+    recipes = list(dict.fromkeys(r["recipe"] for r in rows if r["benchmark"] == "accuracy"))
+    return sorted(recipes, key=lambda recipe: _fine_tunes(rows, recipe))
+
+
 def _fine_tunes(rows, recipe) -> bool:
     return any(r.get("fine_tune_epochs") for r in rows if r["benchmark"] == "accuracy" and r["recipe"] == recipe)
+
+
+def _epochs(row) -> str:
+    fine_tune = row.get("fine_tune_epochs") or 0
+    if fine_tune:
+        return f"{row['epochs'] - fine_tune} + {fine_tune} epochs (head + fine-tuning)"
+    return f"{row['epochs']} epochs"
 
 
 def _accuracy_cell(rows, run, recipe):
@@ -163,11 +176,16 @@ def _setup_notes(rows) -> str:
             f"{speed['image_size']}×{speed['image_size']}, batch {speed['batch_size']}, "
             f"{speed['flops_per_image'] / 1e9:.2f} GFLOP per image forward."
         )
-    accuracy = next((r for r in rows if r["benchmark"] == "accuracy"), None)
-    if accuracy:
+    first = {}  # each accuracy recipe's first row
+    for row in rows:
+        if row["benchmark"] == "accuracy":
+            first.setdefault(row["recipe"], row)
+    recipes = [first[recipe] for recipe in _accuracy_recipes(rows)]
+    if recipes:
+        epochs = ", ".join(f"`{r['recipe']}` {_epochs(r)}" for r in recipes)
         notes.append(
-            f"Accuracy: recipe `{accuracy['recipe']}`, {accuracy['epochs']} epochs, "
-            f"{accuracy['train_images']} training / {accuracy['validation_images']} validation images."
+            f"Accuracy: {epochs}; {recipes[0]['train_images']} training / "
+            f"{recipes[0]['validation_images']} validation images."
         )
     devices = sorted({f"{r['device_kind']}: {r['device_name']} ×{r['device_count']}" for r in rows})
     notes.append("Devices: " + "; ".join(devices) + ".")
@@ -195,7 +213,8 @@ def plot_chart(rows, path) -> None:
         bars = axis.bar(np.arange(len(kinds)) + i * width, values, width, label=run)
         axis.bar_label(bars, fmt="%.0f", fontsize=8)
     axis.set_xticks(np.arange(len(kinds)) + width * (len(runs) - 1) / 2)
-    axis.set_xticklabels([LABELS[k].replace(" (img/s)", "") for k in kinds], fontsize=9)
+    labels = [textwrap.fill(LABELS[k].replace(" (img/s)", "").replace("img/s; ", ""), 24) for k in kinds]
+    axis.set_xticklabels(labels, fontsize=9)
     axis.set_yscale("log")
     axis.set_ylabel("images per second (log scale)")
     axis.set_title("flowerkit throughput per backend")

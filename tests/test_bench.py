@@ -57,6 +57,8 @@ def test_report_puts_frozen_recipes_first(tmp_path):
     assert epochs.endswith("(`mobilenet_v2_035`) | 35.0 (0.50×) | 16.0 (0.23×) | 70.0 (1.00×) |")
     frozen = lines.index("| final validation accuracy (`mobilenet_v2_035`) | 0.890 | 0.890 | 0.890 |")
     assert lines.index("| final validation accuracy (`mobilenet_v2_035_finetune`) | 0.930 | – | – |") > frozen
+    accuracy = next(line for line in lines if line.startswith("Accuracy:"))
+    assert "`mobilenet_v2_035` 10 epochs, `mobilenet_v2_035_finetune` 2 + 8 epochs (head + fine-tuning)" in accuracy
 
 
 def test_report_rejects_files_without_rows(tmp_path):
