@@ -13,8 +13,9 @@ through `permute(0, 3, 1, 2)`: no copy. So the layers here call
 `torch.nn.functional.conv2d` and `batch_norm` on that view directly, and the
 output, channels_last in memory, permutes back to NHWC for free. Like the
 JAX depthwise path (`flowerkit.fastpath`), each eligible layer *instance*
-gets its own `call` (the augmentation layers their own backend object);
-classes, configs and weights stay stock.
+gets its own `call`; classes, configs and weights stay stock. The affine
+augmentation layers get `grid_sample_affine_transform` through their own
+backend object (`flowerkit.fastpath_affine`).
 
 `keep_freed_memory` is the one process-wide change: see its docstring.
 """
