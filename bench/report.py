@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+DATA_PARALLEL = "train_step_data_parallel"  # bench/test_distribution.py, one row per device count
 ORDER = ["input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"]
 LABELS = {
     "input_pipeline": "input pipeline (img/s)",
@@ -79,20 +80,14 @@ def markdown_table(rows) -> str:
     ]
     recipes = _accuracy_recipes(rows)
     for kind in ORDER:
+        if kind == "accuracy":  # after the single-device train steps: one row per device count
+            for devices in sorted({r["devices"] for r in rows if r["benchmark"] == DATA_PARALLEL}):
+                cells = [_parallel_cell(rows, run, devices) for run in runs]
+                label = f"train step, data parallel on {devices} device{'s' if devices > 1 else ''} (img/s)"
+                lines.extend(_speed_row(label, cells))
         cells = [_cell(rows, run, kind) for run in runs]
-        speeds = [c["images_per_second"] for c in cells if c and c.get("images_per_second")]
-        if not speeds:
-            continue
-        fastest = max(speeds)
-        texts = []
-        for cell in cells:
-            if not cell or not cell.get("images_per_second"):
-                texts.append("–")
-                continue
-            ips = cell["images_per_second"]
-            texts.append(f"{ips:,.1f} ({ips / fastest:.2f}×)")
         label = LABELS[kind] + (f" (`{recipes[0]}`)" if kind == "accuracy" and len(recipes) > 1 else "")
-        lines.append(f"| {label} | " + " | ".join(texts) + " |")
+        lines.extend(_speed_row(label, cells))
     for recipe in recipes:
         # One block per accuracy recipe; named when there are several.
         name = f" (`{recipe}`)" if len(recipes) > 1 else ""
@@ -104,12 +99,33 @@ def markdown_table(rows) -> str:
             lines.append(_row(f"time to 95% (s){name}", accuracy, _time_to_95))
         if any(_frozen_phase(c) for c in accuracy):
             lines.append(_row(f"frozen phase / feature pass{name}", accuracy, _frozen_ratio))
+        if any(_frozen_phase(c) and c.get("forward_pass_seconds") for c in accuracy):
+            lines.append(_row(f"frozen phase / one forward pass{name}", accuracy, _forward_ratio))
     compile_cells = []
     for run in runs:
         seconds = [c["compile_seconds"] for c in rows if c["run"] == run and c.get("compile_seconds")]
         compile_cells.append(f"{max(seconds):.1f}" if seconds else "–")
     lines.append("| slowest warm-up / compile (s) | " + " | ".join(compile_cells) + " |")
     return "\n".join(lines) + "\n\n" + _setup_notes(rows)
+
+
+def _speed_row(label, cells) -> list[str]:
+    """[the row], images/s and the ratio to the fastest cell; [] when no
+    cell has a speed."""
+    speeds = [c["images_per_second"] for c in cells if c and c.get("images_per_second")]
+    if not speeds:
+        return []
+    fastest = max(speeds)
+    texts = []
+    for cell in cells:
+        ips = (cell or {}).get("images_per_second")
+        texts.append(f"{ips:,.1f} ({ips / fastest:.2f}×)" if ips else "–")
+    return [f"| {label} | " + " | ".join(texts) + " |"]
+
+
+def _parallel_cell(rows, run, devices):
+    return next((r for r in rows if r["run"] == run and r["benchmark"] == DATA_PARALLEL
+                 and r["devices"] == devices), None)
 
 
 def _accuracy_recipes(rows) -> list[str]:
@@ -159,6 +175,16 @@ def _frozen_ratio(cell) -> str:
     return f"{phase['seconds']:.0f} s / {phase['feature_seconds']:.0f} s = {phase['seconds'] / phase['feature_seconds']:.2f}×"
 
 
+def _forward_ratio(cell) -> str:
+    """The whole frozen phase against one plain inference pass over the
+    training and validation photos (one view each)."""
+    phase = _frozen_phase(cell)
+    seconds = cell.get("forward_pass_seconds")
+    if not phase or not seconds:
+        return "–"
+    return f"{phase['seconds']:.0f} s / {seconds:.0f} s = {phase['seconds'] / seconds:.2f}×"
+
+
 def _time_to_target(cell) -> str:
     if cell.get("seconds_to_target") is None:
         return f"not reached ({cell['target_accuracy']:.0%})"
@@ -186,6 +212,13 @@ def _setup_notes(rows) -> str:
         notes.append(
             f"Accuracy: {epochs}; {recipes[0]['train_images']} training / "
             f"{recipes[0]['validation_images']} validation images."
+        )
+    if any(_frozen_phase(r) for r in rows if r["benchmark"] == "accuracy"):
+        notes.append(
+            "Frozen phase: computing the feature cache and every head epoch. Feature pass: "
+            "the cache's computation alone (each training photo and its mirror image, each "
+            "validation photo). One forward pass: the same extractor once over each training "
+            "and validation photo, decoding included."
         )
     devices = sorted({f"{r['device_kind']}: {r['device_name']} ×{r['device_count']}" for r in rows})
     notes.append("Devices: " + "; ".join(devices) + ".")

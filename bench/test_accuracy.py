@@ -51,6 +51,26 @@ def _accuracy_recipe(bench_config, preset):
     return recipe
 
 
+def _forward_pass(model, recipe, source, max_images) -> tuple[float, int]:
+    """Seconds for one inference pass of the frozen phase's feature extractor
+    over the training and validation photos, one view each, decoding
+    included: the yardstick of the frozen phase's time (its cache also runs
+    each training photo's mirror image, so it costs more than this pass)."""
+    from flowerkit import distribution
+    from flowerkit.data.pipelines import make_dataset, resolve_pipeline
+    from flowerkit.model import split_at_features
+
+    extractor, _ = split_at_features(model)
+    data = flowerkit.load_data(recipe, source, max_images=max_images)
+    started, images = time.perf_counter(), 0
+    for subset in (data.train, data.validation):
+        dataset = make_dataset(subset.index, recipe.image_size, recipe.batch_size,
+                               shuffle=False, pipeline=resolve_pipeline())
+        for _, one_hot in distribution.predict_batches(extractor, dataset, views=1):
+            images += len(one_hot)
+    return time.perf_counter() - started, images
+
+
 def pytest_generate_tests(metafunc):
     if "accuracy_preset" in metafunc.fixturenames:
         from bench.conftest import read_config
@@ -72,6 +92,10 @@ def test_final_accuracy(benchmark, bench_config, data_source, accuracy_preset):
     )
     metrics = result.metrics
     flops = train_step_flops(result.model)
+    forward_seconds, forward_images = (
+        _forward_pass(result.model, result.recipe, data_source, bench_config.max_images or None)
+        if any(p.get("feature_seconds") for p in metrics["phases"]) else (None, None)
+    )
     benchmark.extra_info.update(
         {
             **run_info("accuracy", result.recipe),
@@ -94,6 +118,8 @@ def test_final_accuracy(benchmark, bench_config, data_source, accuracy_preset):
             "epochs_to_target": clock.reached.get(bench_config.target_accuracy, (None, None))[1],
             "seconds_to": {f"{t:.2f}": seconds for t, (seconds, _) in clock.reached.items()},
             "phases": metrics["phases"],
+            "forward_pass_seconds": forward_seconds,
+            "forward_pass_images": forward_images,
             "fine_tune_epochs": result.recipe.fine_tune_epochs,
         }
     )

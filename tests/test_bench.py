@@ -61,6 +61,58 @@ def test_report_puts_frozen_recipes_first(tmp_path):
     assert "`mobilenet_v2_035` 10 epochs, `mobilenet_v2_035_finetune` 2 + 8 epochs (head + fine-tuning)" in accuracy
 
 
+def test_report_sets_the_frozen_phase_against_both_passes(tmp_path):
+    """The frozen phase against the feature pass (both views) and against one
+    plain forward pass over the photos; a run without that measurement gets
+    a dash, and the notes say what each pass is."""
+    from bench.report import main
+
+    runs = {}
+    for path in sorted(FIXTURES.glob("*.json")):
+        run = json.loads(path.read_text())
+        accuracy = next(b for b in run["benchmarks"] if b["extra_info"]["benchmark"] == "accuracy")
+        accuracy["extra_info"]["phases"] = [
+            {"name": "head", "epochs": 10, "seconds": 30.0, "feature_seconds": 24.0}]
+        if "tensorflow" in path.name:
+            accuracy["extra_info"]["forward_pass_seconds"] = 15.0
+        runs[path.name] = run
+        (tmp_path / path.name).write_text(json.dumps(run))
+    assert main([*sorted(str(tmp_path / name) for name in runs), "--output", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| frozen phase / feature pass | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× |" in text
+    assert "| frozen phase / one forward pass | – | 30 s / 15 s = 2.00× | – |" in text
+    assert "One forward pass: the same extractor once over each training and validation photo" in text
+
+
+def test_report_gives_a_data_parallel_row_per_device_count(tmp_path):
+    """JAX's rows on 1, 2 and 4 virtual devices sit after the single-device
+    train steps, one row each; runs without them get a dash."""
+    from bench.report import main
+
+    paths = []
+    for path in sorted(FIXTURES.glob("*.json")):
+        run = json.loads(path.read_text())
+        if "jax" in path.name:
+            frozen = next(b for b in run["benchmarks"] if b["extra_info"]["benchmark"] == "train_step_frozen")
+            for devices, speed in ((4, 30.0), (1, 20.0), (2, 25.0)):
+                row = json.loads(json.dumps(frozen))
+                row["extra_info"].update(benchmark="train_step_data_parallel", devices=devices,
+                                         images_per_second=speed)
+                run["benchmarks"].append(row)
+        paths.append(tmp_path / path.name)
+        paths[-1].write_text(json.dumps(run))
+    assert main([*map(str, paths), "--output", str(tmp_path / "report")]) == 0
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    parallel = [line for line in lines if "data parallel" in line]
+    assert parallel == [
+        "| train step, data parallel on 1 device (img/s) | 20.0 (1.00×) | – | – |",
+        "| train step, data parallel on 2 devices (img/s) | 25.0 (1.00×) | – | – |",
+        "| train step, data parallel on 4 devices (img/s) | 30.0 (1.00×) | – | – |",
+    ]
+    assert lines.index(parallel[0]) == 1 + next(
+        i for i, line in enumerate(lines) if line.startswith("| train step, fine-tuning"))
+
+
 def test_report_rejects_files_without_rows(tmp_path):
     from bench.report import main
 
@@ -103,3 +155,7 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
     # Pretrained MobileNetV2 on 300 photos at 96px, 2 epochs: well above chance
     # (0.2) and above what random-weight features reach (about 0.4).
     assert rows["accuracy"]["val_accuracy"] >= 0.6, rows["accuracy"]["val_accuracy"]
+    # The frozen phase's yardstick: one pass over exactly the photos it trained and validated on.
+    accuracy = rows["accuracy"]
+    assert accuracy["forward_pass_images"] == accuracy["train_images"] + accuracy["validation_images"]
+    assert accuracy["forward_pass_seconds"] > 0
