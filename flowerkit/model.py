@@ -58,6 +58,8 @@ def _build_network(recipe: Recipe, num_classes: int) -> keras.Model:
         x = keras.layers.Flatten(name="flatten")(x)
     else:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if recipe.feature_dropout:  # in the head: after the cached features
+        x = keras.layers.Dropout(recipe.feature_dropout, seed=recipe.seed + 1, name="feature_dropout")(x)
     for index, units in enumerate(recipe.head_units):
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{index}")(x)
     if recipe.dropout:

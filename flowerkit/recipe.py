@@ -27,6 +27,7 @@ _FIELD_KINDS = {
     "backbone": (str,),
     "head": (str,),
     "dropout": (int, float),
+    "feature_dropout": (int, float),
     "trainable_backbone": (bool,),
     "optimizer": (str,),
     "learning_rate": (int, float),
@@ -77,6 +78,9 @@ class Recipe:
         head_units: hidden Dense(relu) layers between the features and the
             softmax (the codelab's dense section uses (500, 50)).
         dropout: dropout rate before the softmax layer.
+        feature_dropout: dropout rate on the backbone's features, before
+            the head's hidden layers: regularises a head that trains for
+            many epochs on the same cached features.
         trainable_backbone: fine-tune the backbone instead of freezing it.
             BatchNorm layers stay in inference mode either way.
         optimizer, learning_rate: optimizer name and its learning rate.
@@ -145,6 +149,7 @@ class Recipe:
     head: str = "flatten"
     head_units: tuple[int, ...] = ()
     dropout: float = 0.0
+    feature_dropout: float = 0.0
     trainable_backbone: bool = False
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -203,8 +208,9 @@ class Recipe:
             fail(f"validation_split must be in (0, 1), got {self.validation_split}.")
         if self.batch_size < 1 or self.epochs < 1:
             fail("batch_size and epochs must be positive.")
-        if not 0.0 <= self.dropout < 1.0:
-            fail(f"dropout must be in [0, 1), got {self.dropout}.")
+        for field in ("dropout", "feature_dropout"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                fail(f"{field} must be in [0, 1), got {getattr(self, field)}.")
         if self.learning_rate <= 0:
             fail(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.jit_compile not in ("auto", True, False):

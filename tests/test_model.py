@@ -37,6 +37,26 @@ def test_dense_architecture():
     assert dense == [500, 50, 5]
 
 
+def test_feature_dropout_sits_in_the_head_after_the_cached_features():
+    """The features the cache stores are the backbone's; feature dropout is
+    the head's first layer, active in training only, absent at rate 0."""
+    from flowerkit.model import split_at_features
+
+    recipe = get_preset("mobilenet_v2_035").replace(
+        weights=None, class_names=tuple("abcde"), image_size=32, feature_dropout=0.5
+    )
+    extractor, head = split_at_features(build_model(recipe))
+    assert extractor.layers[-1].name == "pool"
+    assert [layer.name for layer in head.layers][:3] == ["features", "feature_dropout", "dense_0"]
+    dropout = head.get_layer("feature_dropout")
+    features = np.ones((8, extractor.output_shape[-1]), "float32")
+    dropped = keras.ops.convert_to_numpy(dropout(features, training=True))
+    assert 0.3 < (dropped == 0).mean() < 0.7
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dropout(features, training=False)), features)
+    unchanged = build_model(recipe.replace(feature_dropout=0.0))
+    assert "feature_dropout" not in [layer.name for layer in unchanged.layers]
+
+
 def test_model_takes_raw_pixels():
     """Preprocessing lives in the model: 0..255 in, the backbone sees -1..1."""
     recipe = get_preset("codelab").replace(
