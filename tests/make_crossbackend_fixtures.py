@@ -33,7 +33,7 @@ def fixture_recipe(weights):
     return get_preset("mobilenet_v2_035").replace(
         image_size=64, class_names=CLASS_NAMES, weights=weights, batch_size=8, epochs=1,
         augmentation=("flip", "zoom:0.1"),
-        head_units=(256,), feature_dropout=0.0, learning_rate=1e-3,  # the head the committed fixtures have
+        head_units=(256,), learning_rate=1e-3,  # the head the committed fixtures have
     )
 
 

@@ -116,7 +116,7 @@ def _recipe(weights: Path):
     seconds per run, and every phase-1 stage (caching, epochs) to kill in."""
     return flowerkit.get_preset("mobilenet_v2_035").replace(
         weights=str(weights), image_size=32, epochs=4, batch_size=8, head="gap", head_units=(),
-        feature_dropout=0.0, dropout=0.0, label_smoothing=0.0, augmentation=("flip",))
+        dropout=0.0, label_smoothing=0.0, augmentation=("flip",))
 
 
 def _train_child(args, point=None, env=None, timeout=300):

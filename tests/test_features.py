@@ -108,7 +108,7 @@ def test_cached_and_uncached_runs_agree_within_one_point():
     # both runs train on the same batches: what remains is float rounding.
     recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
         image_size=96, weights=str(shared_path(WEIGHTS)), epochs=3, batch_size=32,
-        augmentation=(), dropout=0.0, feature_dropout=0.0,
+        augmentation=(), dropout=0.0,
     )
     cached = flowerkit.train(recipe, source=str(photos), max_images=1500, verbose=0)
     uncached = flowerkit.train(recipe.replace(feature_cache="off"), source=str(photos),
