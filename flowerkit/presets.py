@@ -29,8 +29,8 @@ PRESETS: dict[str, dict] = {
     # and beat it on seven of the eight splits. Dropout 0.2 on the features
     # (`feature_dropout`) averaged +0.36 points over the same splits on
     # TensorFlow and +0.20 on JAX, within the splits' noise; on the
-    # benchmark's split (seed 42) it ended at 0.897 on JAX (0.905 without)
-    # and 0.900 on TensorFlow (unchanged): not adopted.
+    # benchmark's split (seed 42) it ended at 0.897 on JAX (0.905 without):
+    # not adopted.
     "mobilenet_v2_035": dict(
         image_size=224,
         backbone="mobilenet_v2",
