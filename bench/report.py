@@ -98,9 +98,11 @@ def markdown_table(rows) -> str:
         if any(c and c.get("seconds_to", {}).get("0.95") for c in accuracy):
             lines.append(_row(f"time to 95% (s){name}", accuracy, _time_to_95))
         if any(_frozen_phase(c) for c in accuracy):
-            lines.append(_row(f"frozen phase / feature pass{name}", accuracy, _frozen_ratio))
+            lines.append(_row(f"frozen phase / feature pass{name}", accuracy,
+                              lambda c: _frozen_ratio(c, "feature_seconds")))
         if any(_frozen_phase(c) and c.get("forward_pass_seconds") for c in accuracy):
-            lines.append(_row(f"frozen phase / one forward pass{name}", accuracy, _forward_ratio))
+            lines.append(_row(f"frozen phase / one forward pass{name}", accuracy,
+                              lambda c: _frozen_ratio(c, "forward_pass_seconds")))
     compile_cells = []
     for run in runs:
         seconds = [c["compile_seconds"] for c in rows if c["run"] == run and c.get("compile_seconds")]
@@ -166,21 +168,14 @@ def _frozen_phase(cell):
     return next((p for p in phases if p.get("feature_seconds")), None)
 
 
-def _frozen_ratio(cell) -> str:
+def _frozen_ratio(cell, yardstick: str) -> str:
     """Wall time of the whole frozen phase (features + every head epoch)
-    against the feature computation alone (one pass per view)."""
+    against a yardstick in seconds: "feature_seconds", the feature
+    computation alone (one pass per view), or "forward_pass_seconds", one
+    plain inference pass over the training and validation photos."""
     phase = _frozen_phase(cell)
-    if not phase:
-        return "–"
-    return f"{phase['seconds']:.0f} s / {phase['feature_seconds']:.0f} s = {phase['seconds'] / phase['feature_seconds']:.2f}×"
-
-
-def _forward_ratio(cell) -> str:
-    """The whole frozen phase against one plain inference pass over the
-    training and validation photos (one view each)."""
-    phase = _frozen_phase(cell)
-    seconds = cell.get("forward_pass_seconds")
-    if not phase or not seconds:
+    seconds = phase and (phase.get(yardstick) or cell.get(yardstick))
+    if not seconds:
         return "–"
     return f"{phase['seconds']:.0f} s / {seconds:.0f} s = {phase['seconds'] / seconds:.2f}×"
 

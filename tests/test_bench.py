@@ -13,6 +13,18 @@ from PIL import Image
 FIXTURES = REPO / "tests/fixtures/bench"
 
 
+def _edited_fixtures(folder, edit) -> list[str]:
+    """The fixture runs, each passed through `edit(name, run)` and written
+    to `folder`; their paths, in name order."""
+    paths = []
+    for path in sorted(FIXTURES.glob("*.json")):
+        run = json.loads(path.read_text())
+        edit(path.name, run)
+        (folder / path.name).write_text(json.dumps(run))
+        paths.append(str(folder / path.name))
+    return paths
+
+
 def test_throughput_batch_grows_on_accelerators_only():
     from bench.measure import ACCELERATOR_BATCH, throughput_batch_size
 
@@ -67,17 +79,14 @@ def test_report_sets_the_frozen_phase_against_both_passes(tmp_path):
     a dash, and the notes say what each pass is."""
     from bench.report import main
 
-    runs = {}
-    for path in sorted(FIXTURES.glob("*.json")):
-        run = json.loads(path.read_text())
+    def add_phases(name, run):
         accuracy = next(b for b in run["benchmarks"] if b["extra_info"]["benchmark"] == "accuracy")
         accuracy["extra_info"]["phases"] = [
             {"name": "head", "epochs": 10, "seconds": 30.0, "feature_seconds": 24.0}]
-        if "tensorflow" in path.name:
+        if "tensorflow" in name:
             accuracy["extra_info"]["forward_pass_seconds"] = 15.0
-        runs[path.name] = run
-        (tmp_path / path.name).write_text(json.dumps(run))
-    assert main([*sorted(str(tmp_path / name) for name in runs), "--output", str(tmp_path / "report")]) == 0
+
+    assert main([*_edited_fixtures(tmp_path, add_phases), "--output", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report.md").read_text()
     assert "| frozen phase / feature pass | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× |" in text
     assert "| frozen phase / one forward pass | – | 30 s / 15 s = 2.00× | – |" in text
@@ -89,19 +98,17 @@ def test_report_gives_a_data_parallel_row_per_device_count(tmp_path):
     train steps, one row each; runs without them get a dash."""
     from bench.report import main
 
-    paths = []
-    for path in sorted(FIXTURES.glob("*.json")):
-        run = json.loads(path.read_text())
-        if "jax" in path.name:
-            frozen = next(b for b in run["benchmarks"] if b["extra_info"]["benchmark"] == "train_step_frozen")
-            for devices, speed in ((4, 30.0), (1, 20.0), (2, 25.0)):
-                row = json.loads(json.dumps(frozen))
-                row["extra_info"].update(benchmark="train_step_data_parallel", devices=devices,
-                                         images_per_second=speed)
-                run["benchmarks"].append(row)
-        paths.append(tmp_path / path.name)
-        paths[-1].write_text(json.dumps(run))
-    assert main([*map(str, paths), "--output", str(tmp_path / "report")]) == 0
+    def add_parallel_rows(name, run):
+        if "jax" not in name:
+            return
+        frozen = next(b for b in run["benchmarks"] if b["extra_info"]["benchmark"] == "train_step_frozen")
+        for devices, speed in ((4, 30.0), (1, 20.0), (2, 25.0)):
+            row = json.loads(json.dumps(frozen))
+            row["extra_info"].update(benchmark="train_step_data_parallel", devices=devices,
+                                     images_per_second=speed)
+            run["benchmarks"].append(row)
+
+    assert main([*_edited_fixtures(tmp_path, add_parallel_rows), "--output", str(tmp_path / "report")]) == 0
     lines = (tmp_path / "report.md").read_text().splitlines()
     parallel = [line for line in lines if "data parallel" in line]
     assert parallel == [
