@@ -2,7 +2,7 @@
 before any test module, so it runs before Keras is imported: Keras reads
 KERAS_HOME once, at import, and every session gets a private cache,
 pre-filled with the shared ImageNet weights when they are present, and
-removed at the end."""
+removed at the end (a killed session's, at the start of the next one)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tests.helpers import SHARED
+from tests.helpers import SHARED, private_keras_home
 
-_KERAS_HOME = Path(tempfile.mkdtemp(prefix="flowerkit-keras-home-"))
+_KERAS_HOME = private_keras_home(Path(tempfile.gettempdir()))
 if (SHARED / "weights/keras_home/models").is_dir():
     shutil.copytree(SHARED / "weights/keras_home/models", _KERAS_HOME / "models")
 os.environ["KERAS_HOME"] = str(_KERAS_HOME)

@@ -4,6 +4,8 @@ are, and small synthetic image folders."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,31 @@ REQUIRE_SHARED = os.environ.get("FLOWERKIT_REQUIRE_SHARED", "") not in ("", "0")
 
 CLASSES = ("blue", "green", "red")
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+
+
+KERAS_HOME_PREFIX = "flowerkit-keras-home-"
+
+
+def private_keras_home(parent: Path) -> Path:
+    """A new private KERAS_HOME under `parent`, named with this process's
+    pid; first removes those that sessions killed before their clean-up
+    (SIGKILL, a CI time limit) left behind, which can hold gigabytes of
+    cached features."""
+    for folder in parent.glob(f"{KERAS_HOME_PREFIX}*"):
+        pid = folder.name[len(KERAS_HOME_PREFIX):].partition("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{KERAS_HOME_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but another user's
+        return True
+    return True
 
 
 def shared_path(relative: str) -> Path:
