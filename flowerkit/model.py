@@ -20,8 +20,15 @@ from flowerkit.recipe import Recipe
 from flowerkit.runtime import resolve_jit_compile, resolve_precision
 
 
-def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = True) -> keras.Model:
+def build_model(
+    recipe: Recipe, num_classes: int | None = None, compile: bool = True,
+    steps_per_epoch: int | None = None,
+) -> keras.Model:
     """Returns the (compiled) `keras.Model` for `recipe`.
+
+    `steps_per_epoch` (batches per epoch) lets a "cosine"
+    `learning_rate_schedule` decay over the recipe's epochs; without it the
+    rate stays at `learning_rate` (see `compile_model`).
 
     `num_classes` defaults to `len(recipe.class_names)`. Initial weights
     draw from Keras's global seed; `flowerkit.train` seeds it from the recipe.
@@ -36,7 +43,7 @@ def build_model(recipe: Recipe, num_classes: int | None = None, compile: bool = 
     apply_fast_paths(model, recipe.depthwise_conv, recipe.torch_layers, recipe.pointwise_conv,
                      affine=recipe.affine_augmentation)
     if compile:
-        compile_model(model, recipe)
+        compile_model(model, recipe, steps_per_epoch)
     return model
 
 
@@ -84,8 +91,12 @@ def _freeze_batch_normalization(layer) -> None:
             _freeze_batch_normalization(sublayer)
 
 
-def compile_model(model: keras.Model, recipe: Recipe) -> None:
-    """Phase 1: the recipe's optimizer and learning rate."""
+def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int | None = None) -> None:
+    """Phase 1: the recipe's optimizer and learning rate. A "cosine"
+    `learning_rate_schedule` decays the rate to 0 over `recipe.epochs *
+    steps_per_epoch` steps, and so needs `steps_per_epoch`: without it (a
+    model built before its data is known) the rate stays constant;
+    `flowerkit.train` compiles phase 1 again once it knows the steps."""
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
@@ -93,7 +104,7 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
         "rmsprop": keras.optimizers.RMSprop,
     }
     model.compile(
-        optimizer=optimizers[recipe.optimizer](learning_rate=recipe.learning_rate),
+        optimizer=optimizers[recipe.optimizer](learning_rate=_learning_rate(recipe, steps_per_epoch)),
         loss=keras.losses.CategoricalCrossentropy(
             label_smoothing=recipe.label_smoothing, reduction=loss_reduction()
         ),
@@ -101,6 +112,14 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
     use_micro_batches(model, recipe.micro_batch, trains_backbone=recipe.trainable_backbone)
+
+
+def _learning_rate(recipe: Recipe, steps_per_epoch: int | None):
+    if recipe.learning_rate_schedule == "cosine" and steps_per_epoch:
+        return keras.optimizers.schedules.CosineDecay(
+            recipe.learning_rate, decay_steps=recipe.epochs * steps_per_epoch
+        )
+    return recipe.learning_rate
 
 
 def find_backbone(model: keras.Model):

@@ -42,7 +42,11 @@ class PhaseResult:
 def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose) -> PhaseResult:
     """Phase 1 on cached features, or end to end on images."""
     started = time.perf_counter()
+    # Compiled again now that the steps per epoch (cached or not) are known,
+    # for a learning-rate schedule over them.
+    steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
     if not recipe.caches_features:
+        model_lib.compile_model(model, recipe, steps_per_epoch)
         history = _fit(model, data.train.dataset, data.validation.dataset, recipe.epochs, 0,
                        callbacks, verbose)
         return _result(HEAD, started, history, {"feature_cache": "off"})
@@ -53,7 +57,7 @@ def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose
     train = features.cached_features(extractor, recipe, data.train, views, pipeline, progress)
     validation = features.cached_features(extractor, recipe, data.validation, 1, pipeline, progress)
     feature_seconds = time.perf_counter() - started
-    model_lib.compile_model(head, recipe)
+    model_lib.compile_model(head, recipe, steps_per_epoch)
     history = _fit(
         head,
         features.FeatureBatches(train, recipe.batch_size, shuffle=True, seed=recipe.seed),

@@ -19,6 +19,7 @@ from flowerkit.errors import FlowerkitError
 
 HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # Scalar fields as JSON or the CLI may give them; checked before use.
 _FIELD_KINDS = {
@@ -31,6 +32,7 @@ _FIELD_KINDS = {
     "trainable_backbone": (bool,),
     "optimizer": (str,),
     "learning_rate": (int, float),
+    "learning_rate_schedule": (str,),
     "label_smoothing": (int, float),
     "batch_size": (int,),
     "epochs": (int,),
@@ -84,6 +86,10 @@ class Recipe:
         trainable_backbone: fine-tune the backbone instead of freezing it.
             BatchNorm layers stay in inference mode either way.
         optimizer, learning_rate: optimizer name and its learning rate.
+        learning_rate_schedule: "constant", or "cosine": the rate decays from
+            `learning_rate` to 0 over the steps of phase 1's `epochs`, so that
+            the last epochs settle rather than end on whichever noisy step
+            came last.
         label_smoothing: for the categorical cross-entropy loss.
         batch_size, epochs: as in `model.fit`.
         validation_split: fraction of each class held out for validation.
@@ -153,6 +159,7 @@ class Recipe:
     trainable_backbone: bool = False
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    learning_rate_schedule: str = "constant"
     label_smoothing: float = 0.0
     batch_size: int = 64
     epochs: int = 10
@@ -213,6 +220,11 @@ class Recipe:
                 fail(f"{field} must be in [0, 1), got {getattr(self, field)}.")
         if self.learning_rate <= 0:
             fail(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+            fail(
+                f"learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, "
+                f"got {self.learning_rate_schedule!r}."
+            )
         if self.jit_compile not in ("auto", True, False):
             fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
         if self.depthwise_conv not in DEPTHWISE_CONV:

@@ -56,6 +56,7 @@ def test_recipe_is_immutable():
         ({"micro_batch": -8}, "micro_batch must be 'auto' or a number of rows"),
         ({"micro_batch": True}, "micro_batch must be str or int"),
         ({"feature_dropout": 1.0}, r"feature_dropout must be in \[0, 1\)"),
+        ({"learning_rate_schedule": "step"}, "learning_rate_schedule must be one of"),
     ],
 )
 def test_invalid_values_are_clear_errors(changes, message):

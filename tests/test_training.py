@@ -62,6 +62,45 @@ def test_interrupted_run_resumes_with_nothing_lost(image_folder, tmp_path, capsy
     assert len(json.loads((tmp_path / "history.json").read_text())["loss"]) == 1
 
 
+class LearningRates(keras.callbacks.Callback):
+    """The optimizer's learning rate and step count as each epoch begins."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates, self.steps = {}, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        self.rates[epoch] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        self.steps[epoch] = int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+def test_cosine_schedule_decays_over_phase_one_and_resumes_where_it_was(image_folder, tmp_path):
+    recipe = _recipe().replace(learning_rate_schedule="cosine", learning_rate=0.01)
+    total_steps = recipe.epochs * 3  # 24 training images in batches of 8
+
+    def cosine(step):  # (TensorFlow's tf.data path counts one step more per epoch)
+        return 0.01 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps)) / 2
+
+    seen = LearningRates()
+    with pytest.raises(KeyboardInterrupt):
+        flowerkit.train(recipe, source=str(image_folder), output_dir=tmp_path, verbose=0,
+                        callbacks=[seen, StopAfter(2)])
+    resumed = LearningRates()
+    flowerkit.train(recipe, source=str(image_folder), output_dir=tmp_path, verbose=0,
+                    callbacks=[resumed])
+    assert sorted(seen.rates) == [0, 1] and sorted(resumed.rates) == [2, 3]
+    rates, steps = {**seen.rates, **resumed.rates}, {**seen.steps, **resumed.steps}
+    assert steps[0] == 0 and steps[2] >= 6  # the resumed run went on from its step count
+    np.testing.assert_allclose([rates[e] for e in range(4)], [cosine(steps[e]) for e in range(4)],
+                               rtol=1e-5)
+    assert rates[0] == pytest.approx(0.01) and rates[3] < 0.002
+    # The constant default leaves the rate alone.
+    constant = LearningRates()
+    flowerkit.train(_recipe(), source=str(image_folder), verbose=0, callbacks=[constant])
+    np.testing.assert_allclose(list(constant.rates.values()), [_recipe().learning_rate] * 4, rtol=1e-6)
+
+
 def test_recipe_class_mismatch_is_an_error(image_folder):
     recipe = _recipe().replace(class_names=("daisy", "roses"))
     with pytest.raises(flowerkit.FlowerkitError, match="differ from the classes"):
