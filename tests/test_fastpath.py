@@ -223,7 +223,13 @@ def test_fit_step_is_the_same_with_the_fast_path():
     Pretrained weights: with random weights the un-normalised activations make
     ReLU6 clipping flip on float rounding, and jitted stock vs eager stock
     already differ by ~1% in the stem gradient. With real weights that
-    difference is ~3e-5 of the largest gradient, and so is stock vs shifted."""
+    difference was ~3e-5 of the largest gradient, and so was stock vs shifted,
+    on the VMs of 2026-11-28/29; on the VM of 2026-11-30 (same jax 0.10.2,
+    another CPU) stock and shifted differ by up to 2% of a layer's update
+    norm (block_9_expand_BN's beta; its kernel by 0.8%, elementwise by 20%
+    on small entries), the loss still by 4e-6. So each layer's update is
+    compared as a whole, within 5%: a wrong shifted convolution moves the
+    updates by far more (kernel gradients with their taps reversed: 144%)."""
     x, y = small_images()
     steps = []
     for setting in ("stock", "shifted"):
@@ -235,7 +241,7 @@ def test_fit_step_is_the_same_with_the_fast_path():
         record = apply_fast_paths(model, setting, "stock", "stock")
         assert record["shifted_layers"] == (17 if setting == "shifted" else 0)
         steps.append(one_train_step(model, x, y))
-    assert_same_train_step(*steps)
+    assert_same_train_step(*steps, layer_rtol=0.05)
 
 
 LOAD_SCRIPT = """
