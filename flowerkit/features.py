@@ -26,6 +26,7 @@ import numpy as np
 
 from flowerkit.data import Subset
 from flowerkit.data.pipelines import BatchSequence, make_dataset
+from flowerkit.processes import process_alive
 from flowerkit.recipe import Recipe
 
 CACHE_VERSION = 1
@@ -166,18 +167,8 @@ def _remove_abandoned(folder: Path) -> None:
     crash, `kill -9`): they can be as large as the features themselves."""
     for partial in folder.parent.glob(f".partial-{folder.name}-*"):
         pid = partial.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(partial, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, but another user's
-        return True
-    return True
 
 
 class FeatureBatches(BatchSequence):

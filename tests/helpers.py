@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flowerkit.processes import process_alive
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FLOWERKIT_SHARED", REPO.parent / "shared")).resolve()
 # CI sets FLOWERKIT_REQUIRE_SHARED=1: there, missing shared data is a failure, never a skip.
@@ -30,19 +32,9 @@ def private_keras_home(parent: Path) -> Path:
     cached features."""
     for folder in parent.glob(f"{KERAS_HOME_PREFIX}*"):
         pid = folder.name[len(KERAS_HOME_PREFIX):].partition("-")[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{KERAS_HOME_PREFIX}{os.getpid()}-", dir=parent))
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, but another user's
-        return True
-    return True
 
 
 def shared_path(relative: str) -> Path:
