@@ -120,6 +120,9 @@ def keras_application(constructor_name: str, input_shape, weights, options: dict
         # A weights file that does not fit makes Keras warn once per layer
         # before it raises: held back, and replayed only if it loads.
         with warnings.catch_warnings(record=weights_file) as caught:
+            # Sizes without their own ImageNet file (288 for `mobilenet_v2_035`)
+            # get the 224 one, on purpose: Keras's warning about it is noise here.
+            warnings.filterwarnings("ignore", message=r".*Weights for input shape \(224, 224\) will be loaded")
             backbone = constructor(input_shape=input_shape, include_top=False, weights=weights, **options)
     except (TypeError, ValueError, OSError) as error:
         if not weights_file:

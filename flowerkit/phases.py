@@ -58,19 +58,35 @@ def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose
     validation = features.cached_features(extractor, recipe, data.validation, 1, pipeline, progress)
     feature_seconds = time.perf_counter() - started
     model_lib.compile_model(head, recipe, steps_per_epoch)
+    epoch_ends = EpochEnds(started)
     history = _fit(
         head,
         features.FeatureBatches(train, recipe.batch_size, shuffle=True, seed=recipe.seed),
         features.FeatureBatches(validation, recipe.batch_size, shuffle=False, seed=recipe.seed),
-        recipe.epochs, 0, callbacks, verbose,
+        recipe.epochs, 0, [*callbacks, epoch_ends], verbose,
     )
     info = {
         "feature_cache": "computed" if train.computed or validation.computed else "hit",
         "feature_views": views,
         "feature_seconds": feature_seconds,
+        "epoch_end_seconds": epoch_ends.seconds,
         "feature_folders": [str(train.folder), str(validation.folder)],
     }
     return _result(HEAD, started, history, info)
+
+
+class EpochEnds(keras.callbacks.Callback):
+    """Seconds from the phase's start (feature pass included) to the end of
+    each of its epochs (validation included): the frozen phase's cost after
+    any number of epochs, not only after all of them."""
+
+    def __init__(self, started: float):
+        super().__init__()
+        self.started = started
+        self.seconds: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.started)
 
 
 def fine_tune(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose) -> PhaseResult:

@@ -75,21 +75,25 @@ def test_report_puts_frozen_recipes_first(tmp_path):
 
 def test_report_sets_the_frozen_phase_against_both_passes(tmp_path):
     """The frozen phase against the feature pass (both views) and against one
-    plain forward pass over the photos; a run without that measurement gets
-    a dash, and the notes say what each pass is."""
+    plain forward pass over the photos, also up to its tenth epoch; a run
+    without that measurement gets a dash, and the notes say what each pass is."""
     from bench.report import main
 
     def add_phases(name, run):
         accuracy = next(b for b in run["benchmarks"] if b["extra_info"]["benchmark"] == "accuracy")
         accuracy["extra_info"]["phases"] = [
-            {"name": "head", "epochs": 10, "seconds": 30.0, "feature_seconds": 24.0}]
+            {"name": "head", "epochs": 12, "seconds": 30.0, "feature_seconds": 24.0,
+             "epoch_end_seconds": [24.0 + epoch * 0.5 for epoch in range(1, 13)]}]
         if "tensorflow" in name:
             accuracy["extra_info"]["forward_pass_seconds"] = 15.0
+        if "torch" in name:  # a run without the epochs' ends
+            del accuracy["extra_info"]["phases"][0]["epoch_end_seconds"]
 
     assert main([*_edited_fixtures(tmp_path, add_phases), "--output", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report.md").read_text()
     assert "| frozen phase / feature pass | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× |" in text
     assert "| frozen phase / one forward pass | – | 30 s / 15 s = 2.00× | – |" in text
+    assert "| its first 10 epochs / one forward pass | – | 29 s / 15 s = 1.93× | – |" in text
     assert "One forward pass: the same extractor once over each training and validation photo" in text
 
 

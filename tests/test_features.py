@@ -19,7 +19,7 @@ WEIGHTS = "weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"
 def _recipe(**changes):
     # Real weights: a random MobileNetV2 in inference mode emits ~1e-11 features.
     base = dict(image_size=32, backbone_kwargs={"alpha": 0.35}, weights=str(shared_path(WEIGHTS)),
-                head="gap", batch_size=8, epochs=2)
+                head="gap", batch_size=8, epochs=2, augmentation=("flip",))
     return flowerkit.get_preset("mobilenet_v2_035").replace(**{**base, **changes})
 
 
@@ -88,6 +88,9 @@ def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_
     result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
     head = result.metrics["phases"][0]
     assert head["feature_cache"] == "computed" and head["feature_views"] == 2
+    # The phase's time after each epoch, the feature pass included (bench.report's yardstick).
+    ends = head["epoch_end_seconds"]
+    assert len(ends) == 2 and head["feature_seconds"] < ends[0] < ends[1] <= head["seconds"]
     trained = keras.ops.convert_to_numpy(result.model.get_layer("predictions").kernel)
     initial = keras.ops.convert_to_numpy(build_model(result.recipe).get_layer("predictions").kernel)
     assert not np.allclose(trained, initial)

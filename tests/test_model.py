@@ -1,5 +1,7 @@
 """The model builder: architecture, preprocessing inside, frozen backbone."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from tests.helpers import shared_path
 
 import flowerkit
 from flowerkit import BACKBONES, FlowerkitError, build_model, get_preset
+from flowerkit.model import find_backbone
 
 
 def _layer_types(model):
@@ -136,14 +139,33 @@ def test_imagenet_weights_from_the_keras_cache():
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
+def test_imagenet_weights_at_a_size_without_their_own_file_are_the_224_ones_quietly():
+    """`mobilenet_v2_035` runs at 288 px, for which Keras has no ImageNet file:
+    it loads the 224 one, on purpose, so its warning saying so is not shown."""
+    weights = shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5")
+    shared_path("weights/keras_home/models")
+    recipe = get_preset("mobilenet_v2_035").replace(class_names=("a", "b"))
+    assert recipe.image_size == 288
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from_cache = build_model(recipe, compile=False)
+    assert not [w for w in caught if "will be loaded as the default" in str(w.message)]
+    from_file = build_model(recipe.replace(weights=str(weights)), compile=False)
+    cached, filed = find_backbone(from_cache).weights, find_backbone(from_file).weights
+    assert len(cached) == len(filed) > 100
+    for a, b in zip(cached, filed):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
 def test_efficientnet_lite0_from_local_keras_hub_preset(tmp_path):
     pytest.importorskip("keras_hub", reason="keras-hub not installed")
     preset = shared_path("weights/efficientnet_lite0_keras_hub")
     recipe = get_preset("efficientnet_lite0").replace(weights=str(preset), class_names=("a", "b"))
     model = build_model(recipe)
     assert model.layers[-1].units == 2
-    assert not model.get_layer(index=3).trainable  # the hub backbone, after augmentation/rescaling
-    image = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+    assert not find_backbone(model).trainable  # the hub backbone
+    size = recipe.image_size
+    image = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
     out = model.predict(image, verbose=0)
     assert out.shape == (1, 2)
     model.save(tmp_path / "model.keras")
