@@ -104,7 +104,7 @@ def markdown_table(rows) -> str:
             lines.append(_row(f"frozen phase / one forward pass{name}", accuracy,
                               lambda c: _frozen_ratio(c, "forward_pass_seconds")))
         if any(_first_epochs(_frozen_phase(c)) and c.get("forward_pass_seconds") for c in accuracy):
-            lines.append(_row(f"its first {TARGET_EPOCHS} epochs / one forward pass{name}", accuracy,
+            lines.append(_row(f"frozen phase to epoch {TARGET_EPOCHS} / one forward pass{name}", accuracy,
                               _first_epochs_ratio))
     compile_cells = []
     for run in runs:
@@ -231,10 +231,11 @@ def _setup_notes(rows) -> str:
         )
     if any(_frozen_phase(r) for r in rows if r["benchmark"] == "accuracy"):
         notes.append(
-            "Frozen phase: computing the feature cache and every head epoch. Feature pass: "
-            "the cache's computation alone (each training photo and its mirror image, each "
-            "validation photo). One forward pass: the same extractor once over each training "
-            "and validation photo, decoding included."
+            "Frozen phase: computing the feature cache and every head epoch (to epoch 10: "
+            "up to the end of the tenth). Feature pass: the cache's computation alone (each "
+            "training photo, and its mirror image where the recipe flips, each validation "
+            "photo). One forward pass: the same extractor once over each training and "
+            "validation photo, decoding included, timed after training."
         )
     devices = sorted({f"{r['device_kind']}: {r['device_name']} ×{r['device_count']}" for r in rows})
     notes.append("Devices: " + "; ".join(devices) + ".")

@@ -93,7 +93,7 @@ def test_report_sets_the_frozen_phase_against_both_passes(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "| frozen phase / feature pass | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× | 30 s / 24 s = 1.25× |" in text
     assert "| frozen phase / one forward pass | – | 30 s / 15 s = 2.00× | – |" in text
-    assert "| its first 10 epochs / one forward pass | – | 29 s / 15 s = 1.93× | – |" in text
+    assert "| frozen phase to epoch 10 / one forward pass | – | 29 s / 15 s = 1.93× | – |" in text
     assert "One forward pass: the same extractor once over each training and validation photo" in text
 
 
