@@ -183,10 +183,7 @@ def _first_epochs(phase) -> float | None:
 
 
 def _first_epochs_ratio(cell) -> str:
-    seconds, yardstick = _first_epochs(_frozen_phase(cell)), cell.get("forward_pass_seconds")
-    if not (seconds and yardstick):
-        return "–"
-    return f"{seconds:.0f} s / {yardstick:.0f} s = {seconds / yardstick:.2f}×"
+    return _ratio_text(_first_epochs(_frozen_phase(cell)), cell.get("forward_pass_seconds"))
 
 
 def _frozen_ratio(cell, yardstick: str) -> str:
@@ -195,10 +192,14 @@ def _frozen_ratio(cell, yardstick: str) -> str:
     computation alone (one pass per view), or "forward_pass_seconds", one
     plain inference pass over the training and validation photos."""
     phase = _frozen_phase(cell)
-    seconds = phase and (phase.get(yardstick) or cell.get(yardstick))
-    if not seconds:
+    return _ratio_text(phase and phase["seconds"], phase and (phase.get(yardstick) or cell.get(yardstick)))
+
+
+def _ratio_text(seconds, yardstick) -> str:
+    """"a s / b s = r×", or a dash where either is missing."""
+    if not (seconds and yardstick):
         return "–"
-    return f"{phase['seconds']:.0f} s / {seconds:.0f} s = {phase['seconds'] / seconds:.2f}×"
+    return f"{seconds:.0f} s / {yardstick:.0f} s = {seconds / yardstick:.2f}×"
 
 
 def _time_to_target(cell) -> str:
