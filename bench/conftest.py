@@ -106,7 +106,7 @@ class BenchConfig:
             overrides["batch_size"] = self.batch_size
         else:  # the full size on a GPU/TPU: a batch that keeps the device busy
             from bench.measure import throughput_batch_size
-            from flowerkit import runtime
+            from flowerkit.backends import devices as runtime
 
             overrides["batch_size"] = throughput_batch_size(recipe.batch_size, runtime.device_kind())
         return recipe.replace(**{**overrides, **changes})
@@ -137,11 +137,12 @@ def pytest_configure(config):
     if getattr(config.option, "benchmark_json", "absent") is None:
         import keras
 
-        from flowerkit import runtime
+        from flowerkit.backends import devices as runtime
+        from flowerkit.backends import policy
 
         bench = read_config(config)
         device = re.sub(r"[^A-Za-z0-9.]+", "_", runtime.device_summary()["name"]).strip("_")
-        precision = runtime.resolve_precision(bench.precision)
+        precision = policy.resolve_precision(bench.precision)
         name = f"{keras.backend.backend()}-{device}-{precision}-{bench.size}.json"
         path = REPO / "bench" / "results" / name
         path.parent.mkdir(parents=True, exist_ok=True)

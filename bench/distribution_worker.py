@@ -18,7 +18,8 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 import keras  # noqa: E402
 
 from bench.measure import random_batch  # noqa: E402
-from flowerkit import Recipe, build_model, distribution  # noqa: E402
+from flowerkit import Recipe, build_model  # noqa: E402
+from flowerkit.distribute import plan as distribution  # noqa: E402
 
 
 class Trainer:

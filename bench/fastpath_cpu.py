@@ -14,7 +14,7 @@ run 2 (10:13-10:18 UTC, load average 2.5-5):
   train, frozen backbone  1.49 s (21.5 img/s) (1.7 s)     0.351 s (91.2 img/s) (1.7 s)
   train, fine-tuning      10.8 s (3.0 img/s) (13.9 s)     3.42 s  (9.4 img/s)  (18.5 s)
 run 3 (2026-11-29, AMD EPYC, quiet), with the hand-written JAX gradients of
-flowerkit.fastpath_jax and 1x1 convolutions as matmul: inference 204.6 img/s,
+flowerkit.backends.jax_kernels and 1x1 convolutions as matmul: inference 204.6 img/s,
 frozen 212.0, fine-tuning 41.3 img/s (0.774 s per step; compile 7.4 s).
 run 1 (09:20-09:30, load 4-7, overlapping other jobs): inference 8.1 vs 70.0 img/s,
 frozen 11.0 vs 65.0 img/s, fine-tuning 15.9 s vs 11.6 s per step.
@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 
 import keras
-from flowerkit.fastpath import apply_fast_paths, shifted_depthwise_conv
+from flowerkit.backends.fastpaths import apply_fast_paths, shifted_depthwise_conv
 
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 

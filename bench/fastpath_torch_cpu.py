@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import keras
-from flowerkit.fastpath import apply_fast_paths
+from flowerkit.backends.fastpaths import apply_fast_paths
 
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 DEFAULT_CONFIGS = ("stock-eager-0", "native-eager-0", "native-eager-1", "native-compile-0")

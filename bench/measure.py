@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 
-from flowerkit import runtime
+from flowerkit.backends import devices as runtime
+from flowerkit.training import record
 
 
 def timed(function):
@@ -34,8 +35,8 @@ def throughput_batch_size(recipe_batch: int, device_kind: str) -> int:
 
 def run_info(benchmark_kind, recipe) -> dict:
     """What was measured, where: the fields every JSON row starts with
-    (`runtime.run_info`, as in metrics.json, with the device flattened)."""
-    info = runtime.run_info(recipe)
+    (`flowerkit.training.record.run_info`, as in metrics.json, with the device flattened)."""
+    info = record.run_info(recipe)
     device = info.pop("device")
     return {
         "benchmark": benchmark_kind,

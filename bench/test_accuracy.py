@@ -56,7 +56,7 @@ def _forward_pass(model, recipe, source, max_images) -> tuple[float, int]:
     over the training and validation photos, one view each, decoding
     included: the yardstick of the frozen phase's time (its cache also runs
     each training photo's mirror image, so it costs more than this pass)."""
-    from flowerkit import distribution
+    from flowerkit.distribute import sharding as distribution
     from flowerkit.data.pipelines import make_dataset, resolve_pipeline
     from flowerkit.model import split_at_features
 

@@ -1,6 +1,6 @@
 """`python -m flowerkit.evaluate`: the same as `flowerkit evaluate`.
 
-Only an entry point: the command lives in `flowerkit.commands.evaluate`, and this
+Only an entry point: the command lives in `flowerkit.cli.evaluate`, and this
 module is never imported, so `flowerkit.evaluate` stays the API function.
 """
 

@@ -1,6 +1,6 @@
 """`python -m flowerkit.export`: the same as `flowerkit export`.
 
-Only an entry point: the command lives in `flowerkit.commands.export`, and this
+Only an entry point: the command lives in `flowerkit.cli.export`, and this
 module is never imported, so `flowerkit.export` stays the API function.
 """
 

@@ -1,6 +1,6 @@
 """`python -m flowerkit.predict`: the same as `flowerkit predict`.
 
-Only an entry point: the command lives in `flowerkit.commands.predict`, and this
+Only an entry point: the command lives in `flowerkit.cli.predict`, and this
 module is never imported, so `flowerkit.predict` stays the API function.
 """
 

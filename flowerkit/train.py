@@ -1,6 +1,6 @@
 """`python -m flowerkit.train`: the same as `flowerkit train`.
 
-Only an entry point: the command lives in `flowerkit.commands.train`, and this
+Only an entry point: the command lives in `flowerkit.cli.train`, and this
 module is never imported, so `flowerkit.train` stays the API function.
 """
 

@@ -111,7 +111,7 @@ def one_train_step(model, x, y, sample_weight=None, micro_batch=0):
     weight); `micro_batch` rows per micro-batch (JAX; 0: Keras's step)."""
     import keras
 
-    from flowerkit.fastpath import use_micro_batches
+    from flowerkit.backends.fastpaths import use_micro_batches
 
     before = [np.asarray(w) for w in model.trainable_weights]
     model.compile(

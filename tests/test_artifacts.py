@@ -5,7 +5,8 @@ import json
 import matplotlib
 import pytest
 
-from flowerkit import FlowerkitError, artifacts, plots
+from flowerkit import FlowerkitError
+from flowerkit.report import artifacts, plots
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):

@@ -442,7 +442,7 @@ def test_empty_class_folder_asked_for_by_class_names_is_an_error(tmp_path):
 
 def test_recipe_asking_for_an_empty_class_folder_is_an_error_naming_it(tmp_path):
     from flowerkit.data import load_data
-    from flowerkit.recipe import Recipe
+    from flowerkit.config.recipe import Recipe
 
     root, _ = _folder_with(tmp_path, lambda p: None)
     (root / "tulips").mkdir()
@@ -454,7 +454,7 @@ def test_recipe_asking_for_an_empty_class_folder_is_an_error_naming_it(tmp_path)
 
 def test_recipe_classes_differing_from_the_folders_is_an_error(tmp_path):
     from flowerkit.data import load_data
-    from flowerkit.recipe import Recipe
+    from flowerkit.config.recipe import Recipe
 
     root, _ = _folder_with(tmp_path, lambda p: None)
     recipe = Recipe(class_names=("red", "green"), image_size=32)
@@ -610,7 +610,7 @@ def test_pipelines_agree_on_every_readable_odd_format(tmp_path):
 
 
 def test_cli_prints_a_flowerkit_warning_as_one_line(monkeypatch, capsys):
-    import flowerkit.commands.predict as command
+    import flowerkit.cli.predict as command
     from flowerkit.cli import main
 
     def run(args):

@@ -188,9 +188,9 @@ def test_api_names_survive_the_cli(capsys):
     run_main(capsys, "--help")
     import flowerkit
 
-    assert flowerkit.train.__module__ == "flowerkit.training"
+    assert flowerkit.train.__module__ == "flowerkit.training.runner"
     assert flowerkit.export.__module__ == "flowerkit.exporting"
-    assert flowerkit.predict.__module__ == flowerkit.evaluate.__module__ == "flowerkit.evaluation"
+    assert flowerkit.predict.__module__ == flowerkit.evaluate.__module__ == "flowerkit.inference.evaluation"
 
 
 def test_export_onnx_from_the_cli(trained_run, tmp_path, capsys):

@@ -24,7 +24,7 @@ import flowerkit
 from flowerkit import FlowerkitError
 from flowerkit.data.pipelines import ImageBatches, ShardedBatches
 from flowerkit.data.sources import index_source
-from flowerkit.distribution import parse_distribution
+from flowerkit.config.recipe import parse_distribution
 from tests.helpers import REPO
 
 RUN = REPO / "tests" / "distributed_run.py"
@@ -263,7 +263,7 @@ def test_torch_refuses_to_run_alone_under_torchrun(image_folder, monkeypatch):
 def test_torch_auto_refuses_several_gpus(monkeypatch):
     import torch
 
-    from flowerkit.distribution import resolve
+    from flowerkit.distribute.plan import resolve
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     with pytest.raises(FlowerkitError, match="has 8 GPUs.*--distribution none"):

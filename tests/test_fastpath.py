@@ -1,4 +1,4 @@
-"""flowerkit.fastpath: shifted depthwise convolutions for JAX on CPU.
+"""flowerkit.backends.fastpaths: shifted depthwise convolutions for JAX on CPU.
 
 Checks that the fast path computes what the stock layer computes (forward and
 gradients), that a switched model trains and predicts the same, and that it
@@ -25,18 +25,15 @@ from tests.helpers import (
     small_images,
     small_mobilenet_v2,
 )
-from flowerkit.fastpath import (
+from flowerkit.backends.fastpaths import apply_fast_paths, fast_path_record, is_matmul, is_shifted
+from flowerkit.backends.geometry import shifted_depthwise_conv
+from flowerkit.backends.policy import (
     AUTO_MICRO_BATCH,
-    apply_fast_paths,
     depthwise_implementation,
-    fast_path_record,
-    is_matmul,
-    is_shifted,
     micro_batch_size,
     pointwise_implementation,
-    shifted_depthwise_conv,
 )
-from flowerkit.fastpath_torch import is_native
+from flowerkit.backends.torch_kernels import is_native
 
 ON_JAX = keras.backend.backend() == "jax"
 needs_jax = pytest.mark.skipif(
@@ -415,7 +412,7 @@ def test_pointwise_matmul_equals_stock_forward_and_gradient():
         np.testing.assert_allclose(matmul_update, stock_update, rtol=1e-4, atol=1e-6)
 
 
-# --- the hand-written JAX gradients (flowerkit.fastpath_jax) ---------------------
+# --- the hand-written JAX gradients (flowerkit.backends.jax_kernels) ---------------------
 
 
 @needs_jax
@@ -426,7 +423,7 @@ def test_jax_gradients_keep_bfloat16_and_match_float32():
     import jax
     import jax.numpy as jnp
 
-    from flowerkit import fastpath_jax
+    from flowerkit.backends import jax_kernels as fastpath_jax
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2, 9, 8, 6)).astype("float32")
@@ -542,7 +539,7 @@ def _frozen_batch_norm():
 def test_batch_statistics_refuse_micro_batches():
     """A BatchNormalization layer that trains normalises over its batch:
     'auto' keeps Keras's step, a forced size is an error."""
-    from flowerkit.fastpath import use_micro_batches
+    from flowerkit.backends.fastpaths import use_micro_batches
 
     model = small_mobilenet_v2()
     model.compile(optimizer="sgd", loss="mse")

@@ -1,4 +1,4 @@
-"""flowerkit.fastpath_affine: zoom, rotation and translation resampled as one
+"""flowerkit.backends.affine: zoom, rotation and translation resampled as one
 batch on JAX and PyTorch give Keras's own pixels, and save as stock layers."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import keras
-from flowerkit.fastpath import affine_implementation, apply_fast_paths
-from flowerkit.fastpath_affine import is_batched_affine
+from flowerkit.backends.fastpaths import apply_fast_paths
+from flowerkit.backends.policy import affine_implementation
+from flowerkit.backends.affine import is_batched_affine
 
 BATCHED_BACKEND = keras.backend.backend() in ("jax", "torch")
 needs_batched = pytest.mark.skipif(

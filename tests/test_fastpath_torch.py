@@ -1,4 +1,4 @@
-"""flowerkit.fastpath_torch: convolutions and frozen BatchNorm on PyTorch
+"""flowerkit.backends.torch_kernels: convolutions and frozen BatchNorm on PyTorch
 without Keras's layout copies.
 
 The native calls must compute what the stock layers compute, forward and
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import keras
-from flowerkit.fastpath import apply_fast_paths, torch_layers_implementation
-from flowerkit.fastpath_torch import is_native, supports_native
+from flowerkit.backends.fastpaths import apply_fast_paths
+from flowerkit.backends.policy import torch_layers_implementation
+from flowerkit.backends.torch_kernels import is_native, supports_native
 from tests.helpers import (
     assert_same_train_step,
     efficientnet_lite0_backbone,
@@ -188,7 +189,7 @@ def test_fit_step_is_the_same_when_fine_tuning():
 
 ALLOCATOR_SCRIPT = """
 import ctypes, json, sys
-from flowerkit.fastpath_torch import keep_freed_memory
+from flowerkit.backends.allocator import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -208,12 +209,22 @@ def mmapped_blocks_for_a_64_mib_block():
     return count
 
 before = mmapped_blocks_for_a_64_mib_block()
-kept = keep_freed_memory()
+if sys.argv[1:] == ["build"]:  # building and loading a model must leave the allocator alone
+    import tempfile
+    from flowerkit import build_model, get_preset, load_model
+    from flowerkit.backends.allocator import freed_memory_kept
+    model = build_model(get_preset("dense").replace(class_names=("a", "b"), image_size=32))
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(folder + "/model.keras")
+        load_model(folder + "/model.keras")
+    kept = freed_memory_kept()
+else:
+    kept = keep_freed_memory()
 print(json.dumps({"kept": kept, "before": before, "after": mmapped_blocks_for_a_64_mib_block()}))
 """
 
 
-def _allocator_run(extra_env):
+def _allocator_run(extra_env, *args):
     import ctypes
     import json
     import os
@@ -227,7 +238,7 @@ def _allocator_run(extra_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
     env.update(extra_env)
     output = subprocess.run(
-        [sys.executable, "-c", ALLOCATOR_SCRIPT], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", ALLOCATOR_SCRIPT, *args], env=env, capture_output=True, text=True,
         check=True, cwd=str(Path(__file__).resolve().parents[1]),
     ).stdout
     return json.loads(output.splitlines()[-1])
@@ -244,11 +255,6 @@ def test_keep_freed_memory_leaves_a_chosen_allocator_alone():
 
 
 @needs_torch
-def test_apply_fast_paths_records_the_allocator_on_cpu():
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
-    record = apply_fast_paths(model)
-    if record["device_kind"] != "CPU":
-        pytest.skip("the allocator is set for PyTorch on CPUs only")
-    from flowerkit.fastpath_torch import keep_freed_memory
-
-    assert record["torch_keep_freed_memory"] is keep_freed_memory()
+def test_building_a_model_leaves_the_allocator_alone():
+    result = _allocator_run({}, "build")
+    assert result == {"kept": None, "before": 1, "after": 1}

@@ -73,7 +73,7 @@ CHILD = textwrap.dedent("""
 
     if point == "mid_epoch":  # in the 3rd epoch, after two backups
         import keras
-        import flowerkit.phases as phases
+        import flowerkit.training.phases as phases
 
         class Kill(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
@@ -86,7 +86,7 @@ CHILD = textwrap.dedent("""
         phases._fit = lambda model, train, validation, epochs, initial, callbacks, verbose: fit(
             model, train, validation, epochs, initial, [*callbacks, Kill()], verbose)
     elif point == "caching_features":  # the cache's memory-mapped file half filled
-        import flowerkit.distribution as distribution
+        import flowerkit.distribute.sharding as distribution
 
         batches = distribution.predict_batches  # what the feature cache computes through
         def predict_batches(*args, **kwargs):
@@ -182,7 +182,7 @@ def test_kill_9_at_any_point_then_the_same_command_resumes_and_finishes(tmp_path
 def test_a_backup_killed_while_saving_leaves_the_previous_one_whole(tmp_path, monkeypatch):
     """Keras's BackupAndRestore writes weights, then the epoch, in place: a
     kill between or within them broke or skewed the resume."""
-    from flowerkit.training import AtomicBackupAndRestore
+    from flowerkit.training.run_folder import AtomicBackupAndRestore
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
@@ -213,7 +213,7 @@ def test_a_backup_killed_while_saving_leaves_the_previous_one_whole(tmp_path, mo
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from flowerkit import artifacts
+    from flowerkit.report import artifacts
     with artifacts.locked(Path(sys.argv[1])):
         print("locked", flush=True)
         time.sleep(300)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import flowerkit
-from flowerkit import FlowerkitError, features, load_data
+from flowerkit import FlowerkitError, load_data
+from flowerkit.training import features
 from flowerkit.model import build_model, split_at_features
 from tests.helpers import shared_path
 
@@ -130,7 +131,7 @@ def test_feature_batches_are_one_view_per_image_in_each_epochs_image_order():
     uncached runs see the same batches), each image as one of its views,
     whatever was read before."""
     from flowerkit.data.pipelines import epoch_order
-    from flowerkit.features import CachedFeatures, FeatureBatches
+    from flowerkit.training.features import CachedFeatures, FeatureBatches
 
     count = 40
     features = np.zeros((2, count, 2), "float32")

@@ -82,7 +82,7 @@ def test_phase_two_augmentation_takes_the_backends_fast_path(image_folder):
     """The zoom and rotation added for phase 2 live in a training wrapper
     around the model; they get the same fast path as the model's layers (on
     PyTorch, Keras's own take ~20 s per batch of 64 at 224 px, on JAX ~0.5 s)."""
-    from flowerkit.fastpath_affine import is_batched_affine
+    from flowerkit.backends.affine import is_batched_affine
 
     seen, compiled = [], []
 

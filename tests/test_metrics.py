@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flowerkit.metrics import classification_report, confusion_matrix, format_report
+from flowerkit.report.metrics import classification_report, confusion_matrix, format_report
 
 #            true: a a a a b b b c c c      (c never predicted right, b never predicted)
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])

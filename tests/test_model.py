@@ -195,3 +195,12 @@ def test_missing_imagenet_weights_offline_say_what_to_do(monkeypatch):
 def test_needs_two_classes():
     with pytest.raises(FlowerkitError, match="at least two classes"):
         build_model(get_preset("dense").replace(class_names=("only",)))
+
+
+def test_unknown_backbone_fails_before_any_data_is_read(tmp_path):
+    # The recipe is plain data; the model layer owns the backbone registry.
+    recipe = get_preset("codelab").replace(backbone="vgg99", class_names=("a", "b"))
+    with pytest.raises(FlowerkitError, match="Unknown backbone 'vgg99'. Available: none, mobilenet_v2"):
+        build_model(recipe)
+    with pytest.raises(FlowerkitError, match="Unknown backbone 'vgg99'"):
+        flowerkit.train(recipe, source=str(tmp_path / "no such folder"))

@@ -98,7 +98,7 @@ def test_fit_reads_each_epoch_in_its_own_order(image_folder):
     first one included, also when fit starts at a later epoch."""
     import keras
 
-    from flowerkit.phases import _fit
+    from flowerkit.training.phases import _fit
 
     index = index_folder(image_folder)  # 30 images
     data = ImageBatches(index, 4, batch_size=8, shuffle=True, seed=5, workers=3)

@@ -25,6 +25,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import keras
 import numpy as np
 
+from flowerkit.backends.devices import backend
+from flowerkit.backends.policy import pipeline_for
 from flowerkit.data.decode import ImageProblem, decode_image
 from flowerkit.data.sources import ImageIndex, skipped_message
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
@@ -57,7 +59,7 @@ def resolve_pipeline(pipeline: str = "auto") -> str:
     if pipeline not in PIPELINES:
         raise FlowerkitError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}.")
     if pipeline == "auto":
-        return "tf" if keras.backend.backend() == "tensorflow" else "python"
+        return pipeline_for(backend())
     return pipeline
 
 

@@ -1,0 +1,13 @@
+"""The backend layer: everything that differs between TensorFlow, JAX and
+PyTorch, and between CPU, GPU and TPU, and nothing above it branches on a
+backend's name.
+
+    devices      which backend and device this is (`devices`, `device_kind`)
+    policy       what "auto" picks there: fast paths, precision, jit, pipeline
+    fastpaths    switching a model's layers to the fast implementations
+    geometry     convolution sizes and padding, shifted depthwise sums
+    jax_kernels, torch_kernels, affine   the implementations themselves
+    allocator    the one process-wide switch (glibc keeping freed memory)
+
+Importing this package imports no backend; import its modules by name.
+"""

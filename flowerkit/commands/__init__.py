@@ -1,2 +1,0 @@
-"""The subcommands of the `flowerkit` console script, one module each:
-`add_arguments(parser)` and `run(args) -> exit status`."""

@@ -1,0 +1,384 @@
+"""The transfer-learning recipe: every hyperparameter of a run, in one place.
+
+A `Recipe` is plain, immutable data (big_vision style). The model builder, the
+data pipeline, the training loop, the CLIs and the benchmarks all read it and
+nothing else, so a `recipe.json` saved beside a model is enough to rebuild the
+run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+from flowerkit.config.ops import validate_ops
+from flowerkit.config.presets import PRESETS
+from flowerkit.errors import FlowerkitError
+
+HEADS = ("flatten", "gap")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# Scalar fields as JSON or the CLI may give them; checked before use.
+_FIELD_KINDS = {
+    "name": (str,),
+    "image_size": (int,),
+    "backbone": (str,),
+    "head": (str,),
+    "dropout": (int, float),
+    "feature_dropout": (int, float),
+    "trainable_backbone": (bool,),
+    "optimizer": (str,),
+    "learning_rate": (int, float),
+    "learning_rate_schedule": (str,),
+    "label_smoothing": (int, float),
+    "batch_size": (int,),
+    "epochs": (int,),
+    "validation_split": (int, float),
+    "seed": (int,),
+    "precision": (str,),
+    "feature_cache": (str,),
+    "depthwise_conv": (str,),
+    "torch_layers": (str,),
+    "pointwise_conv": (str,),
+    "micro_batch": (str, int),
+    "affine_augmentation": (str,),
+    "fine_tune_epochs": (int,),
+    "fine_tune_layers": (int,),
+    "fine_tune_learning_rate": (int, float),
+    "fine_tune_warmup_epochs": (int,),
+    "fine_tune_weight_decay": (int, float),
+    "fine_tune_label_smoothing": (int, float),
+    "distribution": (str,),
+}
+FEATURE_CACHE = ("auto", "on", "off")
+# The fast-path settings; `flowerkit.backends.policy` says what "auto" picks.
+DEPTHWISE_CONV = ("auto", "shifted", "stock")
+TORCH_LAYERS = ("auto", "native", "stock")
+POINTWISE_CONV = ("auto", "matmul", "stock")
+AFFINE_AUGMENTATION = ("auto", "batched", "stock")
+DISTRIBUTION_MODES = ("auto", "none", "data_parallel")
+# Augmentation ops whose views the feature cache computes once per image.
+PRECOMPUTABLE_OPS = ("flip",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything that defines a training run.
+
+    Attributes:
+        name: preset this recipe started from (informational).
+        class_names: class names in label order; empty means "take them from
+            the data source" (sorted folder names).
+        image_size: square side, in pixels, that images are resized to.
+        backbone: a name from `flowerkit.model.backbones.BACKBONES` (checked when
+            the model is built), or "none" for
+            the codelab's plain dense network on pixels.
+        backbone_kwargs: extra constructor options, e.g. `{"alpha": 0.35}`.
+        weights: "imagenet" (Keras cache / download), a path to a weights
+            file, a keras-hub preset name or folder, or None (random).
+        head: "flatten" (the codelab) or "gap" (global average pooling).
+        head_units: hidden Dense(relu) layers between the features and the
+            softmax (the codelab's dense section uses (500, 50)).
+        dropout: dropout rate before the softmax layer.
+        feature_dropout: dropout rate on the backbone's features, before
+            the head's hidden layers: regularises a head that trains for
+            many epochs on the same cached features.
+        trainable_backbone: fine-tune the backbone instead of freezing it.
+            BatchNorm layers stay in inference mode either way.
+        optimizer, learning_rate: optimizer name and its learning rate.
+        learning_rate_schedule: "constant", or "cosine": the rate decays from
+            `learning_rate` to 0 over the steps of phase 1's `epochs`, so that
+            the last epochs settle rather than end on whichever noisy step
+            came last.
+        label_smoothing: for the categorical cross-entropy loss.
+        batch_size, epochs: as in `model.fit`.
+        validation_split: fraction of each class held out for validation.
+        seed: drives the split, shuffling, augmentation and initialisation.
+        augmentation: string-named ops, see `flowerkit.config.ops`.
+        precision: "float32", "mixed_float16", "mixed_bfloat16", or "auto":
+            mixed bfloat16 on TPUs and GPUs of compute capability 8.0+, mixed
+            float16 (with loss scaling) on older GPUs, float32 on CPUs.
+        jit_compile: "auto" picks the fastest known setting per backend and
+            device (XLA off for TensorFlow on CPU, where it is ~16x slower).
+        depthwise_conv: "auto" computes depthwise convolutions as shifted
+            multiply-adds where that is measured faster (JAX on CPU, see
+            `flowerkit.fastpath`), the stock op elsewhere; "shifted" or
+            "stock" force one. Saved models hold stock layers either way.
+        pointwise_conv: "auto" computes 1x1 convolutions as matrix products
+            where that is measured faster (JAX on CPU); "matmul" or "stock"
+            force one.
+        micro_batch: rows per micro-batch of a training step that trains the
+            backbone: the batch's gradient is the mean of its micro-batches'
+            gradients, one after another (XLA:CPU runs smaller
+            activations faster). "auto" uses 4 on JAX with CPU devices (fine-tuning,
+            one device), the whole batch elsewhere; an integer forces it
+            on JAX (0: off). See `flowerkit.fastpath.micro_batch_size`.
+        affine_augmentation: "auto" resamples zoom, rotation and translation
+            as one batch on JAX and PyTorch, whose stock resampling goes
+            image by image or channel by channel (`flowerkit.fastpath_affine`);
+            "stock" keeps Keras's own. Same pixels either way.
+        torch_layers: "auto" runs convolutions and frozen BatchNorm on
+            PyTorch's channels_last tensors without Keras's layout copies
+            where that is measured faster (PyTorch on CPU, see
+            `flowerkit.fastpath_torch`); "native" or "stock" force one.
+        feature_cache: "auto" trains the head on backbone features computed
+            once per image and augmentation view, when the backbone is frozen
+            and every augmentation op can be precomputed ("flip"); "on"
+            insists (an error otherwise); "off" runs the backbone every epoch.
+
+    Fine-tuning, a second phase after the head has trained (`epochs`):
+        fine_tune_epochs: epochs of phase 2; 0 skips it.
+        fine_tune_layers: how many of the backbone's top layers train; 0 for
+            all. BatchNorm stays in inference mode.
+        fine_tune_learning_rate: AdamW's peak learning rate, reached after
+            `fine_tune_warmup_epochs` of linear warm-up, then cosine decay to 0.
+        fine_tune_weight_decay: AdamW's decoupled weight decay.
+        fine_tune_augmentation: ops added on top of `augmentation` in phase 2.
+        fine_tune_label_smoothing: label smoothing in phase 2.
+
+    Devices:
+        distribution: "auto" (data-parallel over every local accelerator
+            when there is more than one, else one device), "none", or
+            "data_parallel" / "data_parallel:N" (all devices, or the first
+            N, CPU devices included). `batch_size` is the global batch: each
+            of N devices gets batch_size / N. See `flowerkit.distribution`.
+    """
+
+    name: str = "custom"
+    class_names: tuple[str, ...] = ()
+    image_size: int = 192
+    backbone: str = "mobilenet_v2"
+    backbone_kwargs: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    weights: str | None = "imagenet"
+    head: str = "flatten"
+    head_units: tuple[int, ...] = ()
+    dropout: float = 0.0
+    feature_dropout: float = 0.0
+    trainable_backbone: bool = False
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    learning_rate_schedule: str = "constant"
+    label_smoothing: float = 0.0
+    batch_size: int = 64
+    epochs: int = 10
+    validation_split: float = 0.19
+    seed: int = 42
+    augmentation: tuple[str, ...] = ()
+    precision: str = "auto"
+    jit_compile: str | bool = "auto"
+    feature_cache: str = "auto"
+    depthwise_conv: str = "auto"
+    torch_layers: str = "auto"
+    pointwise_conv: str = "auto"
+    micro_batch: str | int = "auto"
+    affine_augmentation: str = "auto"
+    fine_tune_epochs: int = 0
+    fine_tune_layers: int = 0
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_warmup_epochs: int = 1
+    fine_tune_weight_decay: float = 0.05
+    fine_tune_augmentation: tuple[str, ...] = ("flip", "zoom:0.15", "rotate:0.05", "contrast:0.2")
+    fine_tune_label_smoothing: float = 0.1
+    distribution: str = "auto"
+
+    def __post_init__(self):
+        # Normalise JSON/CLI input (lists, dicts) into immutable forms.
+        set_ = object.__setattr__
+        set_(self, "class_names", tuple(self.class_names))
+        set_(self, "head_units", tuple(int(u) for u in self.head_units))
+        set_(self, "augmentation", tuple(self.augmentation))
+        set_(self, "fine_tune_augmentation", tuple(self.fine_tune_augmentation))
+        set_(self, "backbone_kwargs", types.MappingProxyType(dict(self.backbone_kwargs)))
+        self._validate()
+
+    def _validate(self):
+        def fail(message):
+            raise FlowerkitError(f"Invalid recipe: {message}")
+
+        for name, kinds in _FIELD_KINDS.items():
+            value = getattr(self, name)
+            # bool is an int subclass: `"epochs": true` is not a number.
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                wanted = " or ".join(kind.__name__ for kind in kinds)
+                fail(f"{name} must be {wanted}, got {value!r}.")
+        if self.image_size < 32:
+            fail(f"image_size must be at least 32, got {self.image_size}.")
+        if self.head not in HEADS:
+            fail(f"head must be one of {HEADS}, got {self.head!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            fail(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        if self.precision not in PRECISIONS:
+            fail(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if not 0.0 < self.validation_split < 1.0:
+            fail(f"validation_split must be in (0, 1), got {self.validation_split}.")
+        if self.batch_size < 1 or self.epochs < 1:
+            fail("batch_size and epochs must be positive.")
+        for field in ("dropout", "feature_dropout"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                fail(f"{field} must be in [0, 1), got {getattr(self, field)}.")
+        if self.learning_rate <= 0:
+            fail(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+            fail(
+                f"learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, "
+                f"got {self.learning_rate_schedule!r}."
+            )
+        if self.jit_compile not in ("auto", True, False):
+            fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
+        if self.depthwise_conv not in DEPTHWISE_CONV:
+            fail(f"depthwise_conv must be one of {DEPTHWISE_CONV}, got {self.depthwise_conv!r}.")
+        if self.pointwise_conv not in POINTWISE_CONV:
+            fail(f"pointwise_conv must be one of {POINTWISE_CONV}, got {self.pointwise_conv!r}.")
+        if self.micro_batch != "auto" and not (isinstance(self.micro_batch, int) and self.micro_batch >= 0):
+            fail(f"micro_batch must be 'auto' or a number of rows >= 0 (0: off), got {self.micro_batch!r}.")
+        if self.affine_augmentation not in AFFINE_AUGMENTATION:
+            fail(f"affine_augmentation must be one of {AFFINE_AUGMENTATION}, got {self.affine_augmentation!r}.")
+        if self.torch_layers not in TORCH_LAYERS:
+            fail(f"torch_layers must be one of {TORCH_LAYERS}, got {self.torch_layers!r}.")
+        if self.feature_cache not in FEATURE_CACHE:
+            fail(f"feature_cache must be one of {FEATURE_CACHE}, got {self.feature_cache!r}.")
+        if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.fine_tune_warmup_epochs < 0:
+            fail("fine_tune_epochs, fine_tune_layers and fine_tune_warmup_epochs must be >= 0.")
+        if self.fine_tune_learning_rate <= 0 or self.fine_tune_weight_decay < 0:
+            fail("fine_tune_learning_rate must be positive and fine_tune_weight_decay >= 0.")
+        if self.fine_tune_epochs and self.backbone == "none":
+            fail("fine_tune_epochs needs a backbone to fine-tune (backbone is 'none').")
+        for name in ("label_smoothing", "fine_tune_label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                fail(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        try:
+            _, devices = parse_distribution(self.distribution)
+        except FlowerkitError as error:
+            fail(str(error))
+        if devices and self.batch_size % devices:
+            fail(
+                f"batch_size {self.batch_size} (the global batch) must be divisible by the "
+                f"{devices} devices of distribution {self.distribution!r}."
+            )
+        if len(set(self.class_names)) != len(self.class_names):
+            fail(f"class_names has duplicates: {self.class_names}.")
+        try:
+            validate_ops(self.augmentation)
+            validate_ops(self.fine_tune_augmentation)
+        except FlowerkitError as error:
+            fail(str(error))
+        if self.feature_cache == "on" and not self.can_cache_features:
+            fail(
+                "feature_cache 'on' needs a frozen backbone and augmentation ops that can be "
+                f"precomputed ({', '.join(PRECOMPUTABLE_OPS)}); this recipe has "
+                f"backbone {self.backbone!r}, trainable_backbone={self.trainable_backbone}, "
+                f"augmentation {list(self.augmentation)}. Use feature_cache 'auto' or 'off'."
+            )
+
+    @property
+    def can_cache_features(self) -> bool:
+        """A frozen backbone whose augmentation views can be precomputed."""
+        ops = {op.partition(":")[0] for op in self.augmentation}
+        return (
+            self.backbone != "none"
+            and not self.trainable_backbone
+            and ops <= set(PRECOMPUTABLE_OPS)
+        )
+
+    @property
+    def caches_features(self) -> bool:
+        return self.feature_cache != "off" and self.can_cache_features
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 3)
+
+    def replace(self, **changes) -> "Recipe":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise FlowerkitError(
+                f"Unknown recipe field(s): {', '.join(sorted(unknown))}. "
+                f"Known: {', '.join(field_names())}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[field.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
+        unknown = set(data) - set(field_names())
+        if unknown:
+            raise FlowerkitError(f"Unknown recipe field(s): {', '.join(sorted(unknown))}.")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FlowerkitError(f"Recipe file not found: {path}") from None
+        except json.JSONDecodeError as error:
+            raise FlowerkitError(f"Recipe file {path} is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise FlowerkitError(f"Recipe file {path} must hold a JSON object of recipe fields.")
+        try:
+            return cls.from_dict(data)
+        except FlowerkitError as error:
+            raise FlowerkitError(f"Recipe file {path}: {error}") from None
+
+    @classmethod
+    def from_preset(cls, preset: str | Path) -> "Recipe":
+        """A preset name (see `flowerkit.presets`), a run folder holding
+        recipe.json, or a recipe.json file: what `--preset` accepts."""
+        path = Path(preset)
+        if path.is_dir():
+            return cls.load(path / "recipe.json")
+        if path.suffix == ".json" or path.is_file():
+            return cls.load(path)
+        return get_preset(str(preset))
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(Recipe))
+
+
+def field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Recipe)
+
+
+def get_preset(name: str) -> Recipe:
+    """The recipe of a preset in `flowerkit.config.presets.PRESETS`."""
+    if name not in PRESETS:
+        raise FlowerkitError(f"Unknown preset {name!r}. Available: {', '.join(PRESETS)}.")
+    return Recipe(name=name, **PRESETS[name])
+
+
+def parse_distribution(text: str) -> tuple[str, int | None]:
+    """("auto"|"none"|"data_parallel", device count or None) of a recipe's
+    `distribution`: "auto", "none", "data_parallel" or "data_parallel:N"."""
+    mode, _, count = str(text).partition(":")
+    if mode not in DISTRIBUTION_MODES or (count and mode != "data_parallel"):
+        raise FlowerkitError(
+            f"distribution must be 'auto', 'none', 'data_parallel' or 'data_parallel:N', "
+            f"got {text!r}."
+        )
+    if not count:
+        return mode, None
+    if not count.isdigit() or int(count) < 1:
+        raise FlowerkitError(f"distribution {text!r}: N must be a positive device count.")
+    return mode, int(count)

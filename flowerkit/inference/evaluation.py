@@ -1,0 +1,45 @@
+"""The evaluate and predict flows of a trained run (model.keras with its
+recipe.json beside it)."""
+
+from __future__ import annotations
+
+from flowerkit.data.loading import load_data
+from flowerkit.errors import FlowerkitError
+from flowerkit.inference.loading import load_trained
+from flowerkit.inference.predicting import predict_dataset, predict_images
+from flowerkit.report.metrics import classification_report
+
+SPLITS = ("all", "validation")
+
+
+def evaluate(
+    model_path, source: str | None = None, split: str = "all", batch_size: int = 64, tta=None
+) -> dict:
+    """Accuracy, per-class precision/recall and confusion matrix of a saved
+    model on `source`: all of it, or (split="validation") the validation
+    part of the recipe's split, the images training never saw.
+
+    tta="flip" adds the same report for flip test-time augmentation under
+    "tta", apart from the plain figures."""
+    if split not in SPLITS:
+        raise FlowerkitError(f"split must be one of {SPLITS}, got {split!r}")
+    if batch_size < 1:
+        raise FlowerkitError(f"batch_size must be at least 1, got {batch_size}.")
+    model, recipe = load_trained(model_path)
+    recipe = recipe.replace(batch_size=batch_size, image_size=model.input_shape[1])
+    data = load_data(recipe, source, subsets=(split,))
+    predictions = predict_dataset(model, data[split].dataset, tta=tta)
+    report = classification_report(predictions.labels, predictions.predicted, data.class_names)
+    if tta:
+        tta_predicted = predictions.tta_probabilities.argmax(axis=1)
+        report["tta"] = {
+            "method": tta,
+            **classification_report(predictions.labels, tta_predicted, data.class_names),
+        }
+    return report
+
+
+def predict(model_path, image_paths, top_k: int = 3, tta=None) -> list[dict]:
+    """Top-k classes with probabilities for each image file."""
+    model, recipe = load_trained(model_path)
+    return predict_images(model, image_paths, recipe.class_names, top_k=top_k, tta=tta)

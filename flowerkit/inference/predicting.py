@@ -1,0 +1,130 @@
+"""Running a model: predict a dataset (with the active distribution plan
+sharing out the work) or image files."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from flowerkit.data.decode import decode_image
+from flowerkit.data.pipelines import iterate_batches
+from flowerkit.distribute.sharding import jax_plan, one_replica, predict_batches
+from flowerkit.errors import FlowerkitError
+
+
+@dataclasses.dataclass
+class Predictions:
+    """Model outputs over a dataset, aligned with the labels actually seen."""
+
+    probabilities: np.ndarray  # (n, classes)
+    labels: np.ndarray  # (n,) int
+    sample_images: np.ndarray  # a few images, for plots
+    sample_positions: np.ndarray  # their positions in the dataset
+    tta_probabilities: np.ndarray | None = None  # with test-time augmentation
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+
+TTA = (None, "flip")
+
+
+def _check_tta(tta) -> None:
+    if tta not in TTA:
+        raise FlowerkitError(f"tta must be 'flip' or None, got {tta!r}.")
+
+
+def _flip_averaged(model, images, plain) -> np.ndarray:
+    """Flip test-time augmentation: the mean of the probabilities for the
+    images and for their mirror images."""
+    flipped = np.asarray(model.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1])))
+    return (plain + flipped) / 2
+
+
+def predict_dataset(model, dataset, sample_positions=range(9), tta=None) -> Predictions:
+    """Predicts every batch; keeps the images at `sample_positions` for plots.
+
+    With tta="flip", also the flip-averaged probabilities.
+    """
+    _check_tta(tta)
+    wanted = sorted(int(p) for p in sample_positions)
+    probabilities, tta_probabilities, labels, samples = [], [], [], []
+    seen = 0
+    for images, one_hot in iterate_batches(dataset):
+        probabilities.append(np.asarray(model.predict_on_batch(images)))
+        if tta:
+            tta_probabilities.append(_flip_averaged(model, images, probabilities[-1]))
+        labels.append(np.asarray(one_hot).argmax(axis=1))
+        samples += [np.asarray(images[p - seen]) for p in wanted if seen <= p < seen + len(images)]
+        seen += len(images)
+    if not probabilities:
+        raise FlowerkitError("No images to predict on.")
+    return Predictions(
+        probabilities=np.concatenate(probabilities),
+        labels=np.concatenate(labels),
+        sample_images=np.stack(samples) if samples else np.zeros((0, 1, 1, 3)),
+        sample_positions=np.asarray([p for p in wanted if p < seen], dtype=np.int64),
+        tta_probabilities=np.concatenate(tta_probabilities) if tta else None,
+    )
+
+
+def predict_images(model, image_paths, class_names, top_k: int = 3, tta=None) -> list[dict]:
+    """Top-k classes and probabilities for each image file (flip-averaged
+    with tta="flip")."""
+    _check_tta(tta)
+    if not image_paths:
+        raise FlowerkitError("No images given.")
+    if top_k < 1:
+        raise FlowerkitError(f"top_k must be at least 1, got {top_k}.")
+    image_size = model.input_shape[1]
+    images = []
+    for path in image_paths:
+        if not Path(path).is_file():
+            raise FlowerkitError(f"Image not found: {path}")
+        try:
+            images.append(decode_image(str(path), image_size))
+        except Exception as error:
+            raise FlowerkitError(f"Cannot read image {path}: {error}") from None
+    batches = []
+    for start in range(0, len(images), 64):
+        batch = np.stack(images[start : start + 64])
+        probabilities = np.asarray(model.predict_on_batch(batch))
+        batches.append(_flip_averaged(model, batch, probabilities) if tta else probabilities)
+    probabilities = np.concatenate(batches)
+    top_k = min(top_k, len(class_names))
+    results = []
+    for path, row in zip(image_paths, probabilities):
+        best = np.argsort(row)[::-1][:top_k]
+        results.append(
+            {
+                "image": str(path),
+                "top": [{"class": class_names[i], "probability": float(row[i])} for i in best],
+            }
+        )
+    return results
+
+
+def predict_subset(model, subset, sample_positions):
+    """`predict_dataset` for a `Subset`, shared out over
+    the active JAX plan's devices and processes."""
+    if jax_plan() is None:
+        return predict_dataset(one_replica(model), subset.dataset, sample_positions=sample_positions)
+    probabilities, labels = [], []
+    for (outputs,), one_hot in predict_batches(model, subset.dataset):
+        probabilities.append(outputs)
+        labels.append(one_hot.argmax(axis=1))
+    if not probabilities:
+        raise FlowerkitError("No images to predict on.")
+    probabilities = np.concatenate(probabilities)
+    wanted = [int(p) for p in sorted(sample_positions) if p < len(probabilities)]
+    size = subset.dataset.image_size
+    return Predictions(
+        probabilities=probabilities,
+        labels=np.concatenate(labels),
+        sample_images=np.stack([decode_image(subset.index.images[p], size) for p in wanted])
+        if wanted else np.zeros((0, 1, 1, 3)),
+        sample_positions=np.asarray(wanted, dtype=np.int64),
+    )

@@ -1,0 +1,196 @@
+"""Frozen-backbone features, computed once and reused (the "bottleneck"
+cache of TF Hub's retrain.py).
+
+A frozen backbone maps the same image to the same features every epoch, so
+the head can train on features computed once per image and augmentation
+view (the image and its horizontal flip). The cache lives in
+`$KERAS_HOME/flowerkit/features/<key>/`, where the key hashes everything
+the features depend on: backbone and its options, weights (file hash or
+preset), image size, precision, decoding pipeline, backend, Keras version,
+and the images with their sizes and modification times. Any change is a
+new key, so a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from flowerkit.backends.devices import backend
+from flowerkit.backends.policy import resolve_precision
+from flowerkit.config.recipe import Recipe
+from flowerkit.data.loading import Subset
+from flowerkit.data.pipelines import BatchSequence, make_dataset
+from flowerkit.distribute import sharding
+from flowerkit.processes import process_alive
+
+CACHE_VERSION = 1
+# Cached features are read into memory up to this size, else memory-mapped.
+IN_MEMORY_BYTES = 2 * 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedFeatures:
+    """Features of one subset: `features[view, image]` and one-hot labels."""
+
+    features: np.ndarray  # (views, images, *feature_shape), float32
+    labels: np.ndarray  # (images, classes)
+    folder: Path
+    computed: bool  # False: read from an earlier run's cache
+
+    @property
+    def views(self) -> int:
+        return self.features.shape[0]
+
+
+def cache_root() -> Path:
+    """`flowerkit/features` in the Keras cache folder, found the way Keras
+    finds it (KERAS_HOME, else ~/.keras, else /tmp/.keras)."""
+    if os.environ.get("KERAS_HOME"):
+        home = Path(os.environ["KERAS_HOME"])
+    else:
+        base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
+        home = base / ".keras"
+    return home / "flowerkit" / "features"
+
+
+def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
+    """Hash of everything the features depend on (see the module docstring)."""
+    digest = hashlib.sha256()
+    described = {
+        "version": CACHE_VERSION,
+        "backbone": recipe.backbone,
+        "backbone_kwargs": dict(recipe.backbone_kwargs),
+        "weights": _weights_fingerprint(recipe.weights),
+        "image_size": recipe.image_size,
+        "precision": resolve_precision(recipe.precision),
+        "head": recipe.head,  # "gap" caches pooled features, "flatten" the feature map
+        "views": views,
+        "pipeline": pipeline,
+        "backend": backend(),
+        "keras": keras.__version__,
+        "class_names": list(subset.index.class_names),
+        "labels": subset.index.labels.tolist(),
+    }
+    digest.update(json.dumps(described, sort_keys=True).encode())
+    for image in subset.index.images:
+        digest.update(_image_fingerprint(image))
+    return digest.hexdigest()[:32]
+
+
+def _image_fingerprint(image) -> bytes:
+    if isinstance(image, bytes):
+        return hashlib.sha256(image).digest()
+    stat = os.stat(image)
+    return f"{image}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+
+
+def _weights_fingerprint(weights) -> str | None:
+    if weights is None or weights == "imagenet" or not Path(weights).exists():
+        return weights  # None, the Keras default, or a keras-hub preset name
+    path = Path(weights)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_features(
+    extractor: keras.Model, recipe: Recipe, subset: Subset, views: int, pipeline: str, verbose=1
+) -> CachedFeatures:
+    """The subset's features, read from the cache or computed into it.
+
+    views: 1 (the images) or 2 (the images and their horizontal flips).
+    """
+    folder = cache_root() / cache_key(recipe, subset, views, pipeline)
+    # Computing takes every process of a multi-host run: all do, if one must.
+    computed = sharding.any_process(not (folder / "features.npy").is_file())
+    if computed:
+        _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose)
+    features = np.load(folder / "features.npy", mmap_mode="r")
+    if features.nbytes <= IN_MEMORY_BYTES:
+        features = np.ascontiguousarray(features)
+    return CachedFeatures(features, np.load(folder / "labels.npy"), folder, computed)
+
+
+def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -> None:
+    """Runs the extractor over every image (and flip), with a progress bar,
+    straight into a memory-mapped file; the folder appears only when done,
+    so an interrupted run leaves no half-filled cache behind."""
+    dataset = make_dataset(
+        subset.index, recipe.image_size, recipe.batch_size, shuffle=False, pipeline=pipeline
+    )
+    partial = folder.with_name(f".partial-{folder.name}-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    _remove_abandoned(folder)
+    partial.mkdir(parents=True)
+    shape = (views, len(subset), *extractor.output_shape[1:])
+    features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
+    labels, filled = [], 0
+    progress = keras.utils.Progbar(len(subset), unit_name="image", verbose=verbose)
+    # Shared out over the devices of the active distribution, if any.
+    for outputs, one_hot in sharding.predict_batches(extractor, dataset, views):
+        stop = filled + len(one_hot)
+        for view, output in enumerate(outputs):
+            features[view, filled:stop] = output
+        labels.append(np.asarray(one_hot, np.float32))
+        filled = stop
+        progress.update(filled)
+    features.flush()
+    del features
+    if filled < len(subset):  # images that broke after indexing: keep what was read
+        kept = np.load(partial / "features.npy")[:, :filled]
+        np.save(partial / "features.npy", kept)
+    np.save(partial / "labels.npy", np.concatenate(labels) if labels else np.zeros((0, 0)))
+    try:
+        os.replace(partial, folder)
+    except OSError:  # another process finished the same cache first
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Half-computed caches of this key left by processes that died (a
+    crash, `kill -9`): they can be as large as the features themselves."""
+    for partial in folder.parent.glob(f".partial-{folder.name}-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+class FeatureBatches(BatchSequence):
+    """Batches of cached features for training the head: every epoch each
+    image comes as one of its views, drawn at random (a random flip), in the
+    image pipeline's order for that epoch (`BatchSequence.positions`)."""
+
+    def __init__(self, cached: CachedFeatures, batch_size: int, shuffle: bool, seed: int):
+        # Rows of an array in memory (or mapped): no loader threads needed.
+        super().__init__(len(cached.labels), batch_size, shuffle, seed, threads=1)
+        self.cached = cached
+
+    def views(self, epoch: int) -> np.ndarray:
+        """Which view each image is in epoch `epoch`."""
+        return _epoch_views(self.count, self.cached.views if self.shuffle else 1, self.seed, epoch)
+
+    def load(self, positions, epoch: int = 0):
+        features = self.cached.features[self.views(epoch)[positions], positions]
+        return np.asarray(features, np.float32), self.cached.labels[positions]
+
+
+@functools.lru_cache(maxsize=16)
+def _epoch_views(count: int, views: int, seed: int, epoch: int) -> np.ndarray:
+    """One epoch's random view per image (all 0 with one view), drawn once
+    per epoch rather than per batch; read-only, shared by its batches."""
+    drawn = np.random.default_rng((seed, epoch, 1)).integers(0, views, count)
+    drawn.flags.writeable = False
+    return drawn
