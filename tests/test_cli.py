@@ -189,7 +189,7 @@ def test_api_names_survive_the_cli(capsys):
     import flowerkit
 
     assert flowerkit.train.__module__ == "flowerkit.training.runner"
-    assert flowerkit.export.__module__ == "flowerkit.exporting"
+    assert flowerkit.export.__module__ == "flowerkit.exporting.convert"
     assert flowerkit.predict.__module__ == flowerkit.evaluate.__module__ == "flowerkit.inference.evaluation"
 
 
