@@ -167,10 +167,8 @@ def micro_batched_train_step(model, micro_batch: int):
     With the loss's "sum_over_batch_size" reduction (sample weights
     included) the mean of the micro-batch gradients is the batch's gradient;
     float rounding and dropout draws differ. XLA:CPU runs the step faster
-    on smaller activations (cache-sized, presumably; not profiled):
-    fine-tuning MobileNetV2 alpha 1.0,
-    192x192, batch 64, on 2 cores, 1.38 s per step -> 1.13 s with
-    micro-batches of 4 (2 rows: 1.15 s, 8: 1.21 s, 16: 1.49 s). A batch that
+    on smaller activations (cache-sized, presumably; not profiled); 4 rows
+    was the fastest size measured (docs/fast-paths.md). A batch that
     `micro_batch` does not divide (the last of an epoch) takes Keras's step.
     """
     import keras

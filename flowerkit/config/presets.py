@@ -1,9 +1,11 @@
 """Ready-made recipes, as plain data: each preset is the set of `Recipe`
-fields that differ from the defaults (see `flowerkit.recipe.Recipe`)."""
+fields that differ from the defaults (see `flowerkit.config.recipe.Recipe`).
+
+Each preset's reason is one comment; its measurements are in
+bench/results/README.md and the reasoning behind it in docs/presets.md."""
 
 PRESETS: dict[str, dict] = {
-    # Exactly the codelab notebook: frozen full-width MobileNetV2, Flatten,
-    # Dense(5, softmax), Adam 1e-3, batch 64, 10 epochs, 19% validation.
+    # Exactly the codelab notebook (Adam 1e-3, batch 64, 10 epochs, 19% validation).
     "codelab": dict(
         image_size=192,
         backbone="mobilenet_v2",
@@ -19,29 +21,7 @@ PRESETS: dict[str, dict] = {
         head="flatten",
         head_units=(500, 50),
     ),
-    # MobileNetV2 alpha 0.35 with the ImageNet weights that ship with the
-    # offline cache (trained at 224), run at 288: a network trained on random
-    # crops sees objects larger than a centre crop shows them at the training
-    # size, so it does better on photos shown a little larger ("FixRes",
-    # Touvron et al. 2019). Features of the photos alone, without their
-    # mirror images: the cache then costs one forward pass, and the mirror
-    # view's pass bought less than the resolution does. TensorFlow, final
-    # validation accuracy over the same eight splits (seeds 42, 1-7):
-    # 288 px one view 0.912 (seed 42: 0.913), 288 px with mirror images
-    # 0.911, 224 px with mirror images 0.905 (the benchmark's seed 42:
-    # 0.900), 256 px with mirror images 0.904 (four splits). Seed 42, 288 px
-    # one view on JAX 0.916 and PyTorch 0.909 (means over four splits 0.912
-    # and 0.911).
-    # Pooled features generalise better than Flatten on this narrower
-    # backbone; a hidden layer with dropout 0.5 and label smoothing adds ~1
-    # point over a linear head on frozen features. With the features cached
-    # an epoch takes well under a second, so the head trains longer and
-    # slower: 512 units, 30 epochs at 5e-4 averaged 0.907 over eight splits
-    # (224 px, JAX), against 0.898 for 256 units, 10 epochs at 1e-3.
-    # Tried and not adopted (224 px, within the splits' noise): dropout 0.2
-    # on the features (`feature_dropout`), +0.2-0.4 points on average, and a
-    # cosine decay of the head's rate (`learning_rate_schedule="cosine"`),
-    # +0.0-0.2 points on average, each losing photos on some backend's seed 42.
+    # 224-px weights at 288 px ("FixRes"), photos alone: docs/presets.md, bench/results/README.md.
     "mobilenet_v2_035": dict(
         image_size=288,
         backbone="mobilenet_v2",
@@ -55,10 +35,7 @@ PRESETS: dict[str, dict] = {
         epochs=30,
         augmentation=(),
     ),
-    # EfficientNet-Lite0 through keras-hub (preset name or a local preset
-    # folder), at 288 like `mobilenet_v2_035` and for the same reason, on the
-    # photos alone: TensorFlow, seeds 42, 1-3, 0.922, 0.921, 0.916, 0.916
-    # (the benchmark's seed 42 at 224 px with mirror images: 0.913-0.919).
+    # As mobilenet_v2_035, on keras-hub's EfficientNet-Lite0: bench/results/README.md.
     "efficientnet_lite0": dict(
         image_size=288,
         backbone="efficientnet_lite0",
@@ -83,15 +60,12 @@ _FINE_TUNING = dict(
 )
 # The fine-tuned presets keep the linear head (dropout 0.2, 1e-3) they were measured with.
 _LINEAR_HEAD = dict(head_units=(), dropout=0.2, label_smoothing=0.0, learning_rate=1e-3)
-# MobileNetV2 0.35 fine-tunes at 224 with mirror images in phase 1, as measured.
+# Fine-tunes at 224 px with mirror images in phase 1, as measured: bench/results/README.md.
 PRESETS["mobilenet_v2_035_finetune"] = dict(
     PRESETS["mobilenet_v2_035"], **_LINEAR_HEAD, **_FINE_TUNING, fine_tune_learning_rate=3e-4,
     image_size=224, augmentation=("flip",),
 )
-# EfficientNet-Lite0 fine-tunes at 288 px, above its native 224. In the
-# benchmark (seed 42, 629 validation photos) 256 px ended at 0.952 on
-# TensorFlow, 0.959 on JAX and 0.949 on PyTorch; 288 px at 0.954, 0.957 and
-# 0.960, every backend past 95%, for 1.2-1.3x the time. (224 px: 0.946.)
+# 288 px: at 256 one backend ended short of 95% (docs/presets.md, bench/results/README.md).
 PRESETS["efficientnet_lite0_finetune"] = dict(
     PRESETS["efficientnet_lite0"], **_LINEAR_HEAD,
     **dict(_FINE_TUNING, fine_tune_epochs=10), image_size=288, fine_tune_learning_rate=3e-4,

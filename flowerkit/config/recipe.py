@@ -107,7 +107,7 @@ class Recipe:
             device (XLA off for TensorFlow on CPU, where it is ~16x slower).
         depthwise_conv: "auto" computes depthwise convolutions as shifted
             multiply-adds where that is measured faster (JAX on CPU, see
-            `flowerkit.fastpath`), the stock op elsewhere; "shifted" or
+            `flowerkit.backends.policy`), the stock op elsewhere; "shifted" or
             "stock" force one. Saved models hold stock layers either way.
         pointwise_conv: "auto" computes 1x1 convolutions as matrix products
             where that is measured faster (JAX on CPU); "matmul" or "stock"
@@ -117,15 +117,15 @@ class Recipe:
             gradients, one after another (XLA:CPU runs smaller
             activations faster). "auto" uses 4 on JAX with CPU devices (fine-tuning,
             one device), the whole batch elsewhere; an integer forces it
-            on JAX (0: off). See `flowerkit.fastpath.micro_batch_size`.
+            on JAX (0: off). See `flowerkit.backends.policy.micro_batch_size`.
         affine_augmentation: "auto" resamples zoom, rotation and translation
             as one batch on JAX and PyTorch, whose stock resampling goes
-            image by image or channel by channel (`flowerkit.fastpath_affine`);
+            image by image or channel by channel (`flowerkit.backends.affine`);
             "stock" keeps Keras's own. Same pixels either way.
         torch_layers: "auto" runs convolutions and frozen BatchNorm on
             PyTorch's channels_last tensors without Keras's layout copies
             where that is measured faster (PyTorch on CPU, see
-            `flowerkit.fastpath_torch`); "native" or "stock" force one.
+            `flowerkit.backends.torch_kernels`); "native" or "stock" force one.
         feature_cache: "auto" trains the head on backbone features computed
             once per image and augmentation view, when the backbone is frozen
             and every augmentation op can be precomputed ("flip"); "on"
@@ -146,7 +146,7 @@ class Recipe:
             when there is more than one, else one device), "none", or
             "data_parallel" / "data_parallel:N" (all devices, or the first
             N, CPU devices included). `batch_size` is the global batch: each
-            of N devices gets batch_size / N. See `flowerkit.distribution`.
+            of N devices gets batch_size / N. See `flowerkit.distribute.plan`.
     """
 
     name: str = "custom"
@@ -343,7 +343,7 @@ class Recipe:
 
     @classmethod
     def from_preset(cls, preset: str | Path) -> "Recipe":
-        """A preset name (see `flowerkit.presets`), a run folder holding
+        """A preset name (see `flowerkit.config.presets`), a run folder holding
         recipe.json, or a recipe.json file: what `--preset` accepts."""
         path = Path(preset)
         if path.is_dir():

@@ -426,7 +426,7 @@ class ImageBatches(BatchSequence):
 class ShardedBatches(BatchSequence):
     """One process's part of every global batch of `batches` (an
     ImageBatches or a FeatureBatches), for data-parallel training over
-    several processes (`flowerkit.distribution`).
+    several processes (`flowerkit.distribute`).
 
     Global batch B over P processes: process p gets rows [p*B/P, (p+1)*B/P)
     and decodes only those. A shorter (last) batch is padded with zero-weight
