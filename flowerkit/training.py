@@ -22,6 +22,7 @@ from flowerkit import artifacts, distribution, phases, runtime
 from flowerkit import model as model_lib
 from flowerkit.data import load_data
 from flowerkit.errors import FlowerkitError
+from flowerkit.inspection.summary import summary_line
 from flowerkit.metrics import classification_report
 from flowerkit.model import build_model
 from flowerkit.recipe import Recipe
@@ -79,6 +80,8 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
     keras.utils.set_random_seed(recipe.seed)  # initial weights, dropout, augmentation
     data = load_data(recipe, source, max_images=max_images)
     recipe = recipe.replace(class_names=data.class_names)
+    if verbose and data.inspection:
+        print(f"flowerkit: {summary_line(data.inspection)}", flush=True)
     run = RunFolder(folder, recipe, verbose, overwrite) if folder else None
     model = build_model(recipe)
     timer = EpochTimer(run.timing if run else None, started)
@@ -124,7 +127,10 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
         "validation_report": classification_report(
             predictions.labels, predictions.predicted, recipe.class_names
         ),
+        "class_weights": _listed(phases.class_weights(data, recipe)),
+        "data_inspection": data.inspection,
     }
+    metrics["val_balanced_accuracy"] = metrics["validation_report"]["balanced_accuracy"]
     if run and plan.writes_run_folder:
         artifacts.write_run(run.folder, model, recipe.class_names, history, metrics, predictions)
     elif run:
@@ -264,6 +270,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         root = Path(self.backup_dir)
         whole = sorted(root.glob("epoch-*/training_metadata.json")) if root.is_dir() else []
         return whole[-1].parent if whole else None
+
+
+def _listed(weights):
+    return None if weights is None else [float(w) for w in weights]
 
 
 def _joined(results: list) -> dict:
