@@ -3,7 +3,8 @@
 Two images are duplicates when
   - their bytes are identical (content hash): "exact"; or
   - their perceptual hashes differ in at most `STRICT_BITS` bits (resized or
-    re-encoded copies); or, given backbone features, when the cosine
+    re-encoded copies; with features, their cosine is at least
+    `STRICT_COSINE` too, as unrelated photos can collide); or, given backbone features, when the cosine
     similarity of their features confirms a looser match: at least
     `CONFIRM_COSINE` within `CANDIDATE_BITS` bits, or at least
     `FEATURE_COSINE` whatever the hash (cropped copies move a 64-bit hash by
@@ -23,6 +24,7 @@ STRICT_BITS = 4  # resized / re-encoded copies of the photos: <= 2 bits
 CANDIDATE_BITS = 20
 CONFIRM_COSINE = 0.90
 FEATURE_COSINE = 0.95
+STRICT_COSINE = 0.80  # with features, even a close hash needs this much (pHash collides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +68,8 @@ def find_duplicates(
     unit = _normalised(features) if features is not None else None
     for i, j, distance in zip(first.tolist(), second.tolist(), bits.tolist()):
         cosine = float(unit[i] @ unit[j]) if unit is not None else None
-        if distance <= strict_bits or (cosine is not None and cosine >= confirm_cosine):
+        hashed = distance <= strict_bits and (cosine is None or cosine >= STRICT_COSINE)
+        if hashed or (cosine is not None and cosine >= confirm_cosine):
             pairs.setdefault((i, j), {"kind": "near", "bits": distance, "cosine": cosine})
     if unit is not None:
         for i, j, cosine in _similar_pairs(unit, feature_cosine):

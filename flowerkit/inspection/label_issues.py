@@ -15,8 +15,8 @@ import dataclasses
 import numpy as np
 
 FOLDS = 5
-STEPS = 300
-L2 = 1e-3
+STEPS = 150
+L2 = 1e-2
 LEARNING_RATE = 0.5
 
 
@@ -53,19 +53,21 @@ def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = 
                 learning_rate: float = LEARNING_RATE):
     """Multinomial logistic regression by full-batch gradient descent with
     Nesterov momentum on standardised features: (weights, bias, mean, scale)."""
+    features = np.asarray(features, np.float32)
     mean = features.mean(axis=0)
-    scale = features.std(axis=0) + 1e-6
+    scale = features.std(axis=0) + np.float32(1e-6)
     x = (features - mean) / scale
     y = np.eye(classes, dtype=np.float32)[labels]
     weights = np.zeros((x.shape[1], classes), np.float32)
     bias = np.zeros(classes, np.float32)
     velocity_w, velocity_b = np.zeros_like(weights), np.zeros_like(bias)
-    rate = learning_rate / np.sqrt(x.shape[1])
+    rate = np.float32(learning_rate / np.sqrt(x.shape[1]))
+    l2, momentum = np.float32(l2), np.float32(0.9)
     for _ in range(steps):
-        look_w, look_b = weights + 0.9 * velocity_w, bias + 0.9 * velocity_b
+        look_w, look_b = weights + momentum * velocity_w, bias + momentum * velocity_b
         error = (_softmax(x @ look_w + look_b) - y) / len(x)
-        velocity_w = 0.9 * velocity_w - rate * (x.T @ error + l2 * look_w)
-        velocity_b = 0.9 * velocity_b - rate * error.sum(axis=0)
+        velocity_w = momentum * velocity_w - rate * (x.T @ error + l2 * look_w)
+        velocity_b = momentum * velocity_b - rate * error.sum(axis=0)
         weights, bias = weights + velocity_w, bias + velocity_b
     return weights, bias, mean, scale
 
@@ -82,7 +84,7 @@ def _softmax(logits):
 
 
 def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: int = 0,
-                      groups=None, progress=None) -> LabelIssues:
+                      groups=None, progress=None, steps: int = STEPS, l2: float = L2) -> LabelIssues:
     """Out-of-fold probabilities and the ranked suspects (module docstring)."""
     features = np.asarray(features, np.float32).reshape(len(features), -1)
     labels = np.asarray(labels, dtype=np.int64)
@@ -93,7 +95,7 @@ def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: 
         held = assignment == fold
         if not held.any():
             continue
-        model = fit_softmax(features[~held], labels[~held], classes)
+        model = fit_softmax(features[~held], labels[~held], classes, steps, l2)
         probabilities[held] = predict_softmax(model, features[held])
         if progress:
             progress(fold + 1, folds)
