@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from flowerkit.errors import FlowerkitError
-from flowerkit.recipe import CLASS_WEIGHTS
 
-CLASS_WEIGHT_MODES = CLASS_WEIGHTS
+CLASS_WEIGHT_MODES = ("none", "balanced", "auto")  # flowerkit.recipe.CLASS_WEIGHTS
 # "auto" weighs the classes when the largest has at least this many times
 # the images of the smallest.
 AUTO_RATIO = 1.5
