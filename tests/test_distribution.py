@@ -1,4 +1,4 @@
-"""Data-parallel training (flowerkit.distribution): the same losses on one
+"""Data-parallel training (flowerkit.distribute): the same losses on one
 device and on several, on virtual CPU devices and in two JAX processes; the
 recipe field and its errors; PyTorch's one-line refusal.
 

@@ -119,7 +119,8 @@ def test_cached_and_uncached_runs_agree_within_one_point():
                                max_images=1500, verbose=0)
     assert cached.metrics["phases"][0]["feature_cache"] in ("computed", "hit")
     assert uncached.metrics["phases"][0]["feature_cache"] == "off"
-    assert cached.metrics["validation_images"] == uncached.metrics["validation_images"] == 286
+    # 285: the roses/tulips label conflict is left out before the split (issue 24).
+    assert cached.metrics["validation_images"] == uncached.metrics["validation_images"] == 285
     accuracies = (cached.metrics["val_accuracy"], uncached.metrics["val_accuracy"])
     assert abs(accuracies[0] - accuracies[1]) <= 0.01, accuracies
     assert cached.history["loss"][0] == pytest.approx(uncached.history["loss"][0], rel=1e-3)

@@ -27,6 +27,14 @@ def test_report_precision_recall_support():
     assert report["confusion_matrix"] == [[3, 0, 1], [2, 0, 1], [2, 0, 1]]
 
 
+def test_balanced_accuracy_is_the_mean_recall_of_classes_with_images():
+    # A 9:1 imbalance: always predicting the large class scores 0.9 accuracy, 0.5 balanced.
+    report = classification_report([0] * 9 + [1], [0] * 10, ("big", "small"))
+    assert report["accuracy"] == pytest.approx(0.9)
+    assert report["balanced_accuracy"] == pytest.approx(0.5)
+    assert classification_report([0, 1], [0, 1], ("a", "b", "empty"))["balanced_accuracy"] == 1.0
+
+
 def test_class_without_images_has_zero_recall():
     report = classification_report([0, 0, 1], [0, 1, 1], ("a", "b", "empty"))
     assert report["per_class"]["empty"] == {"precision": 0.0, "recall": 0.0, "support": 0}
@@ -35,6 +43,7 @@ def test_class_without_images_has_zero_recall():
 
 def test_format_report_is_a_readable_table():
     text = format_report(classification_report(LABELS, PREDICTED, ("a", "b", "c")))
-    assert text.splitlines()[0] == "accuracy: 0.4000 on 10 images"
+    # Balanced accuracy: the mean of the recalls 3/4, 0 and 1/3.
+    assert text.splitlines()[0] == "accuracy: 0.4000 on 10 images (balanced accuracy 0.3611)"
     assert "a          0.429   0.750        4" in text
     assert text.splitlines()[-3] == "a           3      0      1"

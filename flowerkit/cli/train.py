@@ -12,6 +12,7 @@ from pathlib import Path
 from flowerkit.backends import devices
 from flowerkit.cli.common import positive_int, start_backend
 from flowerkit.config.recipe import Recipe, field_types
+from flowerkit.inspection.lists import read_path_list, read_relabel_csv
 
 
 def _bool(text: str) -> bool:
@@ -106,13 +107,25 @@ def add_arguments(parser) -> None:
         help="TensorFlow: the TPU to train on ('local' on a TPU VM, or a TPU name or grpc:// "
         "address), found with TPUClusterResolver as in the codelab",
     )
+    parser.add_argument(
+        "--exclude", metavar="FILE",
+        help="paths (one a line, relative to the data folder) left out; kept in recipe.json "
+        "(flowerkit inspect writes one: exclude.txt)",
+    )
+    parser.add_argument(
+        "--relabel", metavar="FILE", help="path,label CSV of corrected labels; kept in recipe.json"
+    )
     _add_recipe_flags(parser)
+
+
+# Recipe fields set by --exclude FILE and --relabel FILE instead.
+_FILE_FIELDS = ("exclude", "relabel")
 
 
 def _add_recipe_flags(parser) -> None:
     group = parser.add_argument_group("recipe overrides (default: the preset's values)")
     for name, annotation in field_types().items():
-        if name == "name":
+        if name == "name" or name in _FILE_FIELDS:
             continue
         if name in _SPECIAL_FLAGS:
             convert, metavar = _SPECIAL_FLAGS[name]
@@ -141,6 +154,11 @@ def recipe_from_args(args):
     if args.alpha is not None:
         kwargs = dict(changes.get("backbone_kwargs", recipe.backbone_kwargs))
         changes["backbone_kwargs"] = {**kwargs, "alpha": args.alpha}
+    # Added to what the recipe already holds, so a rerun from recipe.json is the same run.
+    if getattr(args, "exclude", None):
+        changes["exclude"] = (*recipe.exclude, *read_path_list(args.exclude))
+    if getattr(args, "relabel", None):
+        changes["relabel"] = {**recipe.relabel, **read_relabel_csv(args.relabel)}
     return recipe.replace(**changes) if changes else recipe
 
 

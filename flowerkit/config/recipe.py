@@ -54,7 +54,11 @@ _FIELD_KINDS = {
     "fine_tune_weight_decay": (int, float),
     "fine_tune_label_smoothing": (int, float),
     "distribution": (str,),
+    "class_weight": (str,),
+    "split_groups": (bool,),
+    "exclude_conflicts": (bool,),
 }
+CLASS_WEIGHTS = ("none", "balanced", "auto")  # flowerkit.data.balance
 FEATURE_CACHE = ("auto", "on", "off")
 # The fast-path settings; `flowerkit.backends.policy` says what "auto" picks.
 DEPTHWISE_CONV = ("auto", "shifted", "stock")
@@ -147,6 +151,17 @@ class Recipe:
             "data_parallel" / "data_parallel:N" (all devices, or the first
             N, CPU devices included). `batch_size` is the global batch: each
             of N devices gets batch_size / N. See `flowerkit.distribute.plan`.
+
+    Data (see `flowerkit.inspection`):
+        class_weight: "none", "balanced" (each class the same total loss
+            weight, in both phases), or "auto": balanced when the largest
+            class has at least 1.5x the images of the smallest.
+        split_groups: keep each group of duplicate images (same bytes or a
+            perceptual hash within a few bits) on one side of the split.
+        exclude_conflicts: leave out of training the duplicates found in
+            more than one class (label conflicts).
+        exclude: image paths (relative to the source folder) left out.
+        relabel: image path -> class name, applied before the split.
     """
 
     name: str = "custom"
@@ -187,6 +202,13 @@ class Recipe:
     fine_tune_augmentation: tuple[str, ...] = ("flip", "zoom:0.15", "rotate:0.05", "contrast:0.2")
     fine_tune_label_smoothing: float = 0.1
     distribution: str = "auto"
+    class_weight: str = "auto"
+    split_groups: bool = True
+    exclude_conflicts: bool = True
+    exclude: tuple[str, ...] = ()
+    relabel: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
 
     def __post_init__(self):
         # Normalise JSON/CLI input (lists, dicts) into immutable forms.
@@ -196,6 +218,9 @@ class Recipe:
         set_(self, "augmentation", tuple(self.augmentation))
         set_(self, "fine_tune_augmentation", tuple(self.fine_tune_augmentation))
         set_(self, "backbone_kwargs", types.MappingProxyType(dict(self.backbone_kwargs)))
+        set_(self, "exclude", tuple(sorted(set(map(str, self.exclude)))))
+        set_(self, "relabel", types.MappingProxyType(
+            {str(k): str(v) for k, v in sorted(dict(self.relabel).items())}))
         self._validate()
 
     def _validate(self):
@@ -242,6 +267,8 @@ class Recipe:
             fail(f"affine_augmentation must be one of {AFFINE_AUGMENTATION}, got {self.affine_augmentation!r}.")
         if self.torch_layers not in TORCH_LAYERS:
             fail(f"torch_layers must be one of {TORCH_LAYERS}, got {self.torch_layers!r}.")
+        if self.class_weight not in CLASS_WEIGHTS:
+            fail(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}.")
         if self.feature_cache not in FEATURE_CACHE:
             fail(f"feature_cache must be one of {FEATURE_CACHE}, got {self.feature_cache!r}.")
         if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.fine_tune_warmup_epochs < 0:

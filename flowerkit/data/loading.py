@@ -1,14 +1,21 @@
-"""`load_data`: a recipe's data, split and batched (see `flowerkit.data`)."""
+"""`load_data`: a recipe's data, curated, split and batched (see `flowerkit.data`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
+import numpy as np
+
+from flowerkit.config.recipe import Recipe
+from flowerkit.data.balance import imbalance_ratio
+from flowerkit.data.duplicates import find_duplicates
+from flowerkit.data.hashing import hash_index
 from flowerkit.data.pipelines import make_dataset
 from flowerkit.data.sources import ImageIndex, index_source, sample_index, split_index
+from flowerkit.data.splitting import curate, group_split
 from flowerkit.errors import FlowerkitError
-from flowerkit.config.recipe import Recipe
 
 SUBSETS = ("train", "validation", "all")
 
@@ -31,6 +38,8 @@ class FlowerData:
     class_names: tuple[str, ...]
     subsets: dict[str, Subset]
     source: str
+    # What the cheap check before the split found and did (`check_before_split`).
+    inspection: dict = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Subset:
         return self.subsets[name]
@@ -70,11 +79,23 @@ def load_data(
             f"The recipe's classes {list(recipe.class_names)} differ from the classes "
             f"found in {index.source}: {list(index.class_names)}."
         )
+    index, curation = curate(index, recipe.exclude, recipe.relabel)
     indexes = {"all": index}
+    inspection = {"curation": curation} if curation else {}
     if {"train", "validation"} & set(subsets):
-        indexes["train"], indexes["validation"] = split_index(
-            index, recipe.validation_split, recipe.seed
-        )
+        if recipe.split_groups or recipe.exclude_conflicts:
+            to_split, group_of, inspection = check_before_split(index, recipe, inspection)
+        else:
+            to_split, group_of = index, np.arange(len(index))
+        if recipe.split_groups:
+            indexes["train"], indexes["validation"], kept = group_split(
+                to_split, recipe.validation_split, recipe.seed, group_of
+            )
+            inspection["groups_kept_together"] = kept
+        else:
+            indexes["train"], indexes["validation"] = split_index(
+                to_split, recipe.validation_split, recipe.seed
+            )
     chosen = {}
     for name in subsets:
         chosen_index = indexes[name]
@@ -92,4 +113,35 @@ def load_data(
                 pipeline=pipeline,
             ),
         )
-    return FlowerData(class_names=index.class_names, subsets=chosen, source=index.source)
+    return FlowerData(class_names=index.class_names, subsets=chosen, source=index.source,
+                      inspection=inspection)
+
+
+def check_before_split(index: ImageIndex, recipe: Recipe, record: dict):
+    """The cheap part of `flowerkit inspect` (content and perceptual hashes,
+    no features), run before every split: the index to split (label
+    conflicts left out if `recipe.exclude_conflicts`), each image's
+    duplicate group, and the record for metrics.json."""
+    started = time.perf_counter()
+    hashes = hash_index(index)
+    duplicates = find_duplicates(hashes, index.labels)
+    counts = np.bincount(index.labels, minlength=len(index.class_names))
+    record = {
+        **record,
+        "images": len(index),
+        "class_counts": dict(zip(index.class_names, counts.tolist())),
+        "imbalance_ratio": imbalance_ratio(counts),
+        "duplicate_groups": len(duplicates.groups),
+        "duplicate_images": duplicates.duplicate_images,
+        "conflict_groups": len(duplicates.conflicts),
+        "odd_modes": sum(mode not in ("RGB", "") for mode in hashes.modes),
+        "thresholds": duplicates.thresholds,
+    }
+    group_of = duplicates.group_of
+    if recipe.exclude_conflicts and duplicates.conflicts:
+        dropped = set(duplicates.conflict_members())
+        keep = [i for i in range(len(index)) if i not in dropped]
+        index, group_of = index.subset(keep), group_of[keep]
+        record["conflict_images_excluded"] = len(dropped)
+    record["seconds"] = time.perf_counter() - started
+    return index, group_of, record

@@ -76,10 +76,13 @@ def index_source(source: str | None) -> ImageIndex:
 
     None or "tf_flowers": download (once) into the Keras cache. A path or
     glob ending in .tfrec/.tfrecord, or any gs:// URL: the codelab's
-    TFRecords. Anything else: a folder with one subfolder per class.
+    TFRecords. A .csv file: `path,label` rows (`index_csv`). Anything else:
+    a folder with one subfolder per class.
     """
     if source in (None, "", "tf_flowers"):
         return index_folder(download_tf_flowers())
+    if source.lower().endswith(".csv"):
+        return index_csv(source)
     if source == "codelab_tfrecords":
         source = CODELAB_TFRECORDS
     if source.startswith("gs://") or source.rstrip("*").endswith((".tfrec", ".tfrecord")):
@@ -314,6 +317,58 @@ def _inspect(image):
         return problem
     except Exception as error:  # a Pillow failure outside its usual errors
         return ImageProblem("unreadable", f"cannot read: {error}")
+
+
+def index_csv(path, class_names=()) -> ImageIndex:
+    """Indexes a CSV of `path,label` rows (a `path,label` header is optional),
+    paths relative to the CSV's folder. Classes are the labels in sorted
+    order (or `class_names`). Unreadable images are skipped as for folders;
+    a label whose images are all missing or unreadable is an error."""
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except FileNotFoundError:
+        raise FlowerkitError(f"CSV data source not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise FlowerkitError(f"Cannot read the CSV data source {path}: {error}") from None
+    if rows and [cell.strip().lower() for cell in rows[:1][0]] == ["path", "label"]:
+        rows = rows[1:]
+    bad = [n for n, row in enumerate(rows, 1) if len(row) != 2 or not row[0].strip() or not row[1].strip()]
+    if bad:
+        raise FlowerkitError(f"CSV data source {path}: row(s) {bad[:5]} are not 'path,label'.")
+    if not rows:
+        raise FlowerkitError(f"CSV data source {path} lists no images.")
+    names = tuple(class_names) or tuple(sorted({row[1].strip() for row in rows}))
+    if len(names) < 2:
+        raise FlowerkitError(f"CSV data source {path} has one class ({names[0]!r}); need at least two.")
+    unknown = sorted({row[1].strip() for row in rows} - set(names))
+    if unknown:
+        raise FlowerkitError(f"CSV data source {path} has labels {unknown} outside the recipe's classes.")
+    candidates = [str(path.parent / row[0].strip()) for row in rows]
+    labels = [names.index(row[1].strip()) for row in rows]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        inspected = list(pool.map(_inspect, candidates))
+    skipped = [(result.reason, image) for image, result in zip(candidates, inspected)
+               if isinstance(result, ImageProblem)]
+    keep = [i for i, result in enumerate(inspected) if not isinstance(result, ImageProblem)]
+    _warn_skipped(path.parent, skipped, len(candidates))
+    kept_labels = np.asarray(labels, dtype=np.int32)[keep]
+    empty = [name for c, name in enumerate(names) if not (kept_labels == c).any()]
+    if empty:
+        raise FlowerkitError(
+            f"CSV data source {path}: label(s) {empty} have no readable images "
+            "(missing files or unreadable images; see the warning)."
+        )
+    return ImageIndex(
+        class_names=names,
+        labels=kept_labels,
+        images=tuple(candidates[i] for i in keep),
+        source=str(path),
+        orientations=tuple(inspected[i] for i in keep),
+    )
 
 
 def read_tfrecords(pattern: str) -> ImageIndex:

@@ -18,6 +18,7 @@ from flowerkit.distribute.sharding import is_data_parallel, loss_reduction
 from flowerkit.errors import FlowerkitError
 from flowerkit.model.augment import build_layers
 from flowerkit.model.backbones import PREPROCESSING_SCALES, get_backbone
+from flowerkit.model.losses import crossentropy
 
 
 def build_model(
@@ -110,7 +111,8 @@ def _freeze_batch_normalization(layer) -> None:
             _freeze_batch_normalization(sublayer)
 
 
-def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int | None = None) -> None:
+def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int | None = None,
+                  class_weights=None) -> None:
     """Phase 1: the recipe's optimizer and learning rate. A "cosine"
     `learning_rate_schedule` decays the rate to 0 over `recipe.epochs *
     steps_per_epoch` steps, and so needs `steps_per_epoch`: without it (a
@@ -124,9 +126,7 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int | Non
     }
     model.compile(
         optimizer=optimizers[recipe.optimizer](learning_rate=_learning_rate(recipe, steps_per_epoch)),
-        loss=keras.losses.CategoricalCrossentropy(
-            label_smoothing=recipe.label_smoothing, reduction=loss_reduction()
-        ),
+        loss=crossentropy(recipe.label_smoothing, loss_reduction(), class_weights),
         weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
@@ -184,9 +184,10 @@ def unfreeze_backbone(model: keras.Model, recipe: Recipe) -> None:
     _freeze_batch_normalization(backbone)
 
 
-def compile_fine_tuning(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+def compile_fine_tuning(model: keras.Model, recipe: Recipe, steps_per_epoch: int,
+                        class_weights=None) -> None:
     """Phase 2: AdamW, linear warm-up to the peak learning rate, then cosine
-    decay to zero; label smoothing."""
+    decay to zero; label smoothing; `class_weights` as in phase 1."""
     warmup = recipe.fine_tune_warmup_epochs * steps_per_epoch
     total = recipe.fine_tune_epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -199,9 +200,7 @@ def compile_fine_tuning(model: keras.Model, recipe: Recipe, steps_per_epoch: int
         optimizer=keras.optimizers.AdamW(
             learning_rate=schedule, weight_decay=recipe.fine_tune_weight_decay
         ),
-        loss=keras.losses.CategoricalCrossentropy(
-            label_smoothing=recipe.fine_tune_label_smoothing, reduction=loss_reduction()
-        ),
+        loss=crossentropy(recipe.fine_tune_label_smoothing, loss_reduction(), class_weights),
         weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )

@@ -1,5 +1,5 @@
 """Numbers from labels and predictions: the confusion matrix and the
-per-class report (accuracy, precision, recall, support)."""
+per-class report (accuracy, balanced accuracy, precision, recall, support)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def confusion_matrix(labels, predicted, num_classes: int) -> np.ndarray:
 def classification_report(labels, predicted, class_names) -> dict:
     """Accuracy, per-class precision/recall/support and the confusion matrix,
     as JSON-ready data. A class never predicted has precision 0; a class
-    with no images has recall 0."""
+    with no images has recall 0. Balanced accuracy: the mean recall over the
+    classes that have images, which a neglected small class cannot hide in."""
     matrix = confusion_matrix(labels, predicted, len(class_names))
     true_positives = np.diag(matrix).astype(float)
     predicted_counts, true_counts = matrix.sum(0), matrix.sum(1)
@@ -28,6 +29,7 @@ def classification_report(labels, predicted, class_names) -> dict:
     )
     return {
         "accuracy": float(true_positives.sum() / max(matrix.sum(), 1)),
+        "balanced_accuracy": float(recall[true_counts > 0].mean()) if (true_counts > 0).any() else 0.0,
         "images": int(matrix.sum()),
         "per_class": {
             name: {
@@ -47,7 +49,8 @@ def format_report(report: dict) -> str:
     names = report["class_names"]
     width = max(len(n) for n in names + ["class"])
     lines = [
-        f"accuracy: {report['accuracy']:.4f} on {report['images']} images",
+        f"accuracy: {report['accuracy']:.4f} on {report['images']} images"
+        + (f" (balanced accuracy {report['balanced_accuracy']:.4f})" if "balanced_accuracy" in report else ""),
         "",
         f"{'class':<{width}}  precision  recall  support",
     ]

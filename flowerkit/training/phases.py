@@ -21,6 +21,7 @@ import warnings
 import keras
 
 from flowerkit.config.recipe import Recipe
+from flowerkit.data.balance import class_weights as class_weights_for
 from flowerkit.data.loading import FlowerData
 from flowerkit.data.pipelines import BadImagesReport, EpochStart, resolve_pipeline
 from flowerkit.distribute import sharding
@@ -45,8 +46,9 @@ def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose
     # Compiled again now that the steps per epoch (cached or not) are known,
     # for a learning-rate schedule over them.
     steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
+    weights = class_weights(data, recipe)
     if not recipe.caches_features:
-        model_lib.compile_model(model, recipe, steps_per_epoch)
+        model_lib.compile_model(model, recipe, steps_per_epoch, weights)
         history = _fit(model, data.train.dataset, data.validation.dataset, recipe.epochs, 0,
                        callbacks, verbose)
         return _result(HEAD, started, history, {"feature_cache": "off"})
@@ -57,7 +59,7 @@ def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose
     train = features.cached_features(extractor, recipe, data.train, views, pipeline, progress)
     validation = features.cached_features(extractor, recipe, data.validation, 1, pipeline, progress)
     feature_seconds = time.perf_counter() - started
-    model_lib.compile_model(head, recipe, steps_per_epoch)
+    model_lib.compile_model(head, recipe, steps_per_epoch, weights)
     epoch_ends = EpochEnds(started)
     history = _fit(
         head,
@@ -95,13 +97,18 @@ def fine_tune(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose)
     model_lib.unfreeze_backbone(model, recipe)
     wrapper = model_lib.fine_tuning_wrapper(model, recipe)
     steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
-    model_lib.compile_fine_tuning(wrapper, recipe, steps_per_epoch)
+    model_lib.compile_fine_tuning(wrapper, recipe, steps_per_epoch, class_weights(data, recipe))
     history = _fit(
         wrapper, data.train.dataset, data.validation.dataset,
         recipe.epochs + recipe.fine_tune_epochs, recipe.epochs, callbacks, verbose,
     )
     info = {"trainable_weights": len(wrapper.trainable_weights), "layers": recipe.fine_tune_layers or "all"}
     return _result(FINE_TUNE, started, history, info)
+
+
+def class_weights(data: FlowerData, recipe: Recipe):
+    """The loss's class weights for `recipe.class_weight` on the training images, or None."""
+    return class_weights_for(data.train.index.labels, len(data.class_names), recipe.class_weight)
 
 
 def _result(name, started, history: dict, info: dict) -> PhaseResult:

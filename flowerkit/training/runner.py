@@ -18,6 +18,7 @@ from flowerkit.backends import allocator
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import load_data
 from flowerkit.distribute import plan as distribution
+from flowerkit.inspection.summary import summary_line
 from flowerkit.inference.predicting import predict_subset
 from flowerkit.model.backbones import get_backbone
 from flowerkit.model.build import build_model, unfreeze_backbone
@@ -86,6 +87,8 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
     allocator.configure()
     data = load_data(recipe, source, max_images=max_images)
     recipe = recipe.replace(class_names=data.class_names)
+    if verbose and data.inspection:
+        print(f"flowerkit: {summary_line(data.inspection)}", flush=True)
     run = RunFolder(folder, recipe, verbose, overwrite) if folder else None
     model = build_model(recipe)  # inside the plan's scope: data-parallel when it is
     timer = EpochTimer(run.timing if run else None, started)
@@ -131,7 +134,10 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
         "validation_report": classification_report(
             predictions.labels, predictions.predicted, recipe.class_names
         ),
+        "class_weights": _listed(phases.class_weights(data, recipe)),
+        "data_inspection": data.inspection,
     }
+    metrics["val_balanced_accuracy"] = metrics["validation_report"]["balanced_accuracy"]
     if run and plan.writes_run_folder:
         artifacts.write_run(run.folder, model, recipe.class_names, history, metrics, predictions)
     elif run:
@@ -140,6 +146,10 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
         run.finish()
     written = run.folder if run and plan.writes_run_folder else None
     return TrainResult(model, recipe, history, metrics, written)
+
+
+def _listed(weights):
+    return None if weights is None else [float(w) for w in weights]
 
 
 def _joined(results: list) -> dict:

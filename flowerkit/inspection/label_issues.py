@@ -1,0 +1,112 @@
+"""Likely label errors, confident-learning style (Northcutt et al. 2021):
+each image's out-of-fold probability for its given label, from a linear
+softmax head trained on the other folds' cached backbone features.
+
+An image is a suspect when its given label's probability is below that
+class's threshold (the mean probability the class's own images get) while
+another class reaches its own threshold (an off-diagonal entry of the
+confident joint); suspects rank by self-confidence, lowest first.
+Keras-free: a plain numpy head is enough on pooled features."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+FOLDS = 5
+STEPS = 150
+L2 = 1e-2
+LEARNING_RATE = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelIssues:
+    probabilities: np.ndarray  # (n, classes) out-of-fold
+    self_confidence: np.ndarray  # (n,) probability of the given label
+    predicted: np.ndarray  # (n,) argmax class
+    thresholds: np.ndarray  # (classes,) per-class confident-learning threshold
+    suspects: np.ndarray  # positions, most suspect first
+    folds: int
+
+    def top(self, count: int) -> np.ndarray:
+        """The `count` lowest self-confidences (suspects or not), lowest first."""
+        return np.argsort(self.self_confidence, kind="stable")[:count]
+
+
+def fold_assignment(labels, folds: int, seed: int, groups=None) -> np.ndarray:
+    """Stratified folds (0..folds-1); with `groups` (a group id per image),
+    a duplicate group's images share a fold, so no copy is its own evidence."""
+    labels = np.asarray(labels)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    assignment = np.zeros(len(labels), np.int64)
+    _, first = np.unique(groups, return_index=True)
+    for label in np.unique(labels):
+        leaders = rng.permutation(first[labels[first] == label])
+        for k, leader in enumerate(leaders):
+            assignment[groups == groups[leader]] = k % folds
+    return assignment
+
+
+def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = L2,
+                learning_rate: float = LEARNING_RATE):
+    """Multinomial logistic regression by full-batch gradient descent with
+    Nesterov momentum on standardised features: (weights, bias, mean, scale)."""
+    features = np.asarray(features, np.float32)
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0) + np.float32(1e-6)
+    x = (features - mean) / scale
+    y = np.eye(classes, dtype=np.float32)[labels]
+    weights = np.zeros((x.shape[1], classes), np.float32)
+    bias = np.zeros(classes, np.float32)
+    velocity_w, velocity_b = np.zeros_like(weights), np.zeros_like(bias)
+    rate = np.float32(learning_rate / np.sqrt(x.shape[1]))
+    l2, momentum = np.float32(l2), np.float32(0.9)
+    for _ in range(steps):
+        look_w, look_b = weights + momentum * velocity_w, bias + momentum * velocity_b
+        error = (_softmax(x @ look_w + look_b) - y) / len(x)
+        velocity_w = momentum * velocity_w - rate * (x.T @ error + l2 * look_w)
+        velocity_b = momentum * velocity_b - rate * error.sum(axis=0)
+        weights, bias = weights + velocity_w, bias + velocity_b
+    return weights, bias, mean, scale
+
+
+def predict_softmax(model, features) -> np.ndarray:
+    weights, bias, mean, scale = model
+    return _softmax(((features - mean) / scale) @ weights + bias)
+
+
+def _softmax(logits):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: int = 0,
+                      groups=None, progress=None, steps: int = STEPS, l2: float = L2) -> LabelIssues:
+    """Out-of-fold probabilities and the ranked suspects (module docstring)."""
+    features = np.asarray(features, np.float32).reshape(len(features), -1)
+    labels = np.asarray(labels, dtype=np.int64)
+    folds = max(2, min(folds, int(np.bincount(labels, minlength=classes).max())))
+    assignment = fold_assignment(labels, folds, seed, groups)
+    probabilities = np.zeros((len(labels), classes), np.float32)
+    for fold in range(folds):
+        held = assignment == fold
+        if not held.any():
+            continue
+        model = fit_softmax(features[~held], labels[~held], classes, steps, l2)
+        probabilities[held] = predict_softmax(model, features[held])
+        if progress:
+            progress(fold + 1, folds)
+    self_confidence = probabilities[np.arange(len(labels)), labels]
+    thresholds = np.array([
+        probabilities[labels == c, c].mean() if (labels == c).any() else 1.0 for c in range(classes)
+    ])
+    above = probabilities >= thresholds[None, :]
+    above[np.arange(len(labels)), labels] = False
+    suspect = (self_confidence < thresholds[labels]) & above.any(axis=1)
+    order = np.argsort(self_confidence, kind="stable")
+    suspects = order[suspect[order]]
+    return LabelIssues(probabilities, self_confidence, probabilities.argmax(axis=1), thresholds,
+                       suspects, folds)

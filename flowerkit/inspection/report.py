@@ -1,0 +1,173 @@
+"""The inspection's files, all inside one folder:
+
+    inspection.json   every finding, with paths, scores and thresholds
+    inspection.html   thumbnails of each duplicate group and suspect label
+    suspects.png      a contact sheet of the top suspects
+    exclude.txt       label conflicts and suspects, for `train --exclude`
+    thumbnails/       the page's images (links are relative, inside the folder)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from flowerkit.data.decode import decode_image
+
+THUMBNAIL = 128
+SHOWN_SUSPECTS = 60
+SHEET_SUSPECTS = 24
+
+
+def write_report(findings: dict, output_dir, top: int = SHOWN_SUSPECTS) -> dict[str, Path]:
+    """Writes the files above; returns their paths by name."""
+    output = Path(output_dir)
+    (output / "thumbnails").mkdir(parents=True, exist_ok=True)
+    private = findings["_private"]
+    public = {k: v for k, v in findings.items() if not k.startswith("_")}
+    index, names = private["index"], private["names"]
+    position = {name: i for i, name in enumerate(names)}
+    thumbs: dict[str, str] = {}
+
+    def thumbnail(name: str) -> str:
+        if name not in thumbs:
+            relative = f"thumbnails/{len(thumbs):05d}.jpg"
+            _save_thumbnail(index.images[position[name]], output / relative)
+            thumbs[name] = relative
+        return thumbs[name]
+
+    paths = {"json": output / "inspection.json", "html": output / "inspection.html",
+             "sheet": output / "suspects.png", "exclude": output / "exclude.txt"}
+    paths["json"].write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths["html"].write_text(_page(public, thumbnail, top), encoding="utf-8")
+    suspects = public["label_issues"].get("suspects", [])[:SHEET_SUSPECTS]
+    _contact_sheet(suspects, index, position, paths["sheet"])
+    paths["exclude"].write_text(_exclude_file(public), encoding="utf-8")
+    return paths
+
+
+def _save_thumbnail(image, path: Path) -> None:
+    from PIL import Image
+
+    pixels = decode_image(image, THUMBNAIL).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=85)
+
+
+def _figure(items, thumbnail) -> str:
+    cells = []
+    for src, caption in items:
+        cells.append(f'<figure><img src="{html.escape(src)}" width="{THUMBNAIL}" '
+                     f'height="{THUMBNAIL}" alt=""><figcaption>{caption}</figcaption></figure>')
+    return '<div class="row">' + "".join(cells) + "</div>"
+
+
+def _page(findings: dict, thumbnail, top: int) -> str:
+    e = html.escape
+    balance = findings["balance"]
+    duplicates = findings["duplicates"]
+    issues = findings["label_issues"]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f"<title>flowerkit inspection: {e(findings['source'])}</title>",
+        "<style>body{font-family:sans-serif;margin:1em}figure{display:inline-block;margin:4px;"
+        "width:140px;font-size:11px;vertical-align:top;word-break:break-all}"
+        ".row{border-bottom:1px solid #ccc;padding:4px}.conflict{background:#fee}"
+        "table{border-collapse:collapse}td,th{padding:2px 8px;border:1px solid #ccc}</style>",
+        "</head>", "<body>",
+        f"<h1>Inspection of {e(findings['source'])}</h1>",
+        f"<p>{findings['images']} images, {len(findings['class_names'])} classes; "
+        f"imbalance ratio {balance['imbalance_ratio']:.2f} (largest {e(balance['largest'])}, "
+        f"smallest {e(balance['smallest'])}).</p>",
+        "<h2>Classes</h2>", "<table><tr><th>class</th><th>images</th></tr>",
+        *[f"<tr><td>{e(n)}</td><td>{c}</td></tr>" for n, c in balance["counts"].items()],
+        "</table>",
+        "<h2>Loader</h2>", "<ul>",
+        *[f"<li>{e(m)}</li>" for m in findings["loader"]["skipped"]],
+        f"<li>modes: {e(json.dumps(findings['loader']['modes']))}</li>",
+        f"<li>smaller than the model's input ({findings['image_size']} px): "
+        f"{findings['loader']['smaller_than_input']}</li>", "</ul>",
+        f"<h2>Duplicates: {duplicates['group_count']} groups "
+        f"({duplicates['conflict_groups']} across classes)</h2>",
+        f"<p>{duplicates['groups_crossing_random_split']} group(s) were split across training and "
+        "validation by a random split; the duplicate-aware split keeps each on one side.</p>",
+    ]
+    for group in duplicates["groups"]:
+        items = [(thumbnail(i["path"]), f"{e(i['path'])}<br>class {e(i['label'])}") for i in group["images"]]
+        row = _figure(items, thumbnail)
+        label = f"{group['kind']}{', label conflict' if group['conflict'] else ''}"
+        css = ' class="conflict"' if group["conflict"] else ""
+        parts.append(f"<section{css}><h3>{e(label)}</h3>{row}</section>")
+    if issues.get("available"):
+        parts += [
+            f"<h2>Likely label errors: {issues['suspect_count']} suspects</h2>",
+            f"<p>{e(issues['method'])}; {issues['folds']} folds; out-of-fold accuracy "
+            f"{issues['out_of_fold_accuracy']:.3f}. Showing the first {min(top, issues['suspect_count'])}, "
+            "most suspect first.</p>",
+        ]
+        items = [
+            (thumbnail(s["path"]), f"{e(s['path'])}<br>given {e(s['given'])} "
+             f"({s['given_probability']:.2f})<br>predicted {e(s['predicted'])} "
+             f"({s['predicted_probability']:.2f})")
+            for s in issues["suspects"][:top]
+        ]
+        parts.append(_figure(items, thumbnail))
+    else:
+        parts.append(f"<h2>Likely label errors</h2><p>{e(issues.get('reason', ''))}</p>")
+    parts += ['<p>Contact sheet: <a href="suspects.png">suspects.png</a>; all findings: '
+              '<a href="inspection.json">inspection.json</a>; '
+              '<a href="exclude.txt">exclude.txt</a> for <code>train --exclude</code>.</p>',
+              "</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _contact_sheet(suspects, index, position, path: Path) -> None:
+    columns = 6
+    rows = max(1, -(-len(suspects) // columns))
+    figure = Figure(figsize=(columns * 2.2, rows * 2.6))
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for axis in axes:
+        axis.axis("off")
+    for axis, suspect in zip(axes, suspects):
+        axis.imshow(decode_image(index.images[position[suspect["path"]]], THUMBNAIL).astype(np.uint8))
+        axis.set_title(f"{suspect['path'][-24:]}\ngiven {suspect['given']} {suspect['given_probability']:.2f}"
+                       f"\npred {suspect['predicted']} {suspect['predicted_probability']:.2f}", fontsize=7)
+    if not suspects:
+        axes[0].text(0.5, 0.5, "no suspects", ha="center", va="center")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+
+
+def _exclude_file(findings: dict) -> str:
+    lines = ["# flowerkit inspect: paths for `flowerkit train --exclude FILE` (relative to",
+             f"# {findings['root']}). Review before use; delete the lines to keep.",
+             "# label conflicts (the same image in more than one class):"]
+    for group in findings["duplicates"]["groups"]:
+        if group["conflict"]:
+            lines += [image["path"] for image in group["images"]]
+    suspects = findings["label_issues"].get("suspects", [])
+    if suspects:
+        lines.append("# likely label errors, most suspect first:")
+        lines += [s["path"] for s in suspects]
+    return "\n".join(lines) + "\n"
+
+
+def terminal_table(findings: dict, rows: int = 10) -> str:
+    """A short summary table for the terminal."""
+    balance, duplicates, issues = findings["balance"], findings["duplicates"], findings["label_issues"]
+    width = max(len(n) for n in [*balance["counts"], "class"])
+    lines = [f"{'class':<{width}}  images", *[f"{n:<{width}}  {c:6d}" for n, c in balance["counts"].items()],
+             f"imbalance ratio {balance['imbalance_ratio']:.2f}"
+             + (" (class_weight auto weighs the classes)" if balance["auto_class_weight"] else ""),
+             f"duplicate groups {duplicates['group_count']} ({duplicates['exact_groups']} exact), "
+             f"label conflicts {duplicates['conflict_groups']}, crossing a random split "
+             f"{duplicates['groups_crossing_random_split']}"]
+    if issues.get("available"):
+        lines.append(f"label suspects {issues['suspect_count']} (out-of-fold accuracy "
+                     f"{issues['out_of_fold_accuracy']:.3f}); top {min(rows, issues['suspect_count'])}:")
+        for s in issues["suspects"][:rows]:
+            lines.append(f"  {s['given_probability']:.2f}  {s['given']} -> {s['predicted']}  {s['path']}")
+    return "\n".join(lines)

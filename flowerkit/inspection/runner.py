@@ -1,0 +1,165 @@
+"""`flowerkit inspect`: every check on one data source, in one pass.
+
+    index -> hashes (bytes + pHash) -> backbone features (the feature cache)
+          -> duplicates (hash candidates confirmed by feature cosine)
+          -> out-of-fold label suspects -> balance -> report files
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+
+from flowerkit.training import features as features_lib
+from flowerkit.data.loading import Subset
+from flowerkit.data.pipelines import resolve_pipeline
+from flowerkit.data.sources import index_source, split_index
+from flowerkit.data.splitting import curate, group_split, relative_name, source_root
+from flowerkit.errors import FlowerkitWarning
+from flowerkit.data.balance import balance_report
+from flowerkit.data.duplicates import find_duplicates
+from flowerkit.data.hashing import hash_index
+from flowerkit.inspection.label_issues import FOLDS, find_label_issues
+from flowerkit.model.build import build_model, split_at_features
+from flowerkit.config.recipe import Recipe
+
+
+def feature_recipe(recipe: Recipe) -> Recipe:
+    """The recipe's backbone, frozen, with pooled features of the plain images."""
+    return recipe.replace(head="gap", head_units=(), augmentation=(), trainable_backbone=False,
+                          fine_tune_epochs=0, feature_cache="auto", distribution="none")
+
+
+def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int = 1) -> dict:
+    """Every finding on `source` as JSON-ready data (see `report.write_report`),
+    with the index, hashes, duplicates and label issues under private keys
+    ("_index", ...) for the report writer."""
+    timings = {}
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FlowerkitWarning)
+        index = index_source(source)
+        index, curation = curate(index, recipe.exclude, recipe.relabel)
+    loader_messages = [str(w.message) for w in caught if issubclass(w.category, FlowerkitWarning)]
+    for message in loader_messages:  # still shown, once
+        warnings.warn(message, FlowerkitWarning, stacklevel=2)
+    timings["index_seconds"] = time.perf_counter() - started
+    step = time.perf_counter()
+    hashes = hash_index(index)
+    timings["hash_seconds"] = time.perf_counter() - step
+    step = time.perf_counter()
+    features = None
+    if recipe.backbone != "none":
+        features, cache = _features(feature_recipe(recipe.replace(class_names=index.class_names)),
+                                    index, verbose)
+        timings["feature_seconds"] = time.perf_counter() - step
+        timings["feature_cache"] = cache
+    step = time.perf_counter()
+    duplicates = find_duplicates(hashes, index.labels, features)
+    timings["duplicate_seconds"] = time.perf_counter() - step
+    step = time.perf_counter()
+    issues = None
+    if features is not None:
+        issues = find_label_issues(features, index.labels, len(index.class_names), folds,
+                                   recipe.seed, groups=duplicates.group_of)
+        timings["label_issue_seconds"] = time.perf_counter() - step
+    _, _, kept = group_split(index, recipe.validation_split, recipe.seed, duplicates.group_of)
+    root = source_root(index)
+    names = [relative_name(image, root) if isinstance(image, str) else f"record {i}"
+             for i, image in enumerate(index.images)]
+    sides = _old_split_sides(index, recipe)
+    timings["total_seconds"] = time.perf_counter() - started
+    tiny = int((hashes.sizes.min(axis=1) < recipe.image_size).sum())
+    modes = {}
+    for mode in hashes.modes:
+        modes[mode or "unreadable"] = modes.get(mode or "unreadable", 0) + 1
+    findings = {
+        "source": index.source,
+        "root": root,
+        "recipe": recipe.name,
+        "backbone": recipe.backbone,
+        "image_size": recipe.image_size,
+        "images": len(index),
+        "class_names": list(index.class_names),
+        "balance": balance_report(index.labels, index.class_names),
+        "loader": {
+            "skipped": loader_messages,
+            "modes": modes,
+            "smaller_than_input": tiny,
+            "broke_after_indexing": len(hashes.problems),
+        },
+        "curation": curation,
+        "duplicates": {
+            "groups": [
+                {
+                    "kind": kind,
+                    "conflict": g in set(duplicates.conflicts),
+                    "crosses_random_split": len({sides[m] for m in members}) > 1,
+                    "images": [{"path": names[m], "label": index.class_names[index.labels[m]]}
+                               for m in members],
+                }
+                for g, (members, kind) in enumerate(zip(duplicates.groups, duplicates.kinds))
+            ],
+            "pairs": [{**pair, "first": names[pair["first"]], "second": names[pair["second"]]}
+                      for pair in duplicates.pairs],
+            "thresholds": duplicates.thresholds,
+            "group_count": len(duplicates.groups),
+            "duplicate_images": duplicates.duplicate_images,
+            "exact_groups": duplicates.kinds.count("exact"),
+            "conflict_groups": len(duplicates.conflicts),
+            "groups_crossing_random_split": 0,
+            "groups_kept_together_by_group_split": kept,
+        },
+        "label_issues": _issues(issues, index, names),
+        "timings": timings,
+    }
+    findings["duplicates"]["groups_crossing_random_split"] = sum(
+        g["crosses_random_split"] for g in findings["duplicates"]["groups"])
+    findings["_private"] = {"index": index, "names": names, "issues": issues}
+    return findings
+
+
+def _features(recipe: Recipe, index, verbose):
+    model = build_model(recipe, compile=False)
+    extractor, _ = split_at_features(model)
+    cached = features_lib.cached_features(
+        extractor, recipe, Subset(index, None), 1, resolve_pipeline(), verbose)
+    flat = np.asarray(cached.features[0], np.float32).reshape(len(index), -1)
+    return flat, "computed" if cached.computed else "hit"
+
+
+def _old_split_sides(index, recipe) -> np.ndarray:
+    """0/1 per image: the side a random stratified split (without groups) puts it on."""
+    tagged = dataclasses.replace(index, images=tuple(range(len(index))), orientations=())
+    _, validation = split_index(tagged, recipe.validation_split, recipe.seed)
+    sides = np.zeros(len(index), np.int64)
+    sides[list(validation.images)] = 1
+    return sides
+
+
+def _issues(issues, index, names) -> dict:
+    if issues is None:
+        return {"available": False, "reason": "no backbone: no features to train a head on"}
+    suspects = [
+        {
+            "path": names[p],
+            "given": index.class_names[index.labels[p]],
+            "predicted": index.class_names[issues.predicted[p]],
+            "given_probability": float(issues.self_confidence[p]),
+            "predicted_probability": float(issues.probabilities[p, issues.predicted[p]]),
+        }
+        for p in issues.suspects.tolist()
+    ]
+    return {
+        "available": True,
+        "method": "confident learning (self-confidence ranking), out-of-fold softmax head on "
+                  "pooled backbone features",
+        "folds": issues.folds,
+        "thresholds": dict(zip(index.class_names, map(float, issues.thresholds))),
+        "out_of_fold_accuracy": float((issues.predicted == index.labels).mean()),
+        "suspect_count": len(suspects),
+        "suspects": suspects,
+    }
