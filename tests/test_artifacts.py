@@ -8,6 +8,8 @@ import pytest
 from flowerkit import FlowerkitError
 from flowerkit.report import artifacts, plots
 
+pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
+
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
     target = tmp_path / "metrics.json"

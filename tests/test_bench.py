@@ -25,6 +25,7 @@ def _edited_fixtures(folder, edit) -> list[str]:
     return paths
 
 
+@pytest.mark.backend_independent
 def test_throughput_batch_grows_on_accelerators_only():
     from bench.measure import ACCELERATOR_BATCH, throughput_batch_size
 
@@ -33,6 +34,7 @@ def test_throughput_batch_grows_on_accelerators_only():
     assert throughput_batch_size(2 * ACCELERATOR_BATCH, "GPU") == 2 * ACCELERATOR_BATCH
 
 
+@pytest.mark.backend_independent
 def test_report_merges_runs_side_by_side(tmp_path):
     from bench.report import main
 
@@ -50,6 +52,7 @@ def test_report_merges_runs_side_by_side(tmp_path):
         assert chart.width > 600
 
 
+@pytest.mark.backend_independent
 def test_report_puts_frozen_recipes_first(tmp_path):
     """A second file of the same run with a fine-tuning recipe (read first
     here) adds its own block after the frozen one's; the epochs row stays on
@@ -73,6 +76,7 @@ def test_report_puts_frozen_recipes_first(tmp_path):
     assert "`mobilenet_v2_035` 10 epochs, `mobilenet_v2_035_finetune` 2 + 8 epochs (head + fine-tuning)" in accuracy
 
 
+@pytest.mark.backend_independent
 def test_report_sets_the_frozen_phase_against_both_passes(tmp_path):
     """The frozen phase against the feature pass (both views) and against one
     plain forward pass over the photos, also up to its tenth epoch; a run
@@ -97,6 +101,7 @@ def test_report_sets_the_frozen_phase_against_both_passes(tmp_path):
     assert "One forward pass: the same extractor once over each training and validation photo" in text
 
 
+@pytest.mark.backend_independent
 def test_report_gives_a_data_parallel_row_per_device_count(tmp_path):
     """JAX's rows on 1, 2 and 4 virtual devices sit after the single-device
     train steps, one row each; runs without them get a dash."""
@@ -124,6 +129,7 @@ def test_report_gives_a_data_parallel_row_per_device_count(tmp_path):
         i for i, line in enumerate(lines) if line.startswith("| train step, fine-tuning"))
 
 
+@pytest.mark.backend_independent
 def test_report_rejects_files_without_rows(tmp_path):
     from bench.report import main
 

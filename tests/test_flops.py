@@ -1,8 +1,11 @@
 """The benchmarks' analytic FLOP counts against hand-counted tiny models."""
 
+import pytest
 import keras
 
 from bench.flops import forward_flops, train_step_flops
+
+pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
 
 
 def _tiny_model(frozen_conv=False):

@@ -42,6 +42,7 @@ def planted(tmp_path_factory):
     return root
 
 
+@pytest.mark.backend_independent
 def test_duplicates_and_conflicts_are_found_on_a_planted_folder(planted):
     index = index_folder(planted)
     hashes = hash_index(index)
@@ -59,6 +60,7 @@ def test_duplicates_and_conflicts_are_found_on_a_planted_folder(planted):
     assert duplicates.duplicate_images == 3
 
 
+@pytest.mark.backend_independent
 def test_class_weights_balance_the_classes_and_auto_needs_imbalance():
     labels = [0] * 12 + [1] * 6 + [2] * 6
     weights = class_weights(labels, 3, "balanced")
@@ -74,6 +76,7 @@ def _index(labels):
     return ImageIndex(("a", "b", "c"), labels, tuple(f"/d/{i}.jpg" for i in range(len(labels))), "/d")
 
 
+@pytest.mark.backend_independent
 def test_group_split_keeps_groups_together_and_stays_stratified():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], [300, 200, 100])
@@ -93,12 +96,14 @@ def test_group_split_keeps_groups_together_and_stays_stratified():
         assert len(train) + len(validation) == 600
 
 
+@pytest.mark.backend_independent
 def test_group_split_without_groups_is_the_plain_split():
     index = _index(np.repeat([0, 1, 2], 20))
     train, validation, kept = group_split(index, 0.25, 3, np.arange(60))
     assert kept == 0 and validation.images == split_index(index, 0.25, 3)[1].images
 
 
+@pytest.mark.backend_independent
 def test_flipped_labels_rank_first_among_suspects():
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 1, (4, 32))
@@ -118,6 +123,7 @@ def _write_csv(path, rows):
     return path
 
 
+@pytest.mark.backend_independent
 def test_csv_source_reads_paths_relative_to_it(image_folder):
     rows = [(f"{c}/{c}_{i:03d}.jpg", f"{c} ä") for c in ("red", "blue") for i in range(5)]
     index = index_source(str(_write_csv(image_folder / "list.csv", rows)))
@@ -131,6 +137,7 @@ def test_csv_source_reads_paths_relative_to_it(image_folder):
     ([], "lists no images"),
     ([("red/red_000.jpg", "red"), ("missing.jpg", "ghost")], r"label\(s\) \['ghost'\] have no readable"),
 ])
+@pytest.mark.backend_independent
 def test_csv_source_errors_are_clear(image_folder, rows, message):
     with pytest.warns(FlowerkitWarning) if "ghost" in message else _nothing():
         with pytest.raises(FlowerkitError, match=message):
@@ -145,6 +152,7 @@ class _nothing:
         return False
 
 
+@pytest.mark.backend_independent
 def test_exclude_and_relabel_change_the_index_and_are_counted(image_folder, tmp_path):
     exclude = tmp_path / "exclude.txt"
     exclude.write_text("# comment\nred/red_000.jpg\n\nred/nothing.jpg\n")
@@ -160,6 +168,7 @@ def test_exclude_and_relabel_change_the_index_and_are_counted(image_folder, tmp_
         curate(index, (), {"blue/blue_001.jpg": "purple"})
 
 
+@pytest.mark.backend_independent
 def test_train_flags_put_exclude_and_relabel_into_the_recipe(tmp_path):
     from flowerkit.cli.train import add_arguments, recipe_from_args
 

@@ -5,6 +5,8 @@ import pytest
 
 from flowerkit.report.metrics import classification_report, confusion_matrix, format_report
 
+pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
+
 #            true: a a a a b b b c c c      (c never predicted right, b never predicted)
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
 PREDICTED = np.array([0, 0, 0, 2, 0, 2, 0, 0, 0, 2])

@@ -24,6 +24,9 @@ import flowerkit
 from flowerkit.cli import COMMANDS, build_parser
 from flowerkit.cli.train import recipe_from_args
 
+
+pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MAX_LINES = 350  # issue 23: the manual, every section included

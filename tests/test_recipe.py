@@ -7,6 +7,8 @@ from flowerkit import PRESETS, FlowerkitError, Recipe, get_preset
 from flowerkit.cli import build_parser
 from flowerkit.cli.train import recipe_from_args
 
+pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
+
 
 def test_codelab_preset_is_the_notebook():
     recipe = get_preset("codelab")

@@ -8,6 +8,8 @@ from tests.helpers import CLASSES, COLOURS, write_image
 from flowerkit import FlowerkitError, FlowerkitWarning
 from flowerkit.data.sources import index_folder, index_source, sample_index, split_index
 
+pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
+
 
 def test_folder_classes_sorted_and_labels_match(image_folder):
     index = index_folder(image_folder)
