@@ -1,4 +1,4 @@
-"""`flowerkit train|predict|evaluate|export`: the console script.
+"""`flowerkit train|predict|evaluate|export|serve`: the console script.
 
 Each subcommand lives in `flowerkit.commands.<name>`; `python -m
 flowerkit.<name>` runs the same. This module holds what they share: the parser, flag types, and the one place where errors become a
@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": "top-k classes for image files",
     "evaluate": "accuracy, precision/recall, confusion matrix",
     "export": "export to TF SavedModel, ONNX or LiteRT, checked in its runtime",
+    "serve": "an HTTP API and a web page for a model (the serve extra)",
 }
 
 

@@ -1,0 +1,164 @@
+"""What the server runs: a `Predictor` turns a batch of decoded images into
+class probabilities, and says what it is for `GET /v1/model`.
+
+Two kinds, chosen from the model path by `load_predictor`:
+
+- an exported `.onnx` / `.tflite` file beside its `labels.txt`, run in its
+  own runtime (`ExportedPredictor`); neither Keras nor a backend is imported,
+  so a small deployment needs only onnxruntime or ai-edge-litert;
+- a run folder or `model.keras`, on the current Keras backend
+  (`flowerkit.serve.keras_predictor.KerasPredictor`, imported only then).
+
+Images are decoded by `flowerkit.data.decode.decode_image` (Pillow only) at
+the model's input size, exactly as `flowerkit predict` decodes them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from flowerkit import __version__
+from flowerkit.errors import FlowerkitError
+from flowerkit.exporting import detect_format, load_exported, read_labels
+from flowerkit.recipe import Recipe
+
+# The Keras predictor's module, imported by name only for a .keras model:
+# it imports Keras and its backend (the optional heavy dependency).
+KERAS_PREDICTOR = "flowerkit.serve.keras_predictor"
+EXPORTED_SUFFIXES = (".onnx", ".tflite")
+RECIPE_SUMMARY = ("name", "backbone", "backbone_kwargs", "weights", "head", "image_size",
+                  "epochs", "fine_tune_epochs", "augmentation", "precision")
+
+
+class Predictor:
+    """The interface the server uses. Subclasses set `class_names`,
+    `image_size` and `kind`, and implement `predict`."""
+
+    class_names: tuple[str, ...] = ()
+    image_size: int = 0
+    kind: str = ""  # "keras", "onnx" or "litert"
+    recipe: Recipe | None = None  # the recipe.json beside the model, if any
+    path: Path
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) float32 RGB 0-255 -> (n, classes) probabilities."""
+        raise NotImplementedError
+
+    def warm_up(self, max_batch: int) -> None:
+        """Runs the batch sizes the server will use once, so that the first
+        requests pay no tracing or allocation."""
+        blank = np.zeros((max_batch, self.image_size, self.image_size, 3), np.float32)
+        for size in sorted({1, max_batch}):
+            self.predict(blank[:size])
+
+    def describe(self) -> dict:
+        """For GET /v1/model: what runs (format), on what (backend or runtime),
+        with which versions."""
+        raise NotImplementedError
+
+
+def resolve_model(path) -> tuple[Path, str]:
+    """(the model file, "keras" or its export format) for a run folder, a
+    `.keras` file or an exported `.onnx` / `.tflite` file."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            raise FlowerkitError(
+                f"{path} is a TensorFlow SavedModel; flowerkit serve takes a run folder, "
+                "model.keras, or an exported .onnx / .tflite file."
+            )
+        if not (path / "model.keras").is_file():
+            raise FlowerkitError(f"No model.keras in the run folder {path}.")
+        path = path / "model.keras"
+    if not path.exists():
+        raise FlowerkitError(f"Model not found: {path}")
+    if path.suffix in EXPORTED_SUFFIXES:
+        return path, detect_format(path)
+    if path.suffix != ".keras":
+        raise FlowerkitError(
+            f"Cannot serve {path}: give a run folder, model.keras, or an exported .onnx / .tflite file."
+        )
+    return path, "keras"
+
+
+def load_predictor(path) -> Predictor:
+    """The predictor for a run folder, `model.keras`, or an exported file."""
+    path, kind = resolve_model(path)
+    if kind == "keras":
+        return importlib.import_module(KERAS_PREDICTOR).KerasPredictor(path)
+    return ExportedPredictor(path)
+
+
+class ExportedPredictor(Predictor):
+    """An exported `.onnx` or `.tflite` file in its own runtime."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.class_names = read_labels(self.path)
+        self.model = load_exported(self.path)
+        self.kind = self.model.format
+        self.image_size = self._input_size()
+        self.recipe = _recipe_beside(self.path)
+
+    def _input_size(self) -> int:
+        if self.kind == "onnx":
+            shape = self.model.session.get_inputs()[0].shape
+        else:
+            shape = [int(d) for d in self.model.interpreter.get_input_details()[0]["shape"]]
+        if len(shape) != 4 or shape[1] != shape[2] or not isinstance(shape[1], int) or shape[-1] != 3:
+            raise FlowerkitError(
+                f"{self.path} is not a flowerkit export: its input is {shape}, where flowerkit "
+                "exports take (batch, S, S, 3) images."
+            )
+        return shape[1]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(images), dtype=np.float32)
+
+    def describe(self) -> dict:
+        runtime_package = {"onnx": "onnxruntime", "litert": "ai-edge-litert"}[self.kind]
+        info = {
+            "format": self.kind,
+            "runtime": self.model.runtime,
+            "versions": versions("numpy", "pillow", runtime_package),
+        }
+        if self.kind == "onnx":
+            info["producer"] = self.model.session.get_modelmeta().custom_metadata_map.get("producer")
+        return info
+
+
+def _recipe_beside(path: Path) -> Recipe | None:
+    recipe_path = path.with_name("recipe.json")
+    try:
+        return Recipe.load(recipe_path) if recipe_path.is_file() else None
+    except FlowerkitError:
+        return None
+
+
+def recipe_summary(recipe: Recipe | None) -> dict | None:
+    if recipe is None:
+        return None
+    values = recipe.to_dict()
+    return {key: values[key] for key in RECIPE_SUMMARY if key in values}
+
+
+def versions(*packages: str) -> dict[str, str]:
+    """flowerkit's, Python's and these installed packages' versions."""
+    found = {"flowerkit": __version__, "python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def top_classes(probabilities: np.ndarray, class_names, top_k: int) -> list[dict]:
+    """The `top` list of `flowerkit predict --json` for one image."""
+    best = np.argsort(probabilities)[::-1][: min(top_k, len(class_names))]
+    return [{"class": class_names[i], "probability": float(probabilities[i])} for i in best]
