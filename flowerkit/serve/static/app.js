@@ -57,7 +57,7 @@ async function loadModel() {
     recipe + model.image_size + " px; " + engine + ".";
 }
 
-function card(file) {
+function card(file, batch) {
   const item = document.createElement("li");
   item.className = "result";
   item.dataset.state = "pending";
@@ -65,6 +65,13 @@ function card(file) {
   image.alt = file.name;
   image.src = URL.createObjectURL(file);
   image.onload = () => URL.revokeObjectURL(image.src);
+  image.onerror = () => {  // the browser cannot show it either: a plain placeholder
+    const missing = document.createElement("div");
+    missing.className = "no-thumb";
+    missing.setAttribute("aria-hidden", "true");
+    missing.textContent = "?";
+    image.replaceWith(missing);
+  };
   const text = document.createElement("div");
   const name = document.createElement("p");
   name.className = "name";
@@ -74,7 +81,7 @@ function card(file) {
   bars.setAttribute("aria-label", "top classes of " + file.name);
   text.append(name, bars);
   item.append(image, text);
-  $("results").prepend(item);
+  batch.append(item);
   return item;
 }
 
@@ -160,7 +167,9 @@ async function predictAll(files) {
   showError("");
   const started = performance.now();
   const stats = { server: [], failed: 0, batch: 0, needToken: "" };
-  const queue = files.map((file) => [file, card(file)]);
+  const batch = document.createDocumentFragment();  // in the order chosen, above earlier ones
+  const queue = files.map((file) => [file, card(file, batch)]);
+  $("results").prepend(batch);
   $("status").textContent = "Classifying " + files.length + (files.length === 1 ? " photo" : " photos") + "\u2026";
   const workers = Array.from({ length: Math.min(PARALLEL, queue.length) }, async () => {
     while (queue.length) {
