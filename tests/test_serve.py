@@ -150,6 +150,8 @@ def bad_requests(photo: bytes):
          "Cannot read image: image too large to decode safely"),
         ("upload over the size limit (1 MiB)", dict(content=b"\xff" * (2**20 + 1), headers=jpeg), 413,
          "The request is larger than the limit of 1 MiB"),
+        ("chunked upload over the size limit (no Content-Length)",
+         dict(content=iter([b"\xff" * 2**19] * 3), headers=jpeg), 413, "The request is larger than the limit"),
         ("5 files, limit 4", dict(files=[("files", (f"{i}.jpg", photo, "image/jpeg")) for i in range(5)]), 413,
          "Too many images: at most 4 per request"),
         ("wrong content type (application/json)", dict(json={"image": "/etc/passwd"}), 415,

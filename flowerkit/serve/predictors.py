@@ -45,21 +45,45 @@ class Predictor:
     recipe: Recipe | None = None  # the recipe.json beside the model, if any
     path: Path
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """(n, S, S, 3) float32 RGB 0-255 -> (n, classes) probabilities."""
+    sizes: tuple[int, ...] = (1,)  # the batch shapes the model sees (set by warm_up)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """The model on one batch: (n, S, S, 3) float32 RGB 0-255 -> (n, classes)."""
         raise NotImplementedError
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities of `images`, run padded up to the next of `sizes`."""
+        count = len(images)
+        size = next((s for s in self.sizes if s >= count), count)
+        if size > count:
+            images = np.concatenate([images, np.zeros((size - count, *images.shape[1:]), images.dtype)])
+        return np.asarray(self.run(images), dtype=np.float32)[:count]
+
     def warm_up(self, max_batch: int) -> None:
-        """Runs the batch sizes the server will use once, so that the first
-        requests pay no tracing or allocation."""
+        """Runs every batch shape the server will use once, so that live
+        requests pay no tracing, compilation or allocation."""
+        self.sizes = batch_sizes(max_batch)
         blank = np.zeros((max_batch, self.image_size, self.image_size, 3), np.float32)
-        for size in sorted({1, max_batch}):
-            self.predict(blank[:size])
+        for size in self.sizes:
+            self.run(blank[:size])
 
     def describe(self) -> dict:
         """For GET /v1/model: what runs (format), on what (backend or runtime),
         with which versions."""
         raise NotImplementedError
+
+
+def batch_sizes(max_batch: int) -> tuple[int, ...]:
+    """Powers of two below `max_batch`, and `max_batch`. Batches are padded
+    up to the next one, so that the model sees a handful of shapes, all at
+    warm-up: backends that compile per input shape (JAX, tf.function) then
+    never compile on live traffic, and onnxruntime's memory arena stops
+    growing once each shape has run."""
+    sizes, size = [], 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    return (*sizes, max_batch)
 
 
 def resolve_model(path) -> tuple[Path, str]:
@@ -117,8 +141,8 @@ class ExportedPredictor(Predictor):
             )
         return shape[1]
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(images), dtype=np.float32)
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self.model(images)
 
     def describe(self) -> dict:
         runtime_package = {"onnx": "onnxruntime", "litert": "ai-edge-litert"}[self.kind]
