@@ -148,7 +148,7 @@ def test_the_extraction_catches_a_flag_that_does_not_exist():
     with pytest.raises(pytest.fail.Exception, match="refused by the parser"):
         _parse(argv)
     with pytest.raises(pytest.fail.Exception, match="refused by the parser"):
-        _parse(["serve", "runs/demo/model.keras"])
+        _parse(["no-such-command", "runs/demo/model.keras"])
     with pytest.raises(Exception, match="no_such_preset"):
         _parse(["train", "--preset", "no_such_preset"])
 
@@ -168,7 +168,7 @@ def test_readme_inline_flag_values_parse():
     """`--head gap`, `--top-k 3`, ...: a flag shown with a literal value is
     parsed by the subcommand that has it (placeholders like PATH skipped)."""
     positionals = {"train": [], "predict": ["m.keras", "x.jpg"], "evaluate": ["m.keras"],
-                   "export": ["m.keras", "--format", "onnx"]}
+                   "export": ["m.keras", "--format", "onnx"], "inspect": ["photos"], "serve": ["m.keras"]}
     checked = 0
     for span in _INLINE.findall(_prose()):
         words = span.split()

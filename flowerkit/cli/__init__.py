@@ -1,4 +1,4 @@
-"""`flowerkit train|predict|evaluate|export|inspect`: the console script.
+"""`flowerkit train|predict|evaluate|export|inspect|serve`: the console script.
 
 Each subcommand is a module here (`flowerkit.cli.<name>`, with
 `add_arguments` and `run`); `python -m flowerkit.<name>` runs the same. This
@@ -14,7 +14,7 @@ import sys
 import typing
 import warnings
 
-from flowerkit.cli import evaluate, export, inspect, predict, train
+from flowerkit.cli import evaluate, export, inspect, predict, serve, train
 from flowerkit.cli.common import Parser, add_model_arguments, positive_int, start_backend
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": (evaluate, "accuracy, precision/recall, confusion matrix"),
     "export": (export, "export to TF SavedModel, ONNX or LiteRT, checked in its runtime"),
     "inspect": (inspect, "duplicates, label conflicts, likely label errors, class balance"),
+    "serve": (serve, "an HTTP API and a web page for a model (the serve extra)"),
 }
 
 __all__ = ["COMMANDS", "add_model_arguments", "build_parser", "main", "positive_int",
