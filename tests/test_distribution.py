@@ -160,8 +160,10 @@ def test_jax_four_virtual_devices_match_one(tmp_path, session_image_folder, sing
 
 @jax_only
 def test_jax_feature_cache_and_fine_tuning_on_four_devices(tmp_path, session_image_folder):
+    # micro_batch 0: the data-parallel step has none, and the one-device
+    # run then compiles the same kind of step.
     changes = {**HALF, "backbone": "mobilenet", "backbone_kwargs": {"alpha": 0.25},
-               "fine_tune_warmup_epochs": 0}
+               "fine_tune_warmup_epochs": 0, "micro_batch": 0}
     env = {"FLOWERKIT_TEST_PRESET": "mobilenet_v2_035_finetune"}
     runs = [
         _run(tmp_path, name, session_image_folder, {**changes, "distribution": mode}, devices=4,

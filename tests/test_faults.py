@@ -126,6 +126,7 @@ def _train_child(args, point=None, env=None, timeout=300):
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.backend_independent  # the run folder's logic; no backend branches there
 def test_kill_9_at_any_point_then_the_same_command_resumes_and_finishes(tmp_path):
     """Killed while caching features, then mid-epoch, then while writing
     model.keras: each time the same command resumes, and the run ends as an
