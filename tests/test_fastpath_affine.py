@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import keras
+from flowerkit import compat
 from flowerkit.backends.fastpaths import apply_fast_paths
 from flowerkit.backends.policy import affine_implementation
 from flowerkit.backends.affine import is_batched_affine
@@ -100,11 +101,11 @@ def test_model_switches_its_augmentation_and_saves_stock_layers(tmp_path):
         augmentation=("flip", "zoom:0.15", "rotate:0.05", "translate:0.1"),
     )
     model = build_model(recipe)
-    affine = [layer for layer in model._flatten_layers()
+    affine = [layer for layer in compat.all_layers(model)
               if type(layer).__name__ in ("RandomZoom", "RandomRotation", "RandomTranslation")]
     assert len(affine) == 3
     assert all(is_batched_affine(layer) for layer in affine)
     # Saved as stock layers: a plain load has Keras's own backends back.
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert not any(is_batched_affine(layer) for layer in loaded._flatten_layers())
+    assert not any(is_batched_affine(layer) for layer in compat.all_layers(loaded))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import keras
+from flowerkit import compat
 from flowerkit.backends.fastpaths import apply_fast_paths
 from flowerkit.backends.policy import torch_layers_implementation
 from flowerkit.backends.torch_kernels import is_native, supports_native
@@ -156,7 +157,7 @@ def _pretrained_mobilenet_v2():
 def test_pretrained_backbones_predict_the_same(build):
     model = build()
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization)
-    native_layers = sum(isinstance(layer, kinds) for layer in model._flatten_layers())
+    native_layers = sum(isinstance(layer, kinds) for layer in compat.all_layers(model))
     assert native_layers > 90  # every convolution and BatchNorm of the backbone switches
     x = np.random.default_rng(0).uniform(-1, 1, size=(2, 64, 64, 3)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(x, training=False))
@@ -176,7 +177,7 @@ def test_fit_step_is_the_same_when_fine_tuning():
     steps = []
     for setting in ("stock", "native"):
         model = small_mobilenet_v2(pretrained=True)
-        for layer in model._flatten_layers():
+        for layer in compat.all_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
         apply_fast_paths(model, "stock", setting)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import flowerkit
+from flowerkit import compat
 from flowerkit.model import build_model, find_backbone, unfreeze_backbone
 from tests.test_training import StopAfter
 
@@ -88,7 +89,7 @@ def test_phase_two_augmentation_takes_the_backends_fast_path(image_folder):
 
     class Inspect(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            affine = [layer for layer in self.model._flatten_layers()
+            affine = [layer for layer in compat.all_layers(self.model)
                       if type(layer).__name__ in ("RandomZoom", "RandomRotation")]
             seen.append([is_batched_affine(layer) for layer in affine])
             compiled.append(self.model.jit_compile)
