@@ -40,7 +40,7 @@ from tests.helpers import REPO, REQUIRE_SHARED, SHARED
 
 SIZES = {
     # Every code path in seconds: bench/gpu.sh --dry-run (tests/test_gpu_dry_run.py).
-    "tiny": dict(image_size=32, batch_size=4, rounds=2, epochs=1, max_images=60,
+    "tiny": dict(image_size=32, batch_size=4, rounds=1, epochs=1, max_images=40,
                  accuracy_batch_size=8, target_accuracy=0.0, min_accuracy=0.0,
                  accuracy_preset="mobilenet_v2_035", pipeline_batches=1,
                  matmul_size=256, copy_megabytes=8),

@@ -45,13 +45,18 @@ class _Subject:
                 native = NativeTorch(recipe)
             except importlib.metadata.PackageNotFoundError:
                 pytest.skip("native PyTorch reference: torchvision is not installed")
+            except ValueError as error:  # another network than the peers know
+                pytest.skip(str(error))
             self.predict, self.train_step = native.predict, native.train_step
             self.flops_model = build_model(recipe.replace(**STOCK_FIELDS), compile=False)
             self.fields = dict(torchvision=native.version, jit_compile=False)
             return
         if implementation == "plain_keras":
             self.recipe = recipe.replace(**STOCK_FIELDS, precision="float32")
-            model = plain_keras_model(recipe)
+            try:
+                model = plain_keras_model(recipe)
+            except ValueError as error:
+                pytest.skip(str(error))
             self.fields = dict(jit_compile=model.jit_compile)
         else:
             model = build_model(recipe)
