@@ -2,8 +2,8 @@
 
 Every knob is a command-line option or an environment variable:
 
-    --bench-size smoke|full      FLOWERKIT_BENCH_SIZE     (default: smoke)
-    --bench-preset NAME          FLOWERKIT_BENCH_PRESET   throughput recipe (codelab)
+    --bench-size tiny|smoke|full FLOWERKIT_BENCH_SIZE     (default: smoke; tiny: bench/gpu.sh --dry-run)
+    --bench-preset NAME          FLOWERKIT_BENCH_PRESET   throughput recipe (mobilenet_v2_035_finetune)
     --bench-backbone NAME        FLOWERKIT_BENCH_BACKBONE override the recipe's backbone
     --bench-image-size N         FLOWERKIT_BENCH_IMAGE_SIZE
     --bench-batch-size N         FLOWERKIT_BENCH_BATCH_SIZE throughput batch (full: the recipe's
@@ -23,7 +23,8 @@ The private Keras cache (KERAS_HOME) is set up by the repository's root
 conftest.py, as for the tests.
 
 Without --benchmark-json, results go to
-bench/results/{backend}-{device}-{precision}-{size}.json.
+bench/results/{backend}-{device}-{precision}-{size}.json. The session ends
+with a short table of its rows (pytest_terminal_summary).
 """
 
 from __future__ import annotations
@@ -38,21 +39,28 @@ import pytest
 from tests.helpers import REPO, REQUIRE_SHARED, SHARED
 
 SIZES = {
+    # Every code path in seconds: bench/gpu.sh --dry-run (tests/test_gpu_dry_run.py).
+    "tiny": dict(image_size=32, batch_size=4, rounds=1, epochs=1, max_images=40,
+                 accuracy_batch_size=8, target_accuracy=0.0, min_accuracy=0.0,
+                 accuracy_preset="mobilenet_v2_035", pipeline_batches=1,
+                 matmul_size=256, copy_megabytes=8),
     # Under two minutes per backend on a 2-core CPU.
     "smoke": dict(image_size=96, batch_size=8, rounds=3, epochs=2, max_images=300,
                   accuracy_batch_size=16, target_accuracy=0.6, min_accuracy=0.6,
                   accuracy_preset="mobilenet_v2_035",
-                  pipeline_batches=4),
+                  pipeline_batches=4, matmul_size=1024, copy_megabytes=64),
     # Measures properly: the recipes' own sizes, full data.
     "full": dict(image_size=None, batch_size=None, rounds=10, epochs=None, max_images=0,
                  accuracy_batch_size=None, target_accuracy=0.85, min_accuracy=0.85,
                  accuracy_preset="mobilenet_v2_035,mobilenet_v2_035_finetune,efficientnet_lite0_finetune",
-                 pipeline_batches=20),
+                 pipeline_batches=20, matmul_size=2048, copy_megabytes=256),
 }
 
 KNOBS = {
     "size": ("smoke", str),
-    "preset": ("codelab", str),
+    # MobileNetV2 alpha 0.35 at 224, flip augmentation, linear head: the
+    # recipe that fine-tunes, and the network of the peers (bench/peers.py).
+    "preset": ("mobilenet_v2_035_finetune", str),
     "backbone": (None, str),
     "image_size": (None, int),
     "batch_size": (None, int),
@@ -91,6 +99,8 @@ class BenchConfig:
     min_accuracy: float
     data: str
     pipeline_batches: int
+    matmul_size: int
+    copy_megabytes: int
 
     def throughput_recipe(self, **changes):
         """The recipe under test, with random weights (pure speed)."""
@@ -162,3 +172,36 @@ def data_source(bench_config) -> str | None:
     if REQUIRE_SHARED:
         pytest.fail(f"benchmark data not found: {bench_config.data}")
     return None  # tf_flowers through the Keras cache
+
+
+@pytest.fixture(scope="session")
+def machine_limits(bench_config) -> dict:
+    """This machine's matmul peak and copy bandwidth, measured once per run
+    (bench.limits); every throughput row states its fraction of the peak."""
+    from bench.limits import measure
+
+    return measure(bench_config.matmul_size, bench_config.copy_megabytes)
+
+
+ROWS = pytest.StashKey[list]()
+
+
+@pytest.fixture(autouse=True)
+def _collect_row(request):
+    """Keeps each benchmark's row for the summary at the end of the session."""
+    yield
+    benchmark = getattr(request.node, "funcargs", {}).get("benchmark")
+    if benchmark is not None:
+        info = benchmark.extra_info
+        if info.get("benchmark"):
+            request.config.stash.setdefault(ROWS, []).append(dict(info))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    rows = config.stash.get(ROWS, [])
+    if rows:
+        from bench.summary import summary_lines
+
+        terminalreporter.section("flowerkit benchmarks")
+        for line in summary_lines(rows):
+            terminalreporter.write_line(line)

@@ -53,20 +53,25 @@ def run_info(benchmark_kind, recipe) -> dict:
     }
 
 
-def row_info(benchmark_kind, recipe, images_per_round, compile_seconds, flops_per_image, stats):
-    """A throughput row: `run_info` plus speed, from the benchmark's statistics."""
+def row_info(benchmark_kind, recipe, images_per_round, compile_seconds, flops_per_image, stats,
+             limits=None, implementation="flowerkit"):
+    """A throughput row: `run_info` plus speed, from the benchmark's
+    statistics; with the run's `limits` (bench.limits.measure), its fraction
+    of the machine's measured matmul peak. `implementation`: "flowerkit",
+    or the peer it measures ("plain_keras", "native_torch"; bench.peers)."""
     median = stats["median"]
     images_per_second = images_per_round / median if median else None
+    gflops = flops_per_image * images_per_second / 1e9 if flops_per_image and images_per_second else None
+    peak = (limits or {}).get("peak_gflops")
     return {
         **run_info(benchmark_kind, recipe),
+        "implementation": implementation,
         "images_per_second": images_per_second,
         "compile_seconds": compile_seconds,
         "flops_per_image": flops_per_image,
-        "gflops_per_second": (
-            flops_per_image * images_per_second / 1e9
-            if flops_per_image and images_per_second
-            else None
-        ),
+        "gflops_per_second": gflops,
+        "peak_gflops": peak,
+        "fraction_of_peak": gflops / peak if gflops and peak else None,
     }
 
 

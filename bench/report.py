@@ -1,6 +1,8 @@
 """Merge benchmark runs into one markdown table and one PNG chart.
 
     python -m bench.report bench/results/*.json [--output bench/results/report]
+    python -m bench.report bench/results/*.json bench/results/*/*.json \
+        --markdown bench/results/README.md     # the results page and its chart
 
 Each input is a pytest-benchmark JSON file written by `pytest bench
 --benchmark-only` (one backend/device/precision per file). Columns are runs,
@@ -41,10 +43,21 @@ def load_rows(paths) -> list[dict]:
                 continue
             info["run"] = run_name(info)
             info["median_seconds"] = bench["stats"]["median"]
+            info.setdefault("implementation", "flowerkit")
+            info["group"] = group_name(Path(path), info["backend"])
+            info["date"] = data.get("datetime", "")[:16].replace("T", " ")
             rows.append(info)
     if not rows:
         raise SystemExit("bench.report: error: no flowerkit benchmark rows in the given files")
     return rows
+
+
+def group_name(path: Path, backend: str) -> str:
+    """The suite run a file belongs to: its name without the backend
+    (`jax-AMD_EPYC-float32-full.json` -> `AMD_EPYC-float32-full`), under
+    its folder when that is not bench/results itself."""
+    stem = path.stem.removeprefix(backend + "-")
+    return stem if path.parent.name == "results" else f"{path.parent.name}/{stem}"
 
 
 def run_name(info: dict) -> str:
@@ -62,14 +75,56 @@ def _runs(rows):
     return runs
 
 
-def _cell(rows, run, kind):
+def _cell(rows, run, kind, implementation="flowerkit"):
     if kind == "accuracy":  # the epochs of one recipe, the first frozen one, in every column
         recipes = _accuracy_recipes(rows)
         return _accuracy_cell(rows, run, recipes[0]) if recipes else None
     for row in rows:
-        if row["run"] == run and row["benchmark"] == kind:
+        if row["run"] == run and row["benchmark"] == kind and row["implementation"] == implementation:
             return row
     return None
+
+
+def _native(rows, kind):
+    """The native PyTorch reference's row for `kind`, from whichever run has it."""
+    return next((r for r in rows if r["benchmark"] == kind and r["implementation"] == "native_torch"), None)
+
+
+def _peer_rows(rows, runs, kind) -> list[str]:
+    """Under a flowerkit speed row: plain Keras on each backend with
+    flowerkit's ratio to it, flowerkit's ratio to the native reference, and
+    GFLOP/s with the fraction of the run's measured matmul peak."""
+    mine = [_cell(rows, run, kind) for run in runs]
+    plain = [_cell(rows, run, kind, "plain_keras") for run in runs]
+    native = _native(rows, kind)
+    lines = []
+
+    def speed(cell):
+        return (cell or {}).get("images_per_second")
+
+    if any(speed(c) for c in plain):
+        lines.append(_row("↳ plain Keras (img/s; flowerkit ×)", [
+            (m, p) if speed(p) else None for m, p in zip(mine, plain)],
+            lambda c: f"{speed(c[1]):,.1f} ({_times(speed(c[0]), speed(c[1]))})"))
+    if speed(native):
+        lines.append(_row(f"↳ flowerkit × native PyTorch ({speed(native):,.1f} img/s)", mine,
+                          lambda c: _times(speed(c), speed(native))))
+    if any(c and c.get("fraction_of_peak") for c in mine):
+        lines.append(_row("↳ GFLOP/s (fraction of measured peak)", mine,
+                          lambda c: f"{c['gflops_per_second']:.1f} ({c['fraction_of_peak']:.0%})"
+                          if c.get("fraction_of_peak") else "–"))
+    return lines
+
+
+def _times(value, reference) -> str:
+    return f"{value / reference:.2f}×" if value and reference else "–"
+
+
+LIMITS = [
+    ("machine: float32 matmul, backend (GFLOP/s)", "backend_matmul_gflops", "{:.1f}"),
+    ("machine: float32 matmul, numpy (GFLOP/s)", "numpy_matmul_gflops", "{:.1f}"),
+    ("machine: memory copy (GB/s, read + write)", "copy_gb_per_second", "{:.1f}"),
+]
 
 
 def markdown_table(rows) -> str:
@@ -87,7 +142,14 @@ def markdown_table(rows) -> str:
                 lines.extend(_speed_row(label, cells))
         cells = [_cell(rows, run, kind) for run in runs]
         label = LABELS[kind] + (f" (`{recipes[0]}`)" if kind == "accuracy" and len(recipes) > 1 else "")
-        lines.extend(_speed_row(label, cells))
+        speed_row = _speed_row(label, cells)
+        lines.extend(speed_row)
+        if speed_row and kind != "accuracy":
+            lines.extend(_peer_rows(rows, runs, kind))
+    limits = [_cell(rows, run, "machine_limits") for run in runs]
+    if any(limits):
+        for label, field, text in LIMITS:
+            lines.append(_row(label, limits, lambda c: text.format(c[field])))
     for recipe in recipes:
         # One block per accuracy recipe; named when there are several.
         name = f" (`{recipe}`)" if len(recipes) > 1 else ""
@@ -246,8 +308,61 @@ def _setup_notes(rows) -> str:
             if package in row.get("versions", {}):
                 versions[package] = row["versions"][package]
     notes.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    dates = sorted({r["date"] for r in rows if r.get("date")})
+    if dates:
+        notes.append(f"Date (UTC): {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else "") + ".")
+    if any(r["implementation"] != "flowerkit" for r in rows):
+        notes.append(
+            "Peers (bench/peers.py), same network, size, batch and data in the same run: plain Keras is "
+            "the stock keras.applications network with Keras's compile defaults and no flowerkit fast "
+            "path; native PyTorch is torchvision's MobileNetV2, channels-last, in the torch run.")
     notes.append("Cells: median images/s (ratio to the fastest run in the row).")
     return "\n".join(notes) + "\n"
+
+
+def _groups(rows) -> list[str]:
+    """Suite runs, newest first."""
+    newest = {}
+    for row in rows:
+        newest[row["group"]] = max(newest.get(row["group"], ""), row.get("date") or "")
+    return sorted(newest, key=lambda group: newest[group], reverse=True)
+
+
+def results_readme(rows, chart_name: str) -> str:
+    """bench/results/README.md: the newest run with throughput rows in full,
+    the newest accuracy per recipe and backend, and one line per run."""
+    groups = _groups(rows)
+    throughput = [g for g in groups if any(r["group"] == g and r["benchmark"] == "inference" for r in rows)]
+    parts = ["# Benchmark results", "",
+             "Written by `python -m bench.report bench/results/*.json --markdown bench/results/README.md`"
+             " from the JSON files beside it; how to run and read them: the README's \"Benchmarks\"."
+             " Compare ratios within one run: this VM is shared and noisy.", ""]
+    if throughput:
+        latest = [r for r in rows if r["group"] == throughput[0]]
+        parts += [f"## Latest throughput run: `{throughput[0]}`", "", markdown_table(latest),
+                  f"![benchmark chart]({chart_name})", ""]
+    accuracy = sorted((r for r in rows if r["benchmark"] == "accuracy"), key=lambda r: r["date"], reverse=True)
+    if accuracy:
+        parts += ["## Accuracy: the newest run of each recipe on each backend", "", markdown_table(accuracy)]
+    parts += ["## Every run", "", "| run | date (UTC) | device | backend | inference (img/s) | "
+              "fine-tuning step (img/s) | final validation accuracy |", "|---|---|---|---|---:|---:|---|"]
+    for group in groups:
+        for run in _runs([r for r in rows if r["group"] == group]):
+            mine = [r for r in rows if r["group"] == group and r["run"] == run]
+            parts.append(_summary_line(group, run, mine))
+    return "\n".join(parts) + "\n"
+
+
+def _summary_line(group, run, rows) -> str:
+    def speed(kind):
+        row = _cell(rows, run, kind)
+        return f"{row['images_per_second']:,.1f}" if row and row.get("images_per_second") else "–"
+
+    accuracy = ", ".join(f"`{r['recipe']}` {r['val_accuracy']:.3f}" for r in rows if r["benchmark"] == "accuracy")
+    dates = sorted(r["date"] for r in rows if r.get("date"))
+    device = rows[0]["device_name"]
+    return (f"| `{group}` | {dates[0] if dates else '–'} | {device} | {run} | {speed('inference')} | "
+            f"{speed('train_step_finetune')} | {accuracy or '–'} |")
 
 
 def plot_chart(rows, path) -> None:
@@ -266,6 +381,12 @@ def plot_chart(rows, path) -> None:
     axis.set_xticks(np.arange(len(kinds)) + width * (len(runs) - 1) / 2)
     labels = [textwrap.fill(LABELS[k].replace(" (img/s)", "").replace("img/s; ", ""), 24) for k in kinds]
     axis.set_xticklabels(labels, fontsize=9)
+    for i, run in enumerate(runs):  # the peers, as outlines on the same places
+        for offset, implementation, style in ((0, "plain_keras", "--"), (0, "native_torch", ":")):
+            values = [(_cell(rows, run, k, implementation) or {}).get("images_per_second") or 0 for k in kinds]
+            if any(values):
+                axis.bar(np.arange(len(kinds)) + i * width, values, width, fill=False, linestyle=style,
+                         label=f"{run}: {implementation.replace('_', ' ')}")
     axis.set_yscale("log")
     axis.set_ylabel("images per second (log scale)")
     axis.set_title("flowerkit throughput per backend")
@@ -280,8 +401,23 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", metavar="RUN.json")
     parser.add_argument("--output", default="bench/results/report",
                         help="writes OUTPUT.md and OUTPUT.png (default: bench/results/report)")
+    parser.add_argument("--markdown", metavar="README.md",
+                        help="instead: the results page (newest throughput run in full, newest accuracy "
+                             "per recipe, one line per run) and its chart beside it (.png)")
     args = parser.parse_args(argv)
     rows = load_rows(args.runs)
+    if args.markdown:
+        page = Path(args.markdown)
+        page.parent.mkdir(parents=True, exist_ok=True)
+        groups = _groups(rows)
+        chart_rows = [r for r in rows if r["group"] == groups[0]]
+        throughput = [g for g in groups if any(r["group"] == g and r["benchmark"] == "inference" for r in rows)]
+        if throughput:
+            chart_rows = [r for r in rows if r["group"] == throughput[0]]
+        plot_chart(chart_rows, page.with_suffix(".png"))
+        page.write_text(results_readme(rows, page.with_suffix(".png").name))
+        print(f"wrote {page} and {page.with_suffix('.png')}")
+        return 0
     table = markdown_table(rows)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

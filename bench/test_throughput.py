@@ -1,22 +1,67 @@
 """Images per second: input pipeline, inference, frozen and fine-tuning
-training steps. Compilation (the first call) is timed apart from the rounds."""
+training steps, each for flowerkit and its peers (bench/peers.py: plain
+Keras, native PyTorch) on the same network, batch and data; and the
+machine's limits. Compilation (the first call) is timed apart from the
+rounds."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 
 import pytest
 
 from bench.flops import forward_flops, train_step_flops
-from bench.measure import random_batch, row_info, timed
-from flowerkit import build_model, load_data
+from bench.limits import matmul_gflops
+from bench.measure import random_batch, row_info, run_info, timed
+from bench.peers import STOCK_FIELDS, NativeTorch, plain_keras_model
+from flowerkit import build_model, load_data, runtime
 from flowerkit.data import iterate_batches
 
 
-def _record(benchmark, kind, recipe, images_per_round, compile_seconds, flops):
+IMPLEMENTATIONS = ["flowerkit", "plain_keras", "native_torch"]
+
+
+def _record(benchmark, kind, recipe, images_per_round, compile_seconds, flops, limits=None,
+            implementation="flowerkit", **fields):
     benchmark.extra_info.update(
-        row_info(kind, recipe, images_per_round, compile_seconds, flops, benchmark.stats.stats.as_dict())
+        row_info(kind, recipe, images_per_round, compile_seconds, flops, benchmark.stats.stats.as_dict(),
+                 limits, implementation),
+        **fields,
     )
+
+
+class _Subject:
+    """One implementation of the benchmark's network: `predict(images)` and
+    `train_step(images, labels)` return host data; `recipe` is what it runs
+    (the stock recipe for the peers); `fields` go into its row."""
+
+    def __init__(self, implementation, recipe):
+        self.recipe, self.fields = recipe, {}
+        if implementation == "native_torch":
+            if runtime.backend() != "torch":
+                pytest.skip("native PyTorch reference: in the torch backend's run")
+            try:
+                native = NativeTorch(recipe)
+            except importlib.metadata.PackageNotFoundError:
+                pytest.skip("native PyTorch reference: torchvision is not installed")
+            except ValueError as error:  # another network than the peers know
+                pytest.skip(str(error))
+            self.predict, self.train_step = native.predict, native.train_step
+            self.flops_model = build_model(recipe.replace(**STOCK_FIELDS), compile=False)
+            self.fields = dict(torchvision=native.version, jit_compile=False)
+            return
+        if implementation == "plain_keras":
+            self.recipe = recipe.replace(**STOCK_FIELDS, precision="float32")
+            try:
+                model = plain_keras_model(recipe)
+            except ValueError as error:
+                pytest.skip(str(error))
+            self.fields = dict(jit_compile=model.jit_compile)
+        else:
+            model = build_model(recipe)
+        self.flops_model = model
+        self.predict, self.train_step = model.predict_on_batch, model.train_on_batch
 
 
 def test_input_pipeline(benchmark, bench_config, data_source):
@@ -37,22 +82,32 @@ def test_input_pipeline(benchmark, bench_config, data_source):
     _record(benchmark, "input_pipeline", recipe, min(len(train), images), compile_seconds, None)
 
 
-def test_inference(benchmark, bench_config):
-    recipe = bench_config.throughput_recipe()
-    model = build_model(recipe)
-    images, _ = random_batch(recipe)
-    compile_seconds = timed(lambda: model.predict_on_batch(images))
-    benchmark.pedantic(model.predict_on_batch, args=(images,), rounds=bench_config.rounds, iterations=1)
-    _record(benchmark, "inference", recipe, len(images), compile_seconds, forward_flops(model))
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_inference(benchmark, bench_config, machine_limits, implementation):
+    subject = _Subject(implementation, bench_config.throughput_recipe())
+    images, _ = random_batch(subject.recipe)
+    compile_seconds = timed(lambda: subject.predict(images))
+    benchmark.pedantic(subject.predict, args=(images,), rounds=bench_config.rounds, iterations=1)
+    _record(benchmark, "inference", subject.recipe, len(images), compile_seconds,
+            forward_flops(subject.flops_model), machine_limits, implementation, **subject.fields)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("trainable_backbone", [False, True], ids=["frozen", "finetune"])
-def test_train_step(benchmark, bench_config, trainable_backbone):
-    recipe = bench_config.throughput_recipe(trainable_backbone=trainable_backbone)
-    model = build_model(recipe)
-    images, labels = random_batch(recipe)
-    # train_on_batch returns Python floats: the step has finished on the device.
-    compile_seconds = timed(lambda: model.train_on_batch(images, labels))
-    benchmark.pedantic(model.train_on_batch, args=(images, labels), rounds=bench_config.rounds, iterations=1)
+def test_train_step(benchmark, bench_config, machine_limits, trainable_backbone, implementation):
+    subject = _Subject(implementation, bench_config.throughput_recipe(trainable_backbone=trainable_backbone))
+    images, labels = random_batch(subject.recipe)
+    # Every train step returns Python floats: the step has finished on the device.
+    compile_seconds = timed(lambda: subject.train_step(images, labels))
+    benchmark.pedantic(subject.train_step, args=(images, labels), rounds=bench_config.rounds, iterations=1)
     kind = "train_step_finetune" if trainable_backbone else "train_step_frozen"
-    _record(benchmark, kind, recipe, len(images), compile_seconds, train_step_flops(model))
+    _record(benchmark, kind, subject.recipe, len(images), compile_seconds,
+            train_step_flops(subject.flops_model), machine_limits, implementation, **subject.fields)
+
+
+def test_machine_limits(benchmark, bench_config, machine_limits):
+    """The run's float32 matmul peak (backend and numpy) and copy bandwidth,
+    as a row of its own; one more timed backend product for pytest-benchmark."""
+    recipe = bench_config.throughput_recipe()
+    benchmark.pedantic(lambda: matmul_gflops(bench_config.matmul_size, repeats=1), rounds=1, iterations=1)
+    benchmark.extra_info.update({**run_info("machine_limits", recipe), **machine_limits})

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from tests.helpers import REPO, shared_path
 from PIL import Image
@@ -140,6 +141,8 @@ def test_report_rejects_files_without_rows(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_suite_writes_every_field(tmp_path, backend):
+    if backend == "torch":  # the same suite, on JAX and PyTorch, at the tiny size
+        pytest.skip("the torch env runs bench/gpu.sh --dry-run instead (tests/test_gpu_dry_run.py)")
     shared_path("data/flower_photos")
     output = tmp_path / "run.json"
     result = subprocess.run(
@@ -150,7 +153,13 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     benchmarks = json.loads(output.read_text())["benchmarks"]
-    rows = {b["extra_info"]["benchmark"]: b["extra_info"] for b in benchmarks}
+    rows = {b["extra_info"]["benchmark"]: b["extra_info"] for b in benchmarks
+            if b["extra_info"].get("implementation", "flowerkit") == "flowerkit"}
+    limits = rows.pop("machine_limits")
+    assert limits["peak_gflops"] > 0 and limits["copy_gb_per_second"] > 0
+    peers = {(b["extra_info"]["benchmark"], b["extra_info"]["implementation"]) for b in benchmarks
+             if b["extra_info"].get("implementation", "flowerkit") != "flowerkit"}
+    assert {(kind, "plain_keras") for kind in ("inference", "train_step_frozen", "train_step_finetune")} <= peers
     expected = {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"}
     if backend == "jax":  # on 1, 2 and 4 virtual devices (bench/test_distribution.py)
         expected.add("train_step_data_parallel")
@@ -167,7 +176,8 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
         assert row["images_per_second"] > 0
     for kind in ("inference", "train_step_frozen", "train_step_finetune"):
         assert rows[kind]["compile_seconds"] > 0
-        assert rows[kind]["flops_per_image"] > 1e8 and rows[kind]["gflops_per_second"] > 0
+        assert rows[kind]["flops_per_image"] > 1e7 and rows[kind]["gflops_per_second"] > 0
+        assert rows[kind]["fraction_of_peak"] == rows[kind]["gflops_per_second"] / limits["peak_gflops"]
     assert rows["train_step_finetune"]["flops_per_image"] > rows["train_step_frozen"]["flops_per_image"]
     # Pretrained MobileNetV2 on 300 photos at 96px, 2 epochs: well above chance
     # (0.2) and above what random-weight features reach (about 0.4).
@@ -176,3 +186,108 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
     accuracy = rows["accuracy"]
     assert accuracy["forward_pass_images"] == accuracy["train_images"] + accuracy["validation_images"]
     assert accuracy["forward_pass_seconds"] > 0
+
+
+def _add_peers(name, run):
+    """Plain Keras beside each flowerkit speed row, the native reference in
+    the torch run, the machine's limits in every run."""
+    speeds = {"jax": 2.0, "tensorflow": 1.0, "torch": 0.5}  # flowerkit's speed / plain Keras's
+    backend = name.split("-")[0]
+    for bench in list(run["benchmarks"]):
+        info = bench["extra_info"]
+        if info["benchmark"] not in ("inference", "train_step_frozen", "train_step_finetune"):
+            continue
+        info.update(fraction_of_peak=info["gflops_per_second"] / 100.0, peak_gflops=100.0)
+        for peer, speed in (("plain_keras", info["images_per_second"] / speeds[backend]),
+                            ("native_torch", 100.0)):
+            if peer == "native_torch" and backend != "torch":
+                continue
+            row = json.loads(json.dumps(bench))
+            row["extra_info"].update(implementation=peer, images_per_second=speed)
+            run["benchmarks"].append(row)
+    limits = json.loads(json.dumps(run["benchmarks"][0]))
+    limits["extra_info"].update(benchmark="machine_limits", backend_matmul_gflops=90.0,
+                                numpy_matmul_gflops=100.0, copy_gb_per_second=20.0, peak_gflops=100.0)
+    run["benchmarks"].append(limits)
+    run["datetime"] = "2026-12-02T10:00:00"
+
+
+def test_report_sets_flowerkit_beside_its_peers_and_the_peak(tmp_path):
+    """Under each flowerkit row: plain Keras with flowerkit's ratio to it,
+    the ratio to native PyTorch (one reference for every backend), GFLOP/s
+    and the fraction of the run's peak; the machine's limits per run. Peer
+    rows never displace flowerkit's."""
+    from bench.report import main
+
+    assert main([*_edited_fixtures(tmp_path, _add_peers), "--output", str(tmp_path / "report")]) == 0
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    at = lines.index("| inference (img/s) | 20.0 (0.10×) | 205.0 (1.00×) | 45.0 (0.22×) |")
+    assert lines[at + 1] == "| ↳ plain Keras (img/s; flowerkit ×) | 10.0 (2.00×) | 205.0 (1.00×) | 90.0 (0.50×) |"
+    assert lines[at + 2] == "| ↳ flowerkit × native PyTorch (100.0 img/s) | 0.20× | 2.05× | 0.45× |"
+    assert lines[at + 3].startswith("| ↳ GFLOP/s (fraction of measured peak) | 2.2 (2%) |")
+    assert "| machine: float32 matmul, numpy (GFLOP/s) | 100.0 | 100.0 | 100.0 |" in lines
+    assert "| machine: memory copy (GB/s, read + write) | 20.0 | 20.0 | 20.0 |" in lines
+    assert any(line.startswith("Peers (bench/peers.py)") for line in lines)
+
+
+def test_report_markdown_page_has_latest_run_accuracy_and_every_run(tmp_path):
+    """--markdown: the newest run with throughput rows in full with its chart,
+    the newest accuracy per recipe, one line per run and backend (older
+    runs included), newest first."""
+    from bench.report import main
+
+    new = tmp_path / "new"
+    new.mkdir()
+    _edited_fixtures(new, _add_peers)
+    old = sorted(str(p) for p in FIXTURES.glob("*.json"))  # no date: older than any dated run
+    page = tmp_path / "page" / "README.md"
+    assert main([*old, *sorted(str(p) for p in new.glob("*.json")), "--markdown", str(page)]) == 0
+    text = page.read_text()
+    assert text.index("## Latest throughput run: `new/cpu`") < text.index("## Accuracy") < text.index("## Every run")
+    assert "![benchmark chart](README.png)" in text and "Date (UTC): 2026-12-02 10:00." in text
+    runs = [line for line in text.splitlines() if line.startswith("| `")]
+    assert runs[0] == "| `new/cpu` | 2026-12-02 10:00 | Test CPU | jax CPU | 20.0 | 6.0 | `mobilenet_v2_035` 0.890 |"
+    assert len(runs) == 6 and runs[3].startswith("| `bench/cpu` | – |")
+    with Image.open(page.with_suffix(".png")) as chart:
+        chart.load()
+        assert chart.width > 600
+
+
+def test_summary_table_gives_ratios_and_peak():
+    from bench.summary import summary_lines
+
+    base = dict(backend="torch", device_kind="CPU", device_name="Test CPU", precision="float32")
+    rows = [
+        dict(base, benchmark="inference", implementation="flowerkit", images_per_second=300.0,
+             gflops_per_second=60.0, fraction_of_peak=0.5),
+        dict(base, benchmark="inference", implementation="plain_keras", images_per_second=100.0),
+        dict(base, benchmark="inference", implementation="native_torch", images_per_second=200.0),
+        dict(base, benchmark="accuracy", recipe="mobilenet_v2_035", val_accuracy=0.91, wall_seconds=40.0),
+        dict(base, benchmark="machine_limits", implementation="flowerkit", backend_matmul_gflops=110.0,
+             numpy_matmul_gflops=120.0, copy_gb_per_second=20.0),
+    ]
+    lines = summary_lines(rows)
+    assert lines[0] == "torch on CPU (Test CPU), float32"
+    assert lines[2].split() == ["inference", "300.0", "3.00×", "1.50×", "60.0", "50%"]
+    assert lines[3].split()[:3] == ["plain", "keras", "100.0"]
+    assert "accuracy `mobilenet_v2_035`: 0.910 in 40 s" in lines
+    assert lines[-1] == "machine: float32 matmul 110.0 GFLOP/s (torch), 120.0 (numpy); copy 20.0 GB/s"
+
+
+def test_plain_keras_peer_is_the_recipes_network_without_fast_paths():
+    """The hand-written codelab model has flowerkit's network: the same
+    weights and analytic FLOPs as build_model with every fast path off."""
+    import keras
+
+    from bench.flops import forward_flops, train_step_flops
+    from bench.peers import STOCK_FIELDS, plain_keras_model
+    from flowerkit import build_model, get_preset
+
+    recipe = get_preset("mobilenet_v2_035_finetune").replace(
+        weights=None, image_size=32, class_names=tuple("abcde"), trainable_backbone=True)
+    plain, stock = plain_keras_model(recipe), build_model(recipe.replace(**STOCK_FIELDS))
+    assert [w.shape for w in plain.weights] == [w.shape for w in stock.weights]
+    assert forward_flops(plain) == forward_flops(stock) and train_step_flops(plain) == train_step_flops(stock)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) and l.trainable
+                   for l in plain.layers[-4].layers)  # BatchNorm keeps its statistics
+    assert plain.predict_on_batch(np.zeros((2, 32, 32, 3), "float32")).shape == (2, 5)

@@ -155,7 +155,8 @@ def test_the_extraction_catches_a_flag_that_does_not_exist():
 
 def test_readme_inline_flags_exist():
     parsers = _subparsers()
-    known = set().union(*map(_options, parsers.values())) | _bench_options() | OTHER_TOOLS_FLAGS
+    gpu_script = set(re.findall(r'= "(--[a-z-]+)"', (ROOT / "bench/gpu.sh").read_text()))
+    known = set().union(*map(_options, parsers.values())) | _bench_options() | OTHER_TOOLS_FLAGS | gpu_script
     unknown = []
     for span in _INLINE.findall(_prose()):
         for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9*-]*", span):

@@ -1,0 +1,59 @@
+"""bench/gpu.sh's CPU dry run end to end: wheels built and installed offline
+into a target folder, each installed backend's tiny run, the JSON and the
+report. Runs in the torch environment, which has both PyTorch and JAX (as
+the GPU machine has, without TensorFlow)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO, shared_path
+
+
+def _installed(module) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif("os.environ.get('KERAS_BACKEND') != 'torch'",
+                    reason="runs once, in the torch environment (PyTorch and JAX, no TensorFlow)")
+def test_gpu_script_dry_run(tmp_path):
+    photos = shared_path("data/flower_photos")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["bash", str(REPO / "bench/gpu.sh"), "--dry-run", str(out), str(photos)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert (out / "gpu.txt").read_text().startswith("dry run")
+    wheels = sorted(p.name.split("-")[0] for p in (out / "wheels").glob("*.whl"))
+    assert wheels == ["keras", "namex", "optree"]
+    assert (out / "site/keras/__init__.py").is_file()  # installed with --no-index --target
+    ran = [b for b in ("jax", "torch", "tensorflow") if _installed(b)]
+    assert {"jax", "torch"} <= set(ran)
+    for backend in ("jax", "torch", "tensorflow"):
+        if backend not in ran:
+            assert (out / f"{backend}-skipped.txt").is_file()
+            continue
+        rows = [b["extra_info"] for b in json.loads((out / f"{backend}-gpu-tiny.json").read_text())["benchmarks"]]
+        kinds = {(r["benchmark"], r.get("implementation")) for r in rows}
+        for kind in ("inference", "train_step_frozen", "train_step_finetune"):
+            assert {(kind, "flowerkit"), (kind, "plain_keras")} <= kinds, kind
+            assert (kind, "native_torch") in kinds if backend == "torch" else (kind, "native_torch") not in kinds
+        assert ("input_pipeline", "flowerkit") in kinds and ("accuracy", None) in kinds
+        assert all(r["backend"] == backend for r in rows)
+        limits = next(r for r in rows if r["benchmark"] == "machine_limits")
+        assert limits["peak_gflops"] > 0 and limits["copy_gb_per_second"] > 0
+        for row in rows:
+            if row["benchmark"].startswith(("inference", "train_step_f")):
+                assert 0 < row["fraction_of_peak"] and row["peak_gflops"] == limits["peak_gflops"]
+    page = (out / "README.md").read_text()
+    assert "| benchmark | jax CPU | torch CPU" in page and "↳ plain Keras" in page
+    assert (out / "README.png").stat().st_size > 10_000
