@@ -15,7 +15,8 @@ from bench.flops import forward_flops, train_step_flops
 from bench.limits import matmul_gflops
 from bench.measure import random_batch, row_info, run_info, timed
 from bench.peers import STOCK_FIELDS, NativeTorch, plain_keras_model
-from flowerkit import build_model, load_data, runtime
+from flowerkit import build_model, load_data
+from flowerkit.backends import devices as runtime
 from flowerkit.data import iterate_batches
 
 
