@@ -10,6 +10,7 @@ import pytest
 import flowerkit
 from flowerkit import compat
 from flowerkit.model import build_model, find_backbone, unfreeze_backbone
+from tests.helpers import make_image_folder
 from tests.test_training import StopAfter
 
 
@@ -41,20 +42,48 @@ def test_which_backbone_layers_train(layers):
         assert "Conv_1" in trainable and "Conv1" not in trainable
 
 
-def test_two_phases_in_history_csv_and_metrics(image_folder, tmp_path):
-    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
-    history = json.loads((tmp_path / "history.json").read_text())
+class _SeenAtTrainBegin(keras.callbacks.Callback):
+    """Each fit's affine augmentation layers (batched or not) and jit setting."""
+
+    def __init__(self):
+        super().__init__()
+        self.batched, self.compiled = [], []
+
+    def on_train_begin(self, logs=None):
+        from flowerkit.backends.affine import is_batched_affine
+
+        affine = [layer for layer in compat.all_layers(self.model)
+                  if type(layer).__name__ in ("RandomZoom", "RandomRotation")]
+        self.batched.append([is_batched_affine(layer) for layer in affine])
+        self.compiled.append(self.model.jit_compile)
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory):
+    """One two-phase run, read by the tests below: its folder, result, the
+    backbone it started from and what each fit saw."""
+    folder = tmp_path_factory.mktemp("fine_tuned")
+    images = make_image_folder(folder / "photos")
+    keras.utils.set_random_seed(_recipe().seed)  # as train() does: the same initial backbone
+    initial = find_backbone(build_model(_recipe()))
+    seen = _SeenAtTrainBegin()
+    result = flowerkit.train(_recipe(), source=str(images), output_dir=folder / "run", verbose=0,
+                             callbacks=[seen])
+    return folder / "run", result, initial, seen
+
+
+def test_two_phases_in_history_csv_and_metrics(fine_tuned):
+    run, result, _, _ = fine_tuned
+    history = json.loads((run / "history.json").read_text())
     assert history["phase"] == ["head", "head", "fine_tune", "fine_tune"]
-    rows = (tmp_path / "history.csv").read_text().splitlines()
+    rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,phase,") and [r.split(",")[1] for r in rows[1:]] == history["phase"]
     assert [p["name"] for p in result.metrics["phases"]] == ["head", "fine_tune"]
     assert result.metrics["epochs"] == 4
 
 
-def test_fine_tuning_keeps_batch_norm_statistics_and_moves_the_backbone(image_folder):
-    keras.utils.set_random_seed(_recipe().seed)  # as train() does: the same initial backbone
-    backbone = find_backbone(build_model(_recipe()))
-    result = flowerkit.train(_recipe(), source=str(image_folder), verbose=0)
+def test_fine_tuning_keeps_batch_norm_statistics_and_moves_the_backbone(fine_tuned):
+    _, result, backbone, _ = fine_tuned
     after_backbone = find_backbone(result.model)
     moving = {w.path: keras.ops.convert_to_numpy(w) for w in backbone.weights if "moving" in w.path}
     assert len(moving) > 50
@@ -67,6 +96,18 @@ def test_fine_tuning_keeps_batch_norm_statistics_and_moves_the_backbone(image_fo
     assert not np.array_equal(kernel, initial)
 
 
+def test_phase_two_augmentation_takes_the_backends_fast_path(fine_tuned):
+    """The zoom and rotation added for phase 2 live in a training wrapper
+    around the model; they get the same fast path as the model's layers (on
+    PyTorch, Keras's own take ~20 s per batch of 64 at 224 px, on JAX ~0.5 s)."""
+    seen = fine_tuned[3]
+    batched = keras.backend.backend() in ("jax", "torch")
+    assert seen.batched[-1] == [batched] * 2  # phase 2: the preset's zoom and rotation
+    # On JAX the zoom and rotation do not turn XLA off for the whole step
+    # (Keras marks them not jit-compilable, which is so on TensorFlow only).
+    assert seen.compiled[-1] is (keras.backend.backend() == "jax")
+
+
 def test_resume_inside_phase_two(image_folder, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0,
@@ -77,27 +118,3 @@ def test_resume_inside_phase_two(image_folder, tmp_path):
     assert [p["name"] for p in result.metrics["phases"]] == ["fine_tune"]  # phase 1 not rerun
     assert result.metrics["phases"][0]["epochs"] == 1
     assert not (tmp_path / "backup").exists()
-
-
-def test_phase_two_augmentation_takes_the_backends_fast_path(image_folder):
-    """The zoom and rotation added for phase 2 live in a training wrapper
-    around the model; they get the same fast path as the model's layers (on
-    PyTorch, Keras's own take ~20 s per batch of 64 at 224 px, on JAX ~0.5 s)."""
-    from flowerkit.backends.affine import is_batched_affine
-
-    seen, compiled = [], []
-
-    class Inspect(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            affine = [layer for layer in compat.all_layers(self.model)
-                      if type(layer).__name__ in ("RandomZoom", "RandomRotation")]
-            seen.append([is_batched_affine(layer) for layer in affine])
-            compiled.append(self.model.jit_compile)
-
-    flowerkit.train(_recipe(epochs=1, fine_tune_epochs=1), source=str(image_folder), verbose=0,
-                    callbacks=[Inspect()])
-    batched = keras.backend.backend() in ("jax", "torch")
-    assert seen[-1] == [batched] * 2  # phase 2: the preset's zoom and rotation
-    # On JAX the zoom and rotation do not turn XLA off for the whole step
-    # (Keras marks them not jit-compilable, which is so on TensorFlow only).
-    assert compiled[-1] is (keras.backend.backend() == "jax")

@@ -213,3 +213,9 @@ def test_readme_entry_point_modules_run(module):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: flowerkit {module} ")
+
+
+def test_ci_runs_the_readmes_test_command():
+    ci = (ROOT / ".ci/run").read_text().splitlines()
+    for command in ("python3 -m pip install 'tox>=4'", "tox -p all -e tf,jax,torch"):
+        assert f"\n{command}\n" in README and command in ci, command
