@@ -328,7 +328,53 @@ def _groups(rows) -> list[str]:
     return sorted(newest, key=lambda group: newest[group], reverse=True)
 
 
-def results_readme(rows, chart_name: str) -> str:
+def serving_table(rows) -> list[str]:
+    """`bench/serve_load.py`'s rows: requests/s and latency per model, batching, clients."""
+    served = [r for r in rows if r["benchmark"] == "serve"]
+    if not served:
+        return []
+    lines = [f"## Serving: `{served[0]['group']}` ({served[0]['backend']}, {served[0]['date']})", "",
+             "| model | batching | clients | requests | failed | requests/s | p50 (ms) | p99 (ms) | "
+             "resident memory, warm-up → end |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in served:
+        memory = (f"{r['rss_after_warm_up_mib']:.0f} → {r['rss_end_mib']:.0f} MiB ({r['rss_growth']:+.1%})"
+                  if r.get("load_run") else "")
+        lines.append(f"| {r['model_format']} | {r['batching']} | {r['clients']} | {r['requests']} | "
+                     f"{r['failed']} | {r['requests_per_second']:.1f} | {r['p50_ms']:.0f} | "
+                     f"{r['p99_ms']:.0f} | {memory} |")
+    return lines + [""]
+
+
+def inspection_section(paths) -> list[str]:
+    """`bench/inspect_*.py`'s results (issue 24's targets), where present."""
+    found = {Path(p).stem: json.loads(Path(p).read_text()) for p in paths
+             if Path(p).name.startswith("inspect_") and Path(p).suffix == ".json"}
+    if not found:
+        return []
+    lines = ["## Data inspection (`flowerkit inspect`)", ""]
+    planted = found.get("inspect_planted")
+    if planted:
+        lines.append(f"- Planted near-duplicates ({planted['planted_pairs']} pairs among "
+                     f"{planted['images']} images): recall {planted['recall']:.1%}, precision "
+                     f"{planted['precision_on_planted_images']:.1%} (`bench/inspect_planted.py`).")
+    balance = found.get("inspect_imbalance")
+    if balance:
+        weights = balance["class_weight"]
+        lines.append(f"- Imbalance ({balance['settings']['kept_whole']} whole, the others cut to "
+                     f"{balance['settings']['others_fraction']:.0%}; {balance['backend']}): validation "
+                     f"balanced accuracy {weights['none']['val_balanced_accuracy']:.3f} with "
+                     f"`class_weight=none`, {weights['auto']['val_balanced_accuracy']:.3f} with `auto` "
+                     f"(`bench/inspect_imbalance.py`).")
+    cost = found.get("inspect_cost")
+    if cost:
+        lines.append(f"- `inspect` on {cost['images']} photos ({cost['backend']}): "
+                     f"{cost['runs']['uncached']['wall_seconds']:.0f} s uncached, "
+                     f"{cost['uncached_over_feature_pass']:.2f}x its feature pass; "
+                     f"{cost['runs']['cached']['wall_seconds']:.0f} s cached (`bench/inspect_cost.py`).")
+    return lines + [""]
+
+
+def results_readme(rows, chart_name: str, paths=()) -> str:
     """bench/results/README.md: the newest run with throughput rows in full,
     the newest accuracy per recipe and backend, and one line per run."""
     groups = _groups(rows)
@@ -344,6 +390,7 @@ def results_readme(rows, chart_name: str) -> str:
     accuracy = sorted((r for r in rows if r["benchmark"] == "accuracy"), key=lambda r: r["date"], reverse=True)
     if accuracy:
         parts += ["## Accuracy: the newest run of each recipe on each backend", "", markdown_table(accuracy)]
+    parts += serving_table(rows) + inspection_section(paths)
     parts += ["## Every run", "", "| run | date (UTC) | device | backend | inference (img/s) | "
               "fine-tuning step (img/s) | final validation accuracy |", "|---|---|---|---|---:|---:|---|"]
     for group in groups:
@@ -415,7 +462,7 @@ def main(argv=None) -> int:
         if throughput:
             chart_rows = [r for r in rows if r["group"] == throughput[0]]
         plot_chart(chart_rows, page.with_suffix(".png"))
-        page.write_text(results_readme(rows, page.with_suffix(".png").name))
+        page.write_text(results_readme(rows, page.with_suffix(".png").name, args.runs))
         print(f"wrote {page} and {page.with_suffix('.png')}")
         return 0
     table = markdown_table(rows)

@@ -291,3 +291,22 @@ def test_plain_keras_peer_is_the_recipes_network_without_fast_paths():
     assert not any(isinstance(l, keras.layers.BatchNormalization) and l.trainable
                    for l in plain.layers[-4].layers)  # BatchNorm keeps its statistics
     assert plain.predict_on_batch(np.zeros((2, 32, 32, 3), "float32")).shape == (2, 5)
+
+
+@pytest.mark.backend_independent
+def test_results_page_shows_serving_and_inspection_rows(tmp_path):
+    from bench.report import main
+
+    serve = {"datetime": "2026-12-02T16:55:00", "benchmarks": [{"stats": {"median": 0.02}, "extra_info": {
+        "benchmark": "serve", "backend": "jax", "device_kind": "CPU", "device_name": "cpu",
+        "precision": "float32", "model_format": "onnx", "batching": "on", "clients": 32, "requests": 1600,
+        "failed": 0, "requests_per_second": 12.0, "p50_ms": 2627.7, "p99_ms": 3596.9, "load_run": True,
+        "rss_after_warm_up_mib": 729.4, "rss_end_mib": 720.4, "rss_growth": -0.0123}}]}
+    (tmp_path / "jax-cpu-serve.json").write_text(json.dumps(serve))
+    (tmp_path / "inspect_planted.json").write_text(json.dumps(
+        {"images": 600, "planted_pairs": 150, "recall": 148 / 150, "precision_on_planted_images": 1.0}))
+    runs = [*sorted(str(p) for p in FIXTURES.glob("*.json")), *map(str, sorted(tmp_path.glob("*.json")))]
+    assert main([*runs, "--markdown", str(tmp_path / "page" / "README.md")]) == 0
+    page = (tmp_path / "page" / "README.md").read_text()
+    assert "| onnx | on | 32 | 1600 | 0 | 12.0 | 2628 | 3597 | 729 → 720 MiB (-1.2%) |" in page
+    assert "recall 98.7%, precision 100.0%" in page
