@@ -352,6 +352,14 @@ def inspection_section(paths) -> list[str]:
     if not found:
         return []
     lines = ["## Data inspection (`flowerkit inspect`)", ""]
+    shared = found.get("inspect_shared")
+    if shared:
+        lines.append(f"- The shared photos ({shared['images']}), hashes only, as `train` checks them: "
+                     f"{shared['duplicate_groups']} duplicate groups ({shared['exact_groups']} "
+                     f"byte-identical), {shared['conflict_groups']} across classes; the old random split "
+                     f"put {shared['groups_across_the_old_split']} groups on both sides, the "
+                     f"duplicate-aware split keeps all {shared['groups_kept_together_by_the_new_split']} "
+                     f"together (`bench/inspect_shared.py`).")
     planted = found.get("inspect_planted")
     if planted:
         lines.append(f"- Planted near-duplicates ({planted['planted_pairs']} pairs among "
