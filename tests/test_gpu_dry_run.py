@@ -28,7 +28,7 @@ def test_gpu_script_dry_run(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         ["bash", str(REPO / "bench/gpu.sh"), "--dry-run", str(out), str(photos)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=1200,
         env={**os.environ, "PYTHON": sys.executable},
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
