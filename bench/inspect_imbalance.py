@@ -1,7 +1,7 @@
 """Imbalance for issue 24: one class of the shared photos kept whole, the
 others cut to a tenth (a CSV source), frozen mobilenet_v2_035 on cached
 features; validation balanced accuracy with class_weight none vs auto.
-Writes bench/results/inspect_imbalance.json.
+Writes bench/results/inspect_imbalance-BACKEND.json.
 
     KERAS_BACKEND=jax python -m bench.inspect_imbalance [PHOTOS]"""
 
@@ -69,7 +69,7 @@ def main():
                                    - results["none"]["val_balanced_accuracy"]),
     }
     Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/inspect_imbalance.json").write_text(json.dumps(result, indent=2) + "\n")
+    Path(f"bench/results/inspect_imbalance-{backend()}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

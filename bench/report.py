@@ -365,8 +365,8 @@ def inspection_section(paths) -> list[str]:
         lines.append(f"- Planted near-duplicates ({planted['planted_pairs']} pairs among "
                      f"{planted['images']} images): recall {planted['recall']:.1%}, precision "
                      f"{planted['precision_on_planted_images']:.1%} (`bench/inspect_planted.py`).")
-    balance = found.get("inspect_imbalance")
-    if balance:
+    for name in sorted(n for n in found if n.startswith("inspect_imbalance")):
+        balance = found[name]
         weights = balance["class_weight"]
         lines.append(f"- Imbalance ({balance['settings']['kept_whole']} whole, the others cut to "
                      f"{balance['settings']['others_fraction']:.0%}; {balance['backend']}): validation "

@@ -103,6 +103,7 @@ def test_final_accuracy(benchmark, bench_config, data_source, accuracy_preset):
             "train_images": metrics["train_images"],
             "validation_images": metrics["validation_images"],
             "val_accuracy": metrics["val_accuracy"],
+            "val_balanced_accuracy": metrics.get("val_balanced_accuracy"),
             "best_val_accuracy": metrics["best_val_accuracy"],
             "wall_seconds": metrics["wall_seconds"],
             "images_per_second": metrics["train_images_per_second"],
