@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import write_result
+
 PHOTOS = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/flower_photos").resolve()
 SHARED = Path(os.environ.get("FLOWERKIT_SHARED", "../shared")).resolve()
 
@@ -49,9 +51,7 @@ def main():
         "runs": runs,
         "note": "wall_seconds includes process start and backend import; one run each, 2-core CPU",
     }
-    Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/inspect_cost.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("inspect_cost", result)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import write_result
 from flowerkit.backends.devices import backend, cpu_name
 from flowerkit.config.recipe import get_preset
 from flowerkit.training import train
@@ -68,9 +69,7 @@ def main():
         "balanced_accuracy_gain": (results["auto"]["val_balanced_accuracy"]
                                    - results["none"]["val_balanced_accuracy"]),
     }
-    Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path(f"bench/results/inspect_imbalance-{backend()}.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(f"inspect_imbalance-{backend()}", result)
 
 
 if __name__ == "__main__":

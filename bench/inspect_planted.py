@@ -8,7 +8,6 @@ copies' pairs. Writes bench/results/inspect_planted.json.
 from __future__ import annotations
 
 import io
-import json
 import random
 import shutil
 import sys
@@ -16,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import write_result
 from flowerkit.inspection.runner import inspect_source
 from flowerkit.config.recipe import get_preset
 
@@ -81,9 +81,7 @@ def main():
         "thresholds": findings["duplicates"]["thresholds"], "seconds": seconds,
         "timings": findings["timings"],
     }
-    Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/inspect_planted.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("inspect_planted", result)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -8,13 +8,13 @@ duplicate-aware split keeps together. Writes bench/results/inspect_shared.json.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.report import write_result
 from flowerkit.config.recipe import get_preset
 from flowerkit.data.duplicates import find_duplicates
 from flowerkit.data.hashing import hash_index
@@ -22,7 +22,6 @@ from flowerkit.data.sources import index_source, split_index
 from flowerkit.data.splitting import group_split
 
 PHOTOS = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/flower_photos")
-OUTPUT = Path(__file__).resolve().parent / "results" / "inspect_shared.json"
 
 
 def main() -> None:
@@ -49,8 +48,7 @@ def main() -> None:
         "thresholds": duplicates.thresholds,
         "split": {"validation_split": recipe.validation_split, "seed": recipe.seed},
     }
-    OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k not in ("conflicts", "thresholds")}))
+    write_result("inspect_shared", result)
 
 
 if __name__ == "__main__":

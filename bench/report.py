@@ -29,6 +29,18 @@ LABELS = {
 }
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_result(name: str, result: dict) -> Path:
+    """A bench script's result as `bench/results/NAME.json` (printed too), for the page."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return path
+
+
 def load_rows(paths) -> list[dict]:
     """One row per benchmark per file: its extra_info plus the run's name."""
     rows = []

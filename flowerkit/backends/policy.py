@@ -7,11 +7,10 @@ each choice are in bench/results/ (and docs/fast-paths.md)."""
 from __future__ import annotations
 
 from flowerkit.backends.devices import backend, compute_capability, device_kind
-
-SETTINGS = ("auto", "shifted", "stock")
-TORCH_SETTINGS = ("auto", "native", "stock")
-POINTWISE_SETTINGS = ("auto", "matmul", "stock")
-AFFINE_SETTINGS = ("auto", "batched", "stock")
+from flowerkit.config.recipe import AFFINE_AUGMENTATION as AFFINE_SETTINGS
+from flowerkit.config.recipe import DEPTHWISE_CONV as SETTINGS
+from flowerkit.config.recipe import POINTWISE_CONV as POINTWISE_SETTINGS
+from flowerkit.config.recipe import TORCH_LAYERS as TORCH_SETTINGS
 
 
 def depthwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
