@@ -161,6 +161,11 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def bench_config(pytestconfig) -> BenchConfig:
+    # The process-wide allocator choice `flowerkit.train()` and the CLI make:
+    # the rows time what users run (PyTorch on a CPU: about 3x per step).
+    from flowerkit.backends import allocator
+
+    allocator.configure()
     return read_config(pytestconfig)
 
 

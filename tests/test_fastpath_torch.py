@@ -219,6 +219,11 @@ if sys.argv[1:] == ["build"]:  # building and loading a model must leave the all
         model.save(folder + "/model.keras")
         load_model(folder + "/model.keras")
     kept = freed_memory_kept()
+elif sys.argv[1:] == ["cli"]:  # every subcommand starts the backend this way
+    from flowerkit.cli.common import start_backend
+    from flowerkit.backends.allocator import freed_memory_kept
+    start_backend()
+    kept = freed_memory_kept()
 else:
     kept = keep_freed_memory()
 print(json.dumps({"kept": kept, "before": before, "after": mmapped_blocks_for_a_64_mib_block()}))
@@ -259,3 +264,9 @@ def test_keep_freed_memory_leaves_a_chosen_allocator_alone():
 def test_building_a_model_leaves_the_allocator_alone():
     result = _allocator_run({}, "build")
     assert result == {"kept": None, "before": 1, "after": 1}
+
+
+@needs_torch
+def test_the_cli_keeps_freed_memory_as_train_does():
+    result = _allocator_run({}, "cli")
+    assert result == {"kept": True, "before": 1, "after": 0}
