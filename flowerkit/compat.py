@@ -129,3 +129,39 @@ def set_layer_backend(layer, backend) -> None:
 
 def allow_jit(layer) -> None:
     layer.supports_jit = True
+
+
+# 6. The TensorFlow trainer on a tf.data dataset of unknown length (checked on
+#    3.15.1): each epoch ends with a call of the train function on the spent
+#    iterator, and that call still adds one to `optimizer.iterations` though
+#    no gradient is applied. Adam's bias correction and learning-rate
+#    schedules read that count, so a run on flowerkit's tf.data pipeline
+#    (unknown length: it drops files that went bad) would train otherwise
+#    than the same run on the Pillow pipeline or the feature cache.
+
+UNKNOWN_CARDINALITY = -2  # tf.data.UNKNOWN_CARDINALITY
+
+
+class KeepOptimizerSteps(keras.callbacks.Callback):
+    """Sets `optimizer.iterations` back, at each epoch's end, to the count
+    after the epoch's last training batch."""
+
+    def __init__(self):
+        super().__init__()
+        self._after_last_batch = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._after_last_batch = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._after_last_batch is not None:
+            self.model.optimizer.iterations.assign(self._after_last_batch)
+
+
+def optimizer_step_callbacks(dataset) -> list:
+    """[KeepOptimizerSteps()] where `fit(dataset)` miscounts steps (entry 6):
+    the TensorFlow backend, a tf.data dataset of unknown length; else []."""
+    cardinality = getattr(dataset, "cardinality", None)
+    if keras.backend.backend() != "tensorflow" or cardinality is None:
+        return []
+    return [KeepOptimizerSteps()] if int(cardinality()) == UNKNOWN_CARDINALITY else []

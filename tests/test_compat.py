@@ -152,3 +152,37 @@ def test_supports_jit_decides_whether_compile_keeps_jit():
     if keras.backend.backend() == "torch":
         return  # torch.compile is another matter; the attribute is what Keras reads
     assert model.jit_compile is True
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow trainer's (entry 6)")
+def test_unknown_length_datasets_miscount_steps_and_keep_optimizer_steps_fixes_it():
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).uniform(size=(24, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(24) % 3]
+    positions = tf.data.Dataset.from_generator(lambda: iter(range(24)), output_signature=tf.TensorSpec((), tf.int64))
+    dataset = positions.map(lambda i: (tf.gather(x, i), tf.gather(y, i))).batch(8)  # 3 batches, length unknown
+
+    def fit(callbacks):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.Adam(0.1), "categorical_crossentropy")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(dataset, epochs=2, verbose=0, callbacks=callbacks)
+        return model
+
+    assert [type(c) for c in compat.optimizer_step_callbacks(dataset)] == [compat.KeepOptimizerSteps]
+    assert compat.optimizer_step_callbacks(dataset.apply(tf.data.experimental.assert_cardinality(3))) == []
+    # Keras's own count: one step too many per epoch. When this fails, Keras
+    # counts right: remove entry 6 and its callback.
+    assert int(fit([]).optimizer.iterations.numpy()) == 8
+    kept = fit(compat.optimizer_step_callbacks(dataset))
+    assert int(kept.optimizer.iterations.numpy()) == 6
+    keras.utils.set_random_seed(0)  # the same steps, one batch at a time
+    reference = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    reference.compile(keras.optimizers.Adam(0.1), "categorical_crossentropy")
+    for _ in range(2):
+        for images, labels in dataset:
+            reference.train_on_batch(images, labels)
+    np.testing.assert_allclose(kept.get_weights()[0], reference.get_weights()[0], rtol=1e-6, atol=1e-7)

@@ -20,6 +20,7 @@ import warnings
 
 import keras
 
+from flowerkit import compat
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.balance import class_weights as class_weights_for
 from flowerkit.data.loading import FlowerData
@@ -130,6 +131,8 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) ->
             # A shuffled PyDataset is endless, one epoch after another (BatchSequence).
             steps_per_epoch=len(train) if getattr(train, "endless", False) else None,
             callbacks=[
+                # First: the step count is right before any callback saves it.
+                *compat.optimizer_step_callbacks(train),
                 EpochStart(train), *sharding.epoch_callbacks(train), *callbacks,
                 BadImagesReport(train, validation),
             ],
