@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 DATA_PARALLEL = "train_step_data_parallel"  # bench/test_distribution.py, one row per device count
+FEATURE_CACHE = "feature_cache_agreement"  # bench/test_accuracy.py, --bench-size full
 ORDER = ["input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"]
 LABELS = {
     "input_pipeline": "input pipeline (img/s)",
@@ -162,6 +163,9 @@ def markdown_table(rows) -> str:
     if any(limits):
         for label, field, text in LIMITS:
             lines.append(_row(label, limits, lambda c: text.format(c[field])))
+    agreement = [_cell(rows, run, FEATURE_CACHE) for run in runs]
+    if any(agreement):
+        lines.append(_row("feature cache on / off: validation accuracy (wall s)", agreement, _agreement_text))
     for recipe in recipes:
         # One block per accuracy recipe; named when there are several.
         name = f" (`{recipe}`)" if len(recipes) > 1 else ""
@@ -186,6 +190,12 @@ def markdown_table(rows) -> str:
         compile_cells.append(f"{max(seconds):.1f}" if seconds else "–")
     lines.append("| slowest warm-up / compile (s) | " + " | ".join(compile_cells) + " |")
     return "\n".join(lines) + "\n\n" + _setup_notes(rows)
+
+
+def _agreement_text(cell) -> str:
+    accuracy, seconds = cell["val_accuracy"], cell["wall_seconds"]
+    return (f"{accuracy['cached']:.3f} / {accuracy['uncached']:.3f} "
+            f"({seconds['cached']:.0f} / {seconds['uncached']:.0f})")
 
 
 def _speed_row(label, cells) -> list[str]:

@@ -128,3 +128,44 @@ def test_final_accuracy(benchmark, bench_config, data_source, accuracy_preset):
         f"validation accuracy {metrics['val_accuracy']:.3f} is below the floor "
         f"{bench_config.min_accuracy} for {bench_config.size} size"
     )
+
+
+CACHE_CHECK_IMAGES = 1500
+
+
+def test_feature_cache_changes_speed_not_accuracy(benchmark, bench_config, data_source):
+    """The frozen phase with and without its feature cache, same seed and
+    photos: without augmentation or dropout both train on the same batches,
+    so validation accuracy agrees within a point and the first epoch's loss
+    within 0.1%. The row records both runs' accuracy and wall time."""
+    if bench_config.size != "full":
+        pytest.skip("two trainings on 1500 photos: --bench-size full")
+    weights = SHARED / "weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"
+    recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
+        image_size=96, weights=str(weights) if weights.is_file() else "imagenet", epochs=3,
+        batch_size=32, augmentation=(), dropout=0.0, precision=bench_config.precision,
+    )
+    runs = {}
+
+    def cached_then_uncached():
+        for setting in ("on", "off"):
+            runs[setting] = flowerkit.train(recipe.replace(feature_cache=setting), source=data_source,
+                                            max_images=CACHE_CHECK_IMAGES, verbose=0)
+
+    benchmark.pedantic(cached_then_uncached, rounds=1, iterations=1)
+    cached, uncached = runs["on"], runs["off"]
+    benchmark.extra_info.update(
+        {
+            **run_info("feature_cache_agreement", cached.recipe),
+            "validation_images": cached.metrics["validation_images"],
+            "val_accuracy": {"cached": cached.metrics["val_accuracy"], "uncached": uncached.metrics["val_accuracy"]},
+            "first_epoch_loss": {"cached": cached.history["loss"][0], "uncached": uncached.history["loss"][0]},
+            "wall_seconds": {"cached": cached.metrics["wall_seconds"], "uncached": uncached.metrics["wall_seconds"]},
+        }
+    )
+    assert cached.metrics["phases"][0]["feature_cache"] in ("computed", "hit")
+    assert uncached.metrics["phases"][0]["feature_cache"] == "off"
+    accuracies = (cached.metrics["val_accuracy"], uncached.metrics["val_accuracy"])
+    assert abs(accuracies[0] - accuracies[1]) <= 0.01, accuracies
+    assert cached.history["loss"][0] == pytest.approx(uncached.history["loss"][0], rel=1e-3)
+    assert min(accuracies) > 0.6, accuracies  # pretrained features: well above chance (0.2)

@@ -103,28 +103,20 @@ def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_
     assert again.metrics["phases"][0]["feature_cache"] == "hit"
 
 
-@pytest.mark.slow
-def test_cached_and_uncached_runs_agree_within_one_point():
-    """Same seed and data, on real photos and weights: the cache changes speed, not results."""
-    photos = shared_path("data/flower_photos")
+def test_cached_and_uncached_runs_train_on_the_same_batches(image_folder):
+    """Same seed and data: the cache changes speed, not results. (On real
+    photos, 1500 of them: bench/test_accuracy.py's feature-cache check.)"""
     # Without augmentation or dropout, and with the feature batches served
     # like the image batches (same order per epoch, same Keras prefetching),
     # both runs train on the same batches: what remains is float rounding.
-    recipe = flowerkit.get_preset("mobilenet_v2_035").replace(
-        image_size=96, weights=str(shared_path(WEIGHTS)), epochs=3, batch_size=32,
-        augmentation=(), dropout=0.0,
-    )
-    cached = flowerkit.train(recipe, source=str(photos), max_images=1500, verbose=0)
-    uncached = flowerkit.train(recipe.replace(feature_cache="off"), source=str(photos),
-                               max_images=1500, verbose=0)
+    recipe = _recipe(augmentation=(), dropout=0.0, epochs=3)
+    cached = flowerkit.train(recipe, source=str(image_folder), verbose=0)
+    uncached = flowerkit.train(recipe.replace(feature_cache="off"), source=str(image_folder), verbose=0)
     assert cached.metrics["phases"][0]["feature_cache"] in ("computed", "hit")
     assert uncached.metrics["phases"][0]["feature_cache"] == "off"
-    # 285: the roses/tulips label conflict is left out before the split (issue 24).
-    assert cached.metrics["validation_images"] == uncached.metrics["validation_images"] == 285
-    accuracies = (cached.metrics["val_accuracy"], uncached.metrics["val_accuracy"])
-    assert abs(accuracies[0] - accuracies[1]) <= 0.01, accuracies
-    assert cached.history["loss"][0] == pytest.approx(uncached.history["loss"][0], rel=1e-3)
-    assert min(accuracies) > 0.6, accuracies  # pretrained features: well above chance (0.2)
+    for name in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(cached.history[name], uncached.history[name], rtol=1e-3, err_msg=name)
+    assert cached.history["loss"][-1] < cached.history["loss"][0]  # the head learned
 
 
 def test_feature_batches_are_one_view_per_image_in_each_epochs_image_order():
