@@ -131,6 +131,25 @@ def test_report_gives_a_data_parallel_row_per_device_count(tmp_path):
 
 
 @pytest.mark.backend_independent
+def test_report_shows_the_feature_cache_check(tmp_path):
+    from bench.report import main
+
+    def add_agreement_row(name, run):
+        if "torch" not in name:
+            return
+        row = json.loads(json.dumps(run["benchmarks"][0]))
+        row["extra_info"].update(benchmark="feature_cache_agreement",
+                                 val_accuracy={"cached": 0.79, "uncached": 0.785},
+                                 wall_seconds={"cached": 12.8, "uncached": 22.7})
+        run["benchmarks"].append(row)
+
+    assert main([*_edited_fixtures(tmp_path, add_agreement_row), "--output", str(tmp_path / "report")]) == 0
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    assert [line for line in lines if "feature cache on / off" in line] == [
+        "| feature cache on / off: validation accuracy (wall s) | – | – | 0.790 / 0.785 (13 / 23) |"]
+
+
+@pytest.mark.backend_independent
 def test_report_rejects_files_without_rows(tmp_path):
     from bench.report import main
 
@@ -139,8 +158,9 @@ def test_report_rejects_files_without_rows(tmp_path):
         main([str(tmp_path / "empty.json")])
 
 
-@pytest.mark.slow
-def test_smoke_suite_writes_every_field(tmp_path, backend):
+def test_tiny_suite_writes_every_field(tmp_path, backend):
+    """The benchmark suite at its tiny size (every code path; its accuracy
+    at real sizes: tests/test_real_data.py) writes every field of its rows."""
     if backend != "tensorflow":  # the torch env runs the suite on JAX and PyTorch, tiny size
         pytest.skip("JAX's and PyTorch's suites run in bench/gpu.sh --dry-run (tests/test_gpu_dry_run.py)")
     shared_path("data/flower_photos")
@@ -149,7 +169,7 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
         [sys.executable, "-m", "pytest", str(REPO / "bench"), "--benchmark-only",
          f"--benchmark-json={output}", "-p", "no:cacheprovider", "-q"],
         capture_output=True, text=True, cwd=REPO, timeout=900,
-        env={**os.environ, "FLOWERKIT_BENCH_SIZE": "smoke"},
+        env={**os.environ, "FLOWERKIT_BENCH_SIZE": "tiny"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     benchmarks = json.loads(output.read_text())["benchmarks"]
@@ -176,12 +196,9 @@ def test_smoke_suite_writes_every_field(tmp_path, backend):
         assert row["images_per_second"] > 0
     for kind in ("inference", "train_step_frozen", "train_step_finetune"):
         assert rows[kind]["compile_seconds"] > 0
-        assert rows[kind]["flops_per_image"] > 1e7 and rows[kind]["gflops_per_second"] > 0
+        assert rows[kind]["flops_per_image"] > 1e6 and rows[kind]["gflops_per_second"] > 0
         assert rows[kind]["fraction_of_peak"] == rows[kind]["gflops_per_second"] / limits["peak_gflops"]
     assert rows["train_step_finetune"]["flops_per_image"] > rows["train_step_frozen"]["flops_per_image"]
-    # Pretrained MobileNetV2 on 300 photos at 96px, 2 epochs: well above chance
-    # (0.2) and above what random-weight features reach (about 0.4).
-    assert rows["accuracy"]["val_accuracy"] >= 0.6, rows["accuracy"]["val_accuracy"]
     # The frozen phase's yardstick: one pass over exactly the photos it trained and validated on.
     accuracy = rows["accuracy"]
     assert accuracy["forward_pass_images"] == accuracy["train_images"] + accuracy["validation_images"]
