@@ -1,5 +1,5 @@
-"""The benchmark harness: the report from fixture runs, and the suite's
-smoke size end to end on this backend."""
+"""The benchmark harness: the report from fixture runs, and the suite at
+its tiny size end to end on TensorFlow (JAX and PyTorch: tests/test_gpu_dry_run.py)."""
 
 import json
 import os
@@ -159,15 +159,16 @@ def test_report_rejects_files_without_rows(tmp_path):
 
 
 def test_tiny_suite_writes_every_field(tmp_path, backend):
-    """The benchmark suite at its tiny size (every code path; its accuracy
-    at real sizes: tests/test_real_data.py) writes every field of its rows."""
-    if backend != "tensorflow":  # the torch env runs the suite on JAX and PyTorch, tiny size
+    """The benchmark suite's speed rows at its tiny size write every field.
+    Its accuracy rows, whose code is the same on every backend, and the
+    JAX and PyTorch suites: tests/test_gpu_dry_run.py."""
+    if backend != "tensorflow":
         pytest.skip("JAX's and PyTorch's suites run in bench/gpu.sh --dry-run (tests/test_gpu_dry_run.py)")
     shared_path("data/flower_photos")
     output = tmp_path / "run.json"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(REPO / "bench"), "--benchmark-only",
-         f"--benchmark-json={output}", "-p", "no:cacheprovider", "-q"],
+         f"--benchmark-json={output}", "-p", "no:cacheprovider", "-q", "-k", "not accuracy"],
         capture_output=True, text=True, cwd=REPO, timeout=900,
         env={**os.environ, "FLOWERKIT_BENCH_SIZE": "tiny"},
     )
@@ -180,13 +181,7 @@ def test_tiny_suite_writes_every_field(tmp_path, backend):
     peers = {(b["extra_info"]["benchmark"], b["extra_info"]["implementation"]) for b in benchmarks
              if b["extra_info"].get("implementation", "flowerkit") != "flowerkit"}
     assert {(kind, "plain_keras") for kind in ("inference", "train_step_frozen", "train_step_finetune")} <= peers
-    expected = {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune", "accuracy"}
-    if backend == "jax":  # on 1, 2 and 4 virtual devices (bench/test_distribution.py)
-        expected.add("train_step_data_parallel")
-        parallel = [b["extra_info"] for b in benchmarks if b["extra_info"]["benchmark"] == "train_step_data_parallel"]
-        assert [(r["devices"], r["per_device_batch"]) for r in parallel] == [(1, 8), (2, 4), (4, 2)]
-        assert {r["strategy"] for r in parallel} == {"keras.distribution.DataParallel"}
-    assert set(rows) == expected
+    assert set(rows) == {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune"}
     for row in rows.values():
         assert row["backend"] == backend
         for field in ("device_kind", "device_name", "device_count", "versions", "batch_size",
@@ -199,10 +194,6 @@ def test_tiny_suite_writes_every_field(tmp_path, backend):
         assert rows[kind]["flops_per_image"] > 1e6 and rows[kind]["gflops_per_second"] > 0
         assert rows[kind]["fraction_of_peak"] == rows[kind]["gflops_per_second"] / limits["peak_gflops"]
     assert rows["train_step_finetune"]["flops_per_image"] > rows["train_step_frozen"]["flops_per_image"]
-    # The frozen phase's yardstick: one pass over exactly the photos it trained and validated on.
-    accuracy = rows["accuracy"]
-    assert accuracy["forward_pass_images"] == accuracy["train_images"] + accuracy["validation_images"]
-    assert accuracy["forward_pass_seconds"] > 0
 
 
 def _add_peers(name, run):

@@ -48,6 +48,14 @@ def test_gpu_script_dry_run(tmp_path):
             assert {(kind, "flowerkit"), (kind, "plain_keras")} <= kinds, kind
             assert (kind, "native_torch") in kinds if backend == "torch" else (kind, "native_torch") not in kinds
         assert ("input_pipeline", "flowerkit") in kinds and ("accuracy", None) in kinds
+        # The frozen phase's yardstick: one pass over exactly the photos it trained and validated on.
+        accuracy = next(r for r in rows if r["benchmark"] == "accuracy")
+        assert accuracy["forward_pass_images"] == accuracy["train_images"] + accuracy["validation_images"]
+        assert accuracy["forward_pass_seconds"] > 0 and 0 <= accuracy["val_accuracy"] <= 1
+        if backend == "jax":  # on 1, 2 and 4 virtual devices (bench/test_distribution.py)
+            parallel = [r for r in rows if r["benchmark"] == "train_step_data_parallel"]
+            assert [r["devices"] for r in parallel] == [1, 2, 4], parallel
+            assert {r["strategy"] for r in parallel} == {"keras.distribution.DataParallel"}
         assert all(r["backend"] == backend for r in rows)
         limits = next(r for r in rows if r["benchmark"] == "machine_limits")
         assert limits["peak_gflops"] > 0 and limits["copy_gb_per_second"] > 0
