@@ -159,13 +159,17 @@ def pytest_configure(config):
         config.option.benchmark_json = str(path)
 
 
-@pytest.fixture(scope="session")
-def bench_config(pytestconfig) -> BenchConfig:
-    # The process-wide allocator choice `flowerkit.train()` and the CLI make:
-    # the rows time what users run (PyTorch on a CPU: about 3x per step).
+@pytest.fixture(scope="session", autouse=True)
+def _process_settings():
+    """The process-wide allocator choice `flowerkit.train()` and the CLI
+    make, so the rows time what users run (PyTorch on a CPU: ~3x per step)."""
     from flowerkit.backends import allocator
 
     allocator.configure()
+
+
+@pytest.fixture(scope="session")
+def bench_config(pytestconfig) -> BenchConfig:
     return read_config(pytestconfig)
 
 

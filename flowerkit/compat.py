@@ -143,19 +143,23 @@ UNKNOWN_CARDINALITY = -2  # tf.data.UNKNOWN_CARDINALITY
 
 
 class KeepOptimizerSteps(keras.callbacks.Callback):
-    """Sets `optimizer.iterations` back, at each epoch's end, to the count
-    after the epoch's last training batch."""
+    """Sets `optimizer.iterations`, at each epoch's end, to its count at the
+    epoch's start plus the epoch's training steps (one read per epoch)."""
 
     def __init__(self):
         super().__init__()
-        self._after_last_batch = None
+        self._at_epoch_start, self._steps = None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._at_epoch_start = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._after_last_batch = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._steps = batch + 1  # Keras passes the last step this call ran
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._after_last_batch is not None:
-            self.model.optimizer.iterations.assign(self._after_last_batch)
+        if self._at_epoch_start is not None:
+            self.model.optimizer.iterations.assign(self._at_epoch_start + self._steps)
 
 
 def optimizer_step_callbacks(dataset) -> list:

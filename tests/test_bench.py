@@ -1,5 +1,5 @@
-"""The benchmark harness: the report from fixture runs, and the suite at
-its tiny size end to end on TensorFlow (JAX and PyTorch: tests/test_gpu_dry_run.py)."""
+"""The benchmark harness: the report from fixture runs, and the suite's
+speed rows at tiny size on TensorFlow (the rest: tests/test_gpu_dry_run.py)."""
 
 import json
 import os

@@ -163,10 +163,14 @@ def test_unknown_length_datasets_miscount_steps_and_keep_optimizer_steps_fixes_i
     positions = tf.data.Dataset.from_generator(lambda: iter(range(24)), output_signature=tf.TensorSpec((), tf.int64))
     dataset = positions.map(lambda i: (tf.gather(x, i), tf.gather(y, i))).batch(8)  # 3 batches, length unknown
 
-    def fit(callbacks):
+    def new_model():
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
         model.compile(keras.optimizers.Adam(0.1), "categorical_crossentropy")
+        return model
+
+    def fit(callbacks):
+        model = new_model()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             model.fit(dataset, epochs=2, verbose=0, callbacks=callbacks)
@@ -179,9 +183,7 @@ def test_unknown_length_datasets_miscount_steps_and_keep_optimizer_steps_fixes_i
     assert int(fit([]).optimizer.iterations.numpy()) == 8
     kept = fit(compat.optimizer_step_callbacks(dataset))
     assert int(kept.optimizer.iterations.numpy()) == 6
-    keras.utils.set_random_seed(0)  # the same steps, one batch at a time
-    reference = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    reference.compile(keras.optimizers.Adam(0.1), "categorical_crossentropy")
+    reference = new_model()  # the same steps, one batch at a time
     for _ in range(2):
         for images, labels in dataset:
             reference.train_on_batch(images, labels)

@@ -190,7 +190,7 @@ def test_fit_step_is_the_same_when_fine_tuning():
 
 ALLOCATOR_SCRIPT = """
 import ctypes, json, sys
-from flowerkit.backends.allocator import keep_freed_memory
+from flowerkit.backends.allocator import freed_memory_kept, keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -213,7 +213,6 @@ before = mmapped_blocks_for_a_64_mib_block()
 if sys.argv[1:] == ["build"]:  # building and loading a model must leave the allocator alone
     import tempfile
     from flowerkit import build_model, get_preset, load_model
-    from flowerkit.backends.allocator import freed_memory_kept
     model = build_model(get_preset("dense").replace(class_names=("a", "b"), image_size=32))
     with tempfile.TemporaryDirectory() as folder:
         model.save(folder + "/model.keras")
@@ -221,7 +220,6 @@ if sys.argv[1:] == ["build"]:  # building and loading a model must leave the all
     kept = freed_memory_kept()
 elif sys.argv[1:] == ["cli"]:  # every subcommand starts the backend this way
     from flowerkit.cli.common import start_backend
-    from flowerkit.backends.allocator import freed_memory_kept
     start_backend()
     kept = freed_memory_kept()
 else:
