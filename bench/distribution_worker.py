@@ -27,7 +27,7 @@ class Trainer:
         self.plan = distribution.resolve(recipe.replace(distribution=f"data_parallel:{devices}"))
         keras.utils.set_random_seed(0)
         with self.plan.scope():
-            self.model = build_model(recipe)
+            self.model = build_model(recipe, plan=self.plan)
         self.images, self.labels = random_batch(recipe)
 
     def step(self):

@@ -113,6 +113,30 @@ def test_one_device_run_records_its_distribution(image_folder, backend):
                                 "processes": 1, "global_batch": 8, "per_device_batch": 8}
 
 
+@pytest.mark.backend_independent
+def test_sharding_and_the_run_record_read_the_plan_they_are_given():
+    from flowerkit.distribute import sharding
+    from flowerkit.distribute.plan import JAX_DATA_PARALLEL, MIRRORED, Plan, one_device
+    from flowerkit.training.record import run_info
+
+    jax_plan = Plan("data_parallel", JAX_DATA_PARALLEL, 2, 1, 0, 8)  # no engine: nothing placed
+    with jax_plan.scope():  # an open scope is no hidden state
+        assert sharding.loss_reduction() == "sum_over_batch_size"
+        assert not sharding.is_data_parallel(None)
+    assert sharding.loss_reduction(jax_plan) == "mean_with_sample_weight"
+    assert sharding.is_data_parallel(jax_plan) and not sharding.is_data_parallel(one_device(8))
+    assert sharding.any_process(True, jax_plan) is True  # one process: no collective
+    model = object()
+    assert sharding.one_replica(model, jax_plan) is model
+    assert sharding.one_replica(model, None) is model
+    assert Plan("data_parallel", MIRRORED, 2, 1, 0, 8).is_tf_distribute
+    recipe = flowerkit.get_preset("dense").replace(batch_size=8)
+    assert _record(run_info(recipe, jax_plan)) == {
+        "distribution": "data_parallel", "strategy": JAX_DATA_PARALLEL, "devices": 2,
+        "processes": 1, "global_batch": 8, "per_device_batch": 4}
+    assert _record(run_info(recipe))["devices"] == 1
+
+
 def test_sharded_batches_split_each_global_batch_and_pad_the_last(image_folder):
     index = index_source(str(image_folder))  # 30 images
     def batches():

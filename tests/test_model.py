@@ -9,6 +9,7 @@ from tests.helpers import shared_path
 
 import flowerkit
 from flowerkit import BACKBONES, FlowerkitError, build_model, get_preset
+from flowerkit.config.recipe import OPTIMIZERS
 from flowerkit.model import find_backbone
 
 
@@ -204,3 +205,51 @@ def test_unknown_backbone_fails_before_any_data_is_read(tmp_path):
         build_model(recipe)
     with pytest.raises(FlowerkitError, match="Unknown backbone 'vgg99'"):
         flowerkit.train(recipe, source=str(tmp_path / "no such folder"))
+
+
+def _two_device_jax_plan():
+    from flowerkit.distribute.plan import JAX_DATA_PARALLEL, Plan
+
+    return Plan("data_parallel", JAX_DATA_PARALLEL, 2, 1, 0, 8)  # no engine: nothing is placed
+
+
+def test_compile_reads_the_plan_it_is_given_not_an_open_scope():
+    recipe = get_preset("dense").replace(head_units=(4,), image_size=32)
+    plan = _two_device_jax_plan()
+    with plan.scope():  # an open scope no longer changes how a model compiles
+        inside = build_model(recipe, num_classes=2)
+    assert inside.loss.reduction == "sum_over_batch_size"
+    sharded = build_model(recipe, num_classes=2, plan=plan)
+    # A padded batch's loss: the mean over the rows that count.
+    assert sharded.loss.reduction == "mean_with_sample_weight"
+
+
+def test_one_compile_for_both_phases():
+    from flowerkit.model.build import FINE_TUNE, compile_model
+
+    recipe = get_preset("dense").replace(
+        head_units=(4,), image_size=32, optimizer="sgd", label_smoothing=0.05
+    )
+    model = build_model(recipe, num_classes=2, steps_per_epoch=5)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.loss.get_config()["label_smoothing"] == 0.05
+    fine_tuning = get_preset("mobilenet_v2_035_finetune")  # 8 epochs, 1 of warm-up
+    compile_model(model, fine_tuning, steps_per_epoch=5, class_weights=[1.0, 3.0], phase=FINE_TUNE)
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.weight_decay == pytest.approx(fine_tuning.fine_tune_weight_decay)
+    config = model.loss.get_config()
+    assert config["label_smoothing"] == fine_tuning.fine_tune_label_smoothing
+    assert config["class_weights"] == [1.0, 3.0]
+    # Linear warm-up over one epoch (5 steps) to the peak, then cosine decay to 0 at step 40.
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(5)) == pytest.approx(fine_tuning.fine_tune_learning_rate)
+    assert float(schedule(40)) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_recipe_optimizer_compiles(name):
+    recipe = get_preset("dense").replace(head_units=(4,), image_size=32, optimizer=name, learning_rate=0.01)
+    optimizer = build_model(recipe, num_classes=2).optimizer
+    assert type(optimizer).__name__.lower() == name and float(optimizer.learning_rate) == pytest.approx(0.01)

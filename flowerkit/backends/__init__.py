@@ -7,6 +7,7 @@ backend's name.
     fastpaths    switching a model's layers to the fast implementations
     geometry     convolution sizes and padding, shifted depthwise sums
     jax_kernels, torch_kernels, affine   the implementations themselves
+    collectives  JAX's gather and sharded forward pass, TensorFlow's one-replica call
     allocator    the one process-wide switch (glibc keeping freed memory)
 
 Importing this package imports no backend; import its modules by name.

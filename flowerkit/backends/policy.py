@@ -7,10 +7,7 @@ each choice are in bench/results/ (and docs/fast-paths.md)."""
 from __future__ import annotations
 
 from flowerkit.backends.devices import backend, compute_capability, device_kind
-from flowerkit.config.recipe import AFFINE_AUGMENTATION as AFFINE_SETTINGS
-from flowerkit.config.recipe import DEPTHWISE_CONV as SETTINGS
-from flowerkit.config.recipe import POINTWISE_CONV as POINTWISE_SETTINGS
-from flowerkit.config.recipe import TORCH_LAYERS as TORCH_SETTINGS
+from flowerkit.config.recipe import check_choice
 
 
 def depthwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
@@ -20,11 +17,7 @@ def depthwise_implementation(backend: str, device_kind: str, setting: str = "aut
     measured to win; XLA:GPU/TPU, TensorFlow and PyTorch have fast native
     depthwise kernels. An explicit "shifted" or "stock" wins over the policy.
     """
-    if setting not in SETTINGS:
-        raise ValueError(
-            f"Unknown depthwise setting {setting!r}: use one of {', '.join(SETTINGS)} "
-            "('auto' picks 'shifted' on JAX with CPU devices, 'stock' elsewhere)."
-        )
+    check_choice("depthwise_conv", setting)
     if setting != "auto":
         return setting
     if backend.lower() == "jax" and device_kind.upper() == "CPU":
@@ -69,11 +62,7 @@ def micro_batch_size(
 def pointwise_implementation(backend: str, device_kind: str, setting: str = "auto") -> str:
     """How 1x1 convolutions compute: "matmul" or "stock". "auto" picks
     "matmul" on JAX with CPU devices, where it was measured to win."""
-    if setting not in POINTWISE_SETTINGS:
-        raise ValueError(
-            f"Unknown pointwise_conv setting {setting!r}: use one of {', '.join(POINTWISE_SETTINGS)} "
-            "('auto' picks 'matmul' on JAX with CPU devices, 'stock' elsewhere)."
-        )
+    check_choice("pointwise_conv", setting)
     if setting != "auto":
         return setting
     return "matmul" if backend.lower() == "jax" and device_kind.upper() == "CPU" else "stock"
@@ -85,11 +74,7 @@ def torch_layers_implementation(backend: str, device_kind: str, setting: str = "
     "auto" picks "native" on PyTorch with a CPU, where it was measured to win
     (flowerkit.backends.torch_kernels); GPUs keep the stock layers until measured.
     """
-    if setting not in TORCH_SETTINGS:
-        raise ValueError(
-            f"Unknown torch_layers setting {setting!r}: use one of {', '.join(TORCH_SETTINGS)} "
-            "('auto' picks 'native' on PyTorch with a CPU, 'stock' elsewhere)."
-        )
+    check_choice("torch_layers", setting)
     if backend.lower() != "torch":
         return "stock"
     if setting != "auto":
@@ -102,11 +87,7 @@ def affine_implementation(backend: str, setting: str = "auto") -> str:
     "batched" (`flowerkit.backends.affine`) or "stock". "auto" and "batched"
     pick it on JAX and PyTorch, whose stock resampling goes image by image
     or channel by channel; TensorFlow's own kernel is batched already."""
-    if setting not in AFFINE_SETTINGS:
-        raise ValueError(
-            f"Unknown affine_augmentation setting {setting!r}: use one of "
-            f"{', '.join(AFFINE_SETTINGS)} ('auto' picks 'batched' on JAX and PyTorch)."
-        )
+    check_choice("affine_augmentation", setting)
     if backend.lower() not in ("jax", "torch"):
         return "stock"
     return "stock" if setting == "stock" else "batched"

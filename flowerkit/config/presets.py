@@ -49,12 +49,12 @@ PRESETS: dict[str, dict] = {
 }
 # Phase 1 trains the head on cached features (seconds per epoch), phase 2
 # fine-tunes the whole backbone with AdamW, warm-up + cosine decay, stronger
-# augmentation and label smoothing (see Recipe.fine_tune_*).
+# augmentation and label smoothing (see Recipe.fine_tune_*, whose
+# fine_tune_augmentation default they use).
 _FINE_TUNING = dict(
     epochs=5,
     fine_tune_epochs=8,
     fine_tune_warmup_epochs=1,
-    fine_tune_augmentation=("flip", "zoom:0.15", "rotate:0.05", "contrast:0.2"),
     fine_tune_label_smoothing=0.1,
     fine_tune_weight_decay=0.05,
 )

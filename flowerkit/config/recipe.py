@@ -9,13 +9,14 @@ run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-from flowerkit.config.ops import validate_ops
+from flowerkit.config.ops import precomputable_ops, validate_ops
 from flowerkit.config.presets import PRESETS
 from flowerkit.errors import FlowerkitError
 
@@ -23,41 +24,7 @@ HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-# Scalar fields as JSON or the CLI may give them; checked before use.
-_FIELD_KINDS = {
-    "name": (str,),
-    "image_size": (int,),
-    "backbone": (str,),
-    "head": (str,),
-    "dropout": (int, float),
-    "feature_dropout": (int, float),
-    "trainable_backbone": (bool,),
-    "optimizer": (str,),
-    "learning_rate": (int, float),
-    "learning_rate_schedule": (str,),
-    "label_smoothing": (int, float),
-    "batch_size": (int,),
-    "epochs": (int,),
-    "validation_split": (int, float),
-    "seed": (int,),
-    "precision": (str,),
-    "feature_cache": (str,),
-    "depthwise_conv": (str,),
-    "torch_layers": (str,),
-    "pointwise_conv": (str,),
-    "micro_batch": (str, int),
-    "affine_augmentation": (str,),
-    "fine_tune_epochs": (int,),
-    "fine_tune_layers": (int,),
-    "fine_tune_learning_rate": (int, float),
-    "fine_tune_warmup_epochs": (int,),
-    "fine_tune_weight_decay": (int, float),
-    "fine_tune_label_smoothing": (int, float),
-    "distribution": (str,),
-    "class_weight": (str,),
-    "split_groups": (bool,),
-    "exclude_conflicts": (bool,),
-}
+JIT_COMPILE = ("auto", True, False)
 CLASS_WEIGHTS = ("none", "balanced", "auto")  # flowerkit.data.balance
 FEATURE_CACHE = ("auto", "on", "off")
 # The fast-path settings; `flowerkit.backends.policy` says what "auto" picks.
@@ -66,8 +33,23 @@ TORCH_LAYERS = ("auto", "native", "stock")
 POINTWISE_CONV = ("auto", "matmul", "stock")
 AFFINE_AUGMENTATION = ("auto", "batched", "stock")
 DISTRIBUTION_MODES = ("auto", "none", "data_parallel")
-# Augmentation ops whose views the feature cache computes once per image.
-PRECOMPUTABLE_OPS = ("flip",)
+
+# Numeric ranges: (what the error says, the test).
+POSITIVE = ("positive", lambda value: value > 0)
+NOT_NEGATIVE = (">= 0", lambda value: value >= 0)
+FRACTION = ("in [0, 1)", lambda value: 0.0 <= value < 1.0)
+OPEN_FRACTION = ("in (0, 1)", lambda value: 0.0 < value < 1.0)
+AT_LEAST_32 = ("at least 32", lambda value: value >= 32)
+
+
+def _one_of(choices: tuple, default):
+    """A field whose value must be one of `choices` (checked by `Recipe`)."""
+    return dataclasses.field(default=default, metadata={"choices": choices})
+
+
+def _within(bounds: tuple, default):
+    """A numeric field that must pass `bounds` (one of the ranges above)."""
+    return dataclasses.field(default=default, metadata={"bounds": bounds})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,43 +148,43 @@ class Recipe:
 
     name: str = "custom"
     class_names: tuple[str, ...] = ()
-    image_size: int = 192
+    image_size: int = _within(AT_LEAST_32, 192)
     backbone: str = "mobilenet_v2"
     backbone_kwargs: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({})
     )
     weights: str | None = "imagenet"
-    head: str = "flatten"
+    head: str = _one_of(HEADS, "flatten")
     head_units: tuple[int, ...] = ()
-    dropout: float = 0.0
-    feature_dropout: float = 0.0
+    dropout: float = _within(FRACTION, 0.0)
+    feature_dropout: float = _within(FRACTION, 0.0)
     trainable_backbone: bool = False
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    learning_rate_schedule: str = "constant"
-    label_smoothing: float = 0.0
-    batch_size: int = 64
-    epochs: int = 10
-    validation_split: float = 0.19
+    optimizer: str = _one_of(OPTIMIZERS, "adam")
+    learning_rate: float = _within(POSITIVE, 1e-3)
+    learning_rate_schedule: str = _one_of(LEARNING_RATE_SCHEDULES, "constant")
+    label_smoothing: float = _within(FRACTION, 0.0)
+    batch_size: int = _within(POSITIVE, 64)
+    epochs: int = _within(POSITIVE, 10)
+    validation_split: float = _within(OPEN_FRACTION, 0.19)
     seed: int = 42
     augmentation: tuple[str, ...] = ()
-    precision: str = "auto"
-    jit_compile: str | bool = "auto"
-    feature_cache: str = "auto"
-    depthwise_conv: str = "auto"
-    torch_layers: str = "auto"
-    pointwise_conv: str = "auto"
+    precision: str = _one_of(PRECISIONS, "auto")
+    jit_compile: str | bool = _one_of(JIT_COMPILE, "auto")
+    feature_cache: str = _one_of(FEATURE_CACHE, "auto")
+    depthwise_conv: str = _one_of(DEPTHWISE_CONV, "auto")
+    torch_layers: str = _one_of(TORCH_LAYERS, "auto")
+    pointwise_conv: str = _one_of(POINTWISE_CONV, "auto")
     micro_batch: str | int = "auto"
-    affine_augmentation: str = "auto"
-    fine_tune_epochs: int = 0
-    fine_tune_layers: int = 0
-    fine_tune_learning_rate: float = 1e-4
-    fine_tune_warmup_epochs: int = 1
-    fine_tune_weight_decay: float = 0.05
+    affine_augmentation: str = _one_of(AFFINE_AUGMENTATION, "auto")
+    fine_tune_epochs: int = _within(NOT_NEGATIVE, 0)
+    fine_tune_layers: int = _within(NOT_NEGATIVE, 0)
+    fine_tune_learning_rate: float = _within(POSITIVE, 1e-4)
+    fine_tune_warmup_epochs: int = _within(NOT_NEGATIVE, 1)
+    fine_tune_weight_decay: float = _within(NOT_NEGATIVE, 0.05)
     fine_tune_augmentation: tuple[str, ...] = ("flip", "zoom:0.15", "rotate:0.05", "contrast:0.2")
-    fine_tune_label_smoothing: float = 0.1
+    fine_tune_label_smoothing: float = _within(FRACTION, 0.1)
     distribution: str = "auto"
-    class_weight: str = "auto"
+    class_weight: str = _one_of(CLASS_WEIGHTS, "auto")
     split_groups: bool = True
     exclude_conflicts: bool = True
     exclude: tuple[str, ...] = ()
@@ -224,82 +206,66 @@ class Recipe:
         self._validate()
 
     def _validate(self):
-        def fail(message):
-            raise FlowerkitError(f"Invalid recipe: {message}")
+        """Each step raises a one-line FlowerkitError naming the field."""
+        try:
+            self._check_kinds()
+            self._check_choices_and_bounds()
+            self._check_micro_batch()
+            self._check_fine_tuning()
+            self._check_distribution()
+            self._check_class_names()
+            validate_ops(self.augmentation, "augmentation")
+            validate_ops(self.fine_tune_augmentation, "fine_tune_augmentation")
+            self._check_feature_cache()
+        except FlowerkitError as error:
+            raise FlowerkitError(f"Invalid recipe: {error}") from None
 
-        for name, kinds in _FIELD_KINDS.items():
+    def _check_kinds(self):
+        """Scalar fields as JSON or the CLI may give them, per the annotations."""
+        for name, kinds in _field_kinds().items():
             value = getattr(self, name)
             # bool is an int subclass: `"epochs": true` is not a number.
             if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
                 wanted = " or ".join(kind.__name__ for kind in kinds)
-                fail(f"{name} must be {wanted}, got {value!r}.")
-        if self.image_size < 32:
-            fail(f"image_size must be at least 32, got {self.image_size}.")
-        if self.head not in HEADS:
-            fail(f"head must be one of {HEADS}, got {self.head!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            fail(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
-        if self.precision not in PRECISIONS:
-            fail(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
-        if not 0.0 < self.validation_split < 1.0:
-            fail(f"validation_split must be in (0, 1), got {self.validation_split}.")
-        if self.batch_size < 1 or self.epochs < 1:
-            fail("batch_size and epochs must be positive.")
-        for field in ("dropout", "feature_dropout"):
-            if not 0.0 <= getattr(self, field) < 1.0:
-                fail(f"{field} must be in [0, 1), got {getattr(self, field)}.")
-        if self.learning_rate <= 0:
-            fail(f"learning_rate must be positive, got {self.learning_rate}.")
-        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
-            fail(
-                f"learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, "
-                f"got {self.learning_rate_schedule!r}."
-            )
-        if self.jit_compile not in ("auto", True, False):
-            fail(f"jit_compile must be 'auto', true or false, got {self.jit_compile!r}.")
-        if self.depthwise_conv not in DEPTHWISE_CONV:
-            fail(f"depthwise_conv must be one of {DEPTHWISE_CONV}, got {self.depthwise_conv!r}.")
-        if self.pointwise_conv not in POINTWISE_CONV:
-            fail(f"pointwise_conv must be one of {POINTWISE_CONV}, got {self.pointwise_conv!r}.")
+                raise FlowerkitError(f"{name} must be {wanted}, got {value!r}.")
+
+    def _check_choices_and_bounds(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if "choices" in field.metadata:
+                check_choice(field.name, value)
+            if "bounds" in field.metadata:
+                description, test = field.metadata["bounds"]
+                if not test(value):
+                    raise FlowerkitError(f"{field.name} must be {description}, got {value!r}.")
+
+    def _check_micro_batch(self):
         if self.micro_batch != "auto" and not (isinstance(self.micro_batch, int) and self.micro_batch >= 0):
-            fail(f"micro_batch must be 'auto' or a number of rows >= 0 (0: off), got {self.micro_batch!r}.")
-        if self.affine_augmentation not in AFFINE_AUGMENTATION:
-            fail(f"affine_augmentation must be one of {AFFINE_AUGMENTATION}, got {self.affine_augmentation!r}.")
-        if self.torch_layers not in TORCH_LAYERS:
-            fail(f"torch_layers must be one of {TORCH_LAYERS}, got {self.torch_layers!r}.")
-        if self.class_weight not in CLASS_WEIGHTS:
-            fail(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}.")
-        if self.feature_cache not in FEATURE_CACHE:
-            fail(f"feature_cache must be one of {FEATURE_CACHE}, got {self.feature_cache!r}.")
-        if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.fine_tune_warmup_epochs < 0:
-            fail("fine_tune_epochs, fine_tune_layers and fine_tune_warmup_epochs must be >= 0.")
-        if self.fine_tune_learning_rate <= 0 or self.fine_tune_weight_decay < 0:
-            fail("fine_tune_learning_rate must be positive and fine_tune_weight_decay >= 0.")
+            raise FlowerkitError(
+                f"micro_batch must be 'auto' or a number of rows >= 0 (0: off), got {self.micro_batch!r}."
+            )
+
+    def _check_fine_tuning(self):
         if self.fine_tune_epochs and self.backbone == "none":
-            fail("fine_tune_epochs needs a backbone to fine-tune (backbone is 'none').")
-        for name in ("label_smoothing", "fine_tune_label_smoothing"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                fail(f"{name} must be in [0, 1), got {getattr(self, name)}.")
-        try:
-            _, devices = parse_distribution(self.distribution)
-        except FlowerkitError as error:
-            fail(str(error))
+            raise FlowerkitError("fine_tune_epochs needs a backbone to fine-tune (backbone is 'none').")
+
+    def _check_distribution(self):
+        _, devices = parse_distribution(self.distribution)
         if devices and self.batch_size % devices:
-            fail(
+            raise FlowerkitError(
                 f"batch_size {self.batch_size} (the global batch) must be divisible by the "
                 f"{devices} devices of distribution {self.distribution!r}."
             )
+
+    def _check_class_names(self):
         if len(set(self.class_names)) != len(self.class_names):
-            fail(f"class_names has duplicates: {self.class_names}.")
-        try:
-            validate_ops(self.augmentation)
-            validate_ops(self.fine_tune_augmentation)
-        except FlowerkitError as error:
-            fail(str(error))
+            raise FlowerkitError(f"class_names has duplicates: {self.class_names}.")
+
+    def _check_feature_cache(self):
         if self.feature_cache == "on" and not self.can_cache_features:
-            fail(
+            raise FlowerkitError(
                 "feature_cache 'on' needs a frozen backbone and augmentation ops that can be "
-                f"precomputed ({', '.join(PRECOMPUTABLE_OPS)}); this recipe has "
+                f"precomputed ({', '.join(precomputable_ops())}); this recipe has "
                 f"backbone {self.backbone!r}, trainable_backbone={self.trainable_backbone}, "
                 f"augmentation {list(self.augmentation)}. Use feature_cache 'auto' or 'off'."
             )
@@ -311,7 +277,7 @@ class Recipe:
         return (
             self.backbone != "none"
             and not self.trainable_backbone
-            and ops <= set(PRECOMPUTABLE_OPS)
+            and ops <= set(precomputable_ops())
         )
 
     @property
@@ -378,6 +344,38 @@ class Recipe:
         if path.suffix == ".json" or path.is_file():
             return cls.load(path)
         return get_preset(str(preset))
+
+
+def check_choice(field: str, value) -> None:
+    """Raises a FlowerkitError unless `value` is one of `field`'s choices:
+    the one membership check, for the recipe and for the policy tables."""
+    choices = choices_of(field)
+    if value not in choices:
+        listed = ", ".join(str(choice) for choice in choices)
+        raise FlowerkitError(f"{field} must be one of {listed}; got {value!r}.")
+
+
+def choices_of(field: str) -> tuple:
+    """The values `field` allows, as the dataclass declares them."""
+    return _FIELDS[field].metadata["choices"]
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(Recipe)}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@functools.cache
+def _field_kinds() -> dict[str, tuple[type, ...]]:
+    """The Python types each scalar field accepts, read from its annotation
+    (a float field takes an int too); tuples and mappings are left to
+    `__post_init__`, which normalises them."""
+    kinds = {}
+    for name, annotation in field_types().items():
+        members = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+        if all(member in _SCALARS for member in members):
+            accepted = [(int, float) if member is float else (member,) for member in members]
+            kinds[name] = tuple(dict.fromkeys(kind for group in accepted for kind in group))
+    return kinds
 
 
 def field_names() -> tuple[str, ...]:

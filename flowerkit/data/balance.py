@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowerkit.config.recipe import CLASS_WEIGHTS as CLASS_WEIGHT_MODES
-from flowerkit.errors import FlowerkitError
+from flowerkit.config.recipe import check_choice
+
 # "auto" weighs the classes when the largest has at least this many times
 # the images of the smallest.
 AUTO_RATIO = 1.5
@@ -25,8 +25,7 @@ def class_weights(labels, num_classes: int, mode: str) -> np.ndarray | None:
     carries the same total weight and the mean weight per image is 1 (the
     loss keeps its scale). "auto": "balanced" when the imbalance ratio is at
     least AUTO_RATIO, else none."""
-    if mode not in CLASS_WEIGHT_MODES:
-        raise FlowerkitError(f"class_weight must be one of {CLASS_WEIGHT_MODES}, got {mode!r}.")
+    check_choice("class_weight", mode)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
     if mode == "none" or (mode == "auto" and imbalance_ratio(counts) < AUTO_RATIO):
         return None

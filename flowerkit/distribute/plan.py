@@ -86,34 +86,22 @@ class Plan:
             f"{self.global_batch}, {self.per_device_batch} per device"
         )
 
-    @contextlib.contextmanager
+    @property
+    def is_tf_distribute(self) -> bool:
+        return self.strategy in (MIRRORED, MULTI_WORKER, TPU)
+
+    @property
+    def is_data_parallel(self) -> bool:
+        return self.mode != "none"
+
     def scope(self):
-        """The engine's scope (variables created in it are placed on every
-        device), and this plan as the `active()` one."""
-        global _ACTIVE
-        previous, _ACTIVE = _ACTIVE, self
-        try:
-            with self.engine.scope() if self.engine is not None else contextlib.nullcontext():
-                yield self
-        finally:
-            _ACTIVE = previous
+        """The engine's scope: variables created in it are placed on every
+        device. Code that shards batches or compiles takes the plan itself."""
+        return self.engine.scope() if self.engine is not None else contextlib.nullcontext()
 
 
-_ACTIVE: Plan | None = None
-
-
-def active() -> Plan | None:
-    """The plan whose scope is open, if any."""
-    return _ACTIVE
-
-
-def record(recipe) -> dict:
-    """The active plan's record, or one device's."""
-    plan = _ACTIVE or _single(recipe.batch_size)
-    return plan.record()
-
-
-def _single(batch_size: int) -> Plan:
+def one_device(batch_size: int) -> Plan:
+    """The plan of a run on one device."""
     return Plan("none", None, 1, 1, 0, batch_size)
 
 
@@ -145,7 +133,7 @@ def _resolve_jax(mode: str, count: int | None, batch_size: int, tpu: str | None)
     if mode == "auto":
         accelerators = [d for d in everything if d.platform != "cpu"]
         if processes == 1 and len(accelerators) < 2:
-            return _single(batch_size)
+            return one_device(batch_size)
         chosen = everything
     elif mode == "none":
         if processes > 1:
@@ -153,7 +141,7 @@ def _resolve_jax(mode: str, count: int | None, batch_size: int, tpu: str | None)
                 "distribution 'none' in a multi-process job: unset KERAS_DISTRIBUTION_* to "
                 "train in one process, or use 'auto' or 'data_parallel'."
             )
-        return _single(batch_size)
+        return one_device(batch_size)
     else:
         chosen = everything[:count] if count else everything
         if count and count > len(everything):
@@ -186,7 +174,7 @@ def _resolve_tensorflow(mode: str, count: int | None, batch_size: int, tpu: str 
     import tensorflow as tf
 
     if mode == "none" and not tpu:
-        return _single(batch_size)
+        return one_device(batch_size)
     if tpu or (mode == "auto" and _looks_like_tpu_machine()):
         strategy = _tpu_strategy(tpu)
         return Plan("data_parallel", TPU, strategy.num_replicas_in_sync, 1, 0, batch_size, strategy)
@@ -199,7 +187,7 @@ def _resolve_tensorflow(mode: str, count: int | None, batch_size: int, tpu: str 
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     if mode == "auto":
         if len(gpus) < 2:
-            return _single(batch_size)
+            return one_device(batch_size)
         chosen = gpus
     else:
         candidates = gpus or [device.name for device in tf.config.list_logical_devices("CPU")]
@@ -276,4 +264,4 @@ def _resolve_torch(mode: str, count: int | None, batch_size: int, tpu: str | Non
             f"This machine has {gpus} GPUs, and flowerkit cannot spread training over them on "
             f"PyTorch: pass --distribution none to train on one GPU, or {instead}."
         )
-    return _single(batch_size)
+    return one_device(batch_size)

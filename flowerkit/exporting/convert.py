@@ -48,7 +48,7 @@ from flowerkit.data.pipelines import make_dataset
 from flowerkit.data.sources import sample_index
 from flowerkit.errors import FlowerkitError
 from flowerkit.backends.devices import backend as current_backend
-from flowerkit.exporting.formats import check_can_export, require_runtime
+from flowerkit.exporting.formats import check_can_export, fixed_batch, require_runtime
 from flowerkit.exporting.runtimes import INPUT_NAME, LABELS_FILE, artefact_size, load_exported
 from flowerkit.model.loading import load_model
 
@@ -334,9 +334,8 @@ def _keras_export(model, path: Path, format: str, image_size: int, quantize, dat
                 yield [image[None]]
 
         kwargs = dict(optimizations=[tf.lite.Optimize.DEFAULT], representative_dataset=representative_dataset)
-    if format == "litert" and current_backend() == "torch":
-        # litert-torch has no dynamic shapes: export batch 1, as LiteRT apps run.
-        signature = [keras.InputSpec(shape=(1, image_size, image_size, 3), dtype="float32", name=INPUT_NAME)]
+    if batch := fixed_batch(format, current_backend()):  # a converter without dynamic shapes
+        signature = [keras.InputSpec(shape=(batch, image_size, image_size, 3), dtype="float32", name=INPUT_NAME)]
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         try:

@@ -4,12 +4,42 @@ of converters and runtimes that `check_can_export` reads. Imports no Keras
 
 from __future__ import annotations
 
+import dataclasses
+
 from flowerkit.backends.devices import backend as current_backend
 from flowerkit.errors import FlowerkitError
 from flowerkit.exporting.runtimes import installed
 
 FORMATS = ("tf_saved_model", "onnx", "litert")
 QUANTIZATIONS = (None, "int8")
+_LABELS = {"tf_saved_model": "tf_saved_model", "onnx": "ONNX", "litert": "LiteRT"}
+_USE_TENSORFLOW = "use KERAS_BACKEND=tensorflow (pip install 'flowerkit[tensorflow]')"
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """How one format is produced on one backend."""
+
+    needs: tuple[str, ...] = ()  # modules the converter needs, beyond Keras
+    install: str = ""  # what to do when one is missing
+    int8: bool = False  # can calibrate an int8 model on photos
+    batch: int | None = None  # a fixed batch size, for a converter without dynamic shapes
+
+
+# The format x backend table; a pair that is not here cannot be exported.
+ROUTES: dict[tuple[str, str], Route] = {
+    ("tf_saved_model", "tensorflow"): Route(),
+    ("tf_saved_model", "jax"): Route(("tensorflow",), _USE_TENSORFLOW),  # jax2tf
+    ("onnx", "tensorflow"): Route(("onnx", "tf2onnx"), "pip install 'flowerkit[onnx]'"),
+    ("onnx", "jax"): Route(("onnx", "jax2onnx"), "pip install 'flowerkit[onnx-jax]'"),
+    ("onnx", "torch"): Route(("onnx", "onnxscript"), "pip install 'flowerkit[onnx]'"),
+    ("litert", "tensorflow"): Route(int8=True),
+    # litert-torch has no dynamic shapes: batch 1, as LiteRT apps run.
+    ("litert", "torch"): Route(
+        ("litert_torch",), f"pip install 'flowerkit[litert-torch]', or {_USE_TENSORFLOW}", batch=1
+    ),
+}
+_SHOWN_AS = {"tensorflow": "TensorFlow (jax2tf)", "litert_torch": "litert-torch"}
 
 
 def check_can_export(format: str, backend: str | None = None, quantize: str | None = None) -> None:
@@ -22,42 +52,26 @@ def check_can_export(format: str, backend: str | None = None, quantize: str | No
         raise FlowerkitError(f"quantize must be None or 'int8', got {quantize!r}.")
     if quantize and format != "litert":
         raise FlowerkitError(f"quantize={quantize!r} is for format='litert' only, not {format!r}.")
-    use_tensorflow = "use KERAS_BACKEND=tensorflow (pip install 'flowerkit[tensorflow]')"
-    if format == "tf_saved_model":
-        if backend == "jax" and not installed("tensorflow"):
-            raise FlowerkitError(
-                "tf_saved_model export on the jax backend needs TensorFlow (jax2tf), "
-                f"not installed here: {use_tensorflow}."
-            )
-        if backend not in ("tensorflow", "jax"):
-            raise FlowerkitError(
-                f"tf_saved_model export is not available on the {backend} backend: {use_tensorflow}."
-            )
-    elif format == "onnx":
-        converters = {"tensorflow": ("tf2onnx", "onnx"), "jax": ("jax2onnx", "onnx-jax"),
-                      "torch": ("onnxscript", "onnx")}
-        if backend not in converters:
-            raise FlowerkitError(f"ONNX export is not available on the {backend} backend: {use_tensorflow}.")
-        converter, extra = converters[backend]
-        missing = [name for name in ("onnx", converter) if not installed(name)]
-        if missing:
-            raise FlowerkitError(
-                f"ONNX export on the {backend} backend needs {' and '.join(missing)}: "
-                f"pip install 'flowerkit[{extra}]'."
-            )
-    elif format == "litert":
-        if backend == "torch":
-            if quantize:
-                raise FlowerkitError(
-                    f"int8 LiteRT export (calibrated on photos) needs the tensorflow backend: {use_tensorflow}."
-                )
-            if not installed("litert_torch"):
-                raise FlowerkitError(
-                    "LiteRT export on the torch backend needs litert-torch: "
-                    f"pip install 'flowerkit[litert-torch]', or {use_tensorflow}."
-                )
-        elif backend != "tensorflow":
-            raise FlowerkitError(f"LiteRT export is not available on the {backend} backend: {use_tensorflow}.")
+    label = _LABELS[format]
+    route = ROUTES.get((format, backend))
+    if route is None:
+        raise FlowerkitError(f"{label} export is not available on the {backend} backend: {_USE_TENSORFLOW}.")
+    if quantize and not route.int8:
+        raise FlowerkitError(
+            f"{quantize} {label} export (calibrated on photos) needs the tensorflow backend: {_USE_TENSORFLOW}."
+        )
+    missing = [_SHOWN_AS.get(name, name) for name in route.needs if not installed(name)]
+    if missing:
+        raise FlowerkitError(
+            f"{label} export on the {backend} backend needs {' and '.join(missing)}: {route.install}."
+        )
+
+
+def fixed_batch(format: str, backend: str) -> int | None:
+    """The batch size `format` must be exported with on `backend`, or None
+    (any batch size)."""
+    route = ROUTES.get((format, backend))
+    return route.batch if route else None
 
 
 def require_runtime(format: str) -> None:

@@ -107,13 +107,13 @@ def predict_images(model, image_paths, class_names, top_k: int = 3, tta=None) ->
     return results
 
 
-def predict_subset(model, subset, sample_positions):
-    """`predict_dataset` for a `Subset`, shared out over
-    the active JAX plan's devices and processes."""
-    if jax_plan() is None:
-        return predict_dataset(one_replica(model), subset.dataset, sample_positions=sample_positions)
+def predict_subset(model, subset, sample_positions, plan=None):
+    """`predict_dataset` for a `Subset`, shared out over the devices and
+    processes of `plan` (`flowerkit.distribute.plan`; None: one device)."""
+    if jax_plan(plan) is None:
+        return predict_dataset(one_replica(model, plan), subset.dataset, sample_positions=sample_positions)
     probabilities, labels = [], []
-    for (outputs,), one_hot in predict_batches(model, subset.dataset):
+    for (outputs,), one_hot in predict_batches(model, subset.dataset, plan=plan):
         probabilities.append(outputs)
         labels.append(one_hot.argmax(axis=1))
     if not probabilities:

@@ -14,6 +14,7 @@ import keras
 from flowerkit.backends.fastpaths import apply_fast_paths, use_micro_batches
 from flowerkit.backends.policy import resolve_jit_compile, resolve_precision
 from flowerkit.config.recipe import Recipe
+from flowerkit.distribute.plan import Plan
 from flowerkit.distribute.sharding import is_data_parallel, loss_reduction
 from flowerkit.errors import FlowerkitError
 from flowerkit.model.augment import build_layers
@@ -23,13 +24,15 @@ from flowerkit.model.losses import crossentropy
 
 def build_model(
     recipe: Recipe, num_classes: int | None = None, compile: bool = True,
-    steps_per_epoch: int | None = None,
+    steps_per_epoch: int | None = None, plan: Plan | None = None,
 ) -> keras.Model:
     """Returns the (compiled) `keras.Model` for `recipe`.
 
     `steps_per_epoch` (batches per epoch) lets a "cosine"
     `learning_rate_schedule` decay over the recipe's epochs; without it the
-    rate stays at `learning_rate` (see `compile_model`).
+    rate stays at `learning_rate` (see `compile_model`). `plan` is the
+    device plan it trains under (`flowerkit.distribute.plan`; None: one
+    device); build it inside `plan.scope()`.
 
     `num_classes` defaults to `len(recipe.class_names)`. Initial weights
     draw from Keras's global seed; `flowerkit.train` seeds it from the recipe.
@@ -44,7 +47,7 @@ def build_model(
         model = _build_network(recipe, num_classes)
     _apply_recipe_fast_paths(model, recipe)
     if compile:
-        compile_model(model, recipe, steps_per_epoch)
+        compile_model(model, recipe, steps_per_epoch, plan=plan)
     return model
 
 
@@ -56,8 +59,8 @@ def _apply_recipe_fast_paths(model, recipe: Recipe) -> dict:
 def fine_tuning_wrapper(model: keras.Model, recipe: Recipe) -> keras.Model:
     """`model` behind phase 2's stronger augmentation, in a training wrapper:
     the saved model keeps just its own (inactive at inference) layers. The
-    new augmentation layers take this backend's fast path too (on PyTorch,
-    Keras's own zoom and rotation took ~20 s per batch; on JAX ~0.5 s)."""
+    new augmentation layers take this backend's fast path too
+    (docs/fast-paths.md, `affine_augmentation`)."""
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     augmented = inputs
     for layer in build_layers(recipe.fine_tune_augmentation, recipe.seed + 1000):
@@ -111,27 +114,38 @@ def _freeze_batch_normalization(layer) -> None:
             _freeze_batch_normalization(sublayer)
 
 
+HEAD, FINE_TUNE = "head", "fine_tune"
+
+
 def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int | None = None,
-                  class_weights=None) -> None:
-    """Phase 1: the recipe's optimizer and learning rate. A "cosine"
+                  class_weights=None, plan: Plan | None = None, phase: str = HEAD) -> None:
+    """Compiles `model` for a phase of `recipe` under `plan` (None: one device).
+
+    Phase 1 ("head"): the recipe's optimizer and learning rate. A "cosine"
     `learning_rate_schedule` decays the rate to 0 over `recipe.epochs *
     steps_per_epoch` steps, and so needs `steps_per_epoch`: without it (a
     model built before its data is known) the rate stays constant;
-    `flowerkit.train` compiles phase 1 again once it knows the steps."""
-    optimizers = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
+    `flowerkit.train` compiles phase 1 again once it knows the steps.
+    Phase 2 ("fine_tune"): AdamW, linear warm-up to the peak learning rate,
+    then cosine decay to zero, with the fine_tune_* label smoothing.
+    `class_weights` weigh the loss per class in either phase."""
+    if phase == FINE_TUNE:
+        optimizer = _fine_tuning_optimizer(recipe, steps_per_epoch)
+        label_smoothing, trains_backbone = recipe.fine_tune_label_smoothing, True
+    else:
+        # Keras knows the recipe's optimizer names ("adam", "sgd", ...).
+        optimizer = keras.optimizers.get(
+            {"class_name": recipe.optimizer, "config": {"learning_rate": _learning_rate(recipe, steps_per_epoch)}}
+        )
+        label_smoothing, trains_backbone = recipe.label_smoothing, recipe.trainable_backbone
     model.compile(
-        optimizer=optimizers[recipe.optimizer](learning_rate=_learning_rate(recipe, steps_per_epoch)),
-        loss=crossentropy(recipe.label_smoothing, loss_reduction(), class_weights),
+        optimizer=optimizer,
+        loss=crossentropy(label_smoothing, loss_reduction(plan), class_weights),
         weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
         jit_compile=resolve_jit_compile(recipe.jit_compile),
     )
-    use_micro_batches(model, recipe.micro_batch, trains_backbone=recipe.trainable_backbone,
-                      data_parallel=is_data_parallel())
+    use_micro_batches(model, recipe.micro_batch, trains_backbone=trains_backbone,
+                      data_parallel=is_data_parallel(plan))
 
 
 def _learning_rate(recipe: Recipe, steps_per_epoch: int | None):
@@ -140,6 +154,18 @@ def _learning_rate(recipe: Recipe, steps_per_epoch: int | None):
             recipe.learning_rate, decay_steps=recipe.epochs * steps_per_epoch
         )
     return recipe.learning_rate
+
+
+def _fine_tuning_optimizer(recipe: Recipe, steps_per_epoch: int):
+    warmup = recipe.fine_tune_warmup_epochs * steps_per_epoch
+    total = recipe.fine_tune_epochs * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else recipe.fine_tune_learning_rate,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=recipe.fine_tune_learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.fine_tune_weight_decay)
 
 
 def find_backbone(model: keras.Model):
@@ -182,30 +208,6 @@ def unfreeze_backbone(model: keras.Model, recipe: Recipe) -> None:
         for layer in backbone.layers[: -recipe.fine_tune_layers]:
             layer.trainable = False
     _freeze_batch_normalization(backbone)
-
-
-def compile_fine_tuning(model: keras.Model, recipe: Recipe, steps_per_epoch: int,
-                        class_weights=None) -> None:
-    """Phase 2: AdamW, linear warm-up to the peak learning rate, then cosine
-    decay to zero; label smoothing; `class_weights` as in phase 1."""
-    warmup = recipe.fine_tune_warmup_epochs * steps_per_epoch
-    total = recipe.fine_tune_epochs * steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else recipe.fine_tune_learning_rate,
-        decay_steps=max(total - warmup, 1),
-        warmup_target=recipe.fine_tune_learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(
-            learning_rate=schedule, weight_decay=recipe.fine_tune_weight_decay
-        ),
-        loss=crossentropy(recipe.fine_tune_label_smoothing, loss_reduction(), class_weights),
-        weighted_metrics=["accuracy"],  # zero-weight rows (padding, placeholders) do not count
-        jit_compile=resolve_jit_compile(recipe.jit_compile),
-    )
-    use_micro_batches(model, recipe.micro_batch, trains_backbone=True,
-                      data_parallel=is_data_parallel())
 
 
 @contextlib.contextmanager

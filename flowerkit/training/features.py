@@ -30,6 +30,7 @@ from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import Subset
 from flowerkit.data.pipelines import BatchSequence, make_dataset
 from flowerkit.distribute import sharding
+from flowerkit.distribute.plan import Plan
 from flowerkit.processes import process_alive
 
 CACHE_VERSION = 1
@@ -107,24 +108,26 @@ def _weights_fingerprint(weights) -> str | None:
 
 
 def cached_features(
-    extractor: keras.Model, recipe: Recipe, subset: Subset, views: int, pipeline: str, verbose=1
+    extractor: keras.Model, recipe: Recipe, subset: Subset, views: int, pipeline: str, verbose=1,
+    plan: Plan | None = None,
 ) -> CachedFeatures:
     """The subset's features, read from the cache or computed into it.
 
     views: 1 (the images) or 2 (the images and their horizontal flips).
+    plan: the device plan (`flowerkit.distribute.plan`) to share the work over.
     """
     folder = cache_root() / cache_key(recipe, subset, views, pipeline)
     # Computing takes every process of a multi-host run: all do, if one must.
-    computed = sharding.any_process(not (folder / "features.npy").is_file())
+    computed = sharding.any_process(not (folder / "features.npy").is_file(), plan)
     if computed:
-        _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose)
+        _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan)
     features = np.load(folder / "features.npy", mmap_mode="r")
     if features.nbytes <= IN_MEMORY_BYTES:
         features = np.ascontiguousarray(features)
     return CachedFeatures(features, np.load(folder / "labels.npy"), folder, computed)
 
 
-def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -> None:
+def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan) -> None:
     """Runs the extractor over every image (and flip), with a progress bar,
     straight into a memory-mapped file; the folder appears only when done,
     so an interrupted run leaves no half-filled cache behind."""
@@ -139,8 +142,8 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -
     features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
     labels, filled = [], 0
     progress = keras.utils.Progbar(len(subset), unit_name="image", verbose=verbose)
-    # Shared out over the devices of the active distribution, if any.
-    for outputs, one_hot in sharding.predict_batches(extractor, dataset, views):
+    # Shared out over the plan's devices, if any.
+    for outputs, one_hot in sharding.predict_batches(extractor, dataset, views, plan):
         stop = filled + len(one_hot)
         for view, output in enumerate(outputs):
             features[view, filled:stop] = output

@@ -22,14 +22,14 @@ import keras
 
 from flowerkit import compat
 from flowerkit.config.recipe import Recipe
-from flowerkit.data.balance import class_weights as class_weights_for
+from flowerkit.data.balance import class_weights
 from flowerkit.data.loading import FlowerData
 from flowerkit.data.pipelines import BadImagesReport, EpochStart, resolve_pipeline
 from flowerkit.distribute import sharding
+from flowerkit.distribute.plan import Plan
 from flowerkit.model import build as model_lib
+from flowerkit.model.build import FINE_TUNE, HEAD
 from flowerkit.training import features
-
-HEAD, FINE_TUNE = "head", "fine_tune"
 
 
 @dataclasses.dataclass
@@ -41,32 +41,34 @@ class PhaseResult:
     history: dict  # this call's epoch logs
 
 
-def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose) -> PhaseResult:
-    """Phase 1 on cached features, or end to end on images."""
+def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose,
+               plan: Plan | None = None) -> PhaseResult:
+    """Phase 1 on cached features, or end to end on images, under `plan`
+    (`flowerkit.distribute.plan`; None: one device)."""
     started = time.perf_counter()
     # Compiled again now that the steps per epoch (cached or not) are known,
     # for a learning-rate schedule over them.
     steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
-    weights = class_weights(data, recipe)
+    weights = _class_weights(data, recipe)
     if not recipe.caches_features:
-        model_lib.compile_model(model, recipe, steps_per_epoch, weights)
+        model_lib.compile_model(model, recipe, steps_per_epoch, weights, plan)
         history = _fit(model, data.train.dataset, data.validation.dataset, recipe.epochs, 0,
-                       callbacks, verbose)
+                       callbacks, verbose, plan)
         return _result(HEAD, started, history, {"feature_cache": "off"})
     extractor, head = model_lib.split_at_features(model)
     pipeline = resolve_pipeline()
     views = 2 if "flip" in recipe.augmentation else 1
     progress = 1 if verbose == "auto" else int(verbose)  # as `fit` shows its progress
-    train = features.cached_features(extractor, recipe, data.train, views, pipeline, progress)
-    validation = features.cached_features(extractor, recipe, data.validation, 1, pipeline, progress)
+    train = features.cached_features(extractor, recipe, data.train, views, pipeline, progress, plan)
+    validation = features.cached_features(extractor, recipe, data.validation, 1, pipeline, progress, plan)
     feature_seconds = time.perf_counter() - started
-    model_lib.compile_model(head, recipe, steps_per_epoch, weights)
+    model_lib.compile_model(head, recipe, steps_per_epoch, weights, plan)
     epoch_ends = EpochEnds(started)
     history = _fit(
         head,
         features.FeatureBatches(train, recipe.batch_size, shuffle=True, seed=recipe.seed),
         features.FeatureBatches(validation, recipe.batch_size, shuffle=False, seed=recipe.seed),
-        recipe.epochs, 0, [*callbacks, epoch_ends], verbose,
+        recipe.epochs, 0, [*callbacks, epoch_ends], verbose, plan,
     )
     info = {
         "feature_cache": "computed" if train.computed or validation.computed else "hit",
@@ -92,24 +94,25 @@ class EpochEnds(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.started)
 
 
-def fine_tune(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose) -> PhaseResult:
-    """Phase 2: epochs `recipe.epochs + 1 ...` of the same history."""
+def fine_tune(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose,
+              plan: Plan | None = None) -> PhaseResult:
+    """Phase 2: epochs `recipe.epochs + 1 ...` of the same history, under `plan`."""
     started = time.perf_counter()
     model_lib.unfreeze_backbone(model, recipe)
     wrapper = model_lib.fine_tuning_wrapper(model, recipe)
     steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
-    model_lib.compile_fine_tuning(wrapper, recipe, steps_per_epoch, class_weights(data, recipe))
+    model_lib.compile_model(wrapper, recipe, steps_per_epoch, _class_weights(data, recipe), plan,
+                            phase=FINE_TUNE)
     history = _fit(
         wrapper, data.train.dataset, data.validation.dataset,
-        recipe.epochs + recipe.fine_tune_epochs, recipe.epochs, callbacks, verbose,
+        recipe.epochs + recipe.fine_tune_epochs, recipe.epochs, callbacks, verbose, plan,
     )
     info = {"trainable_weights": len(wrapper.trainable_weights), "layers": recipe.fine_tune_layers or "all"}
     return _result(FINE_TUNE, started, history, info)
 
 
-def class_weights(data: FlowerData, recipe: Recipe):
-    """The loss's class weights for `recipe.class_weight` on the training images, or None."""
-    return class_weights_for(data.train.index.labels, len(data.class_names), recipe.class_weight)
+def _class_weights(data: FlowerData, recipe: Recipe):
+    return class_weights(data.train.index.labels, len(data.class_names), recipe.class_weight)
 
 
 def _result(name, started, history: dict, info: dict) -> PhaseResult:
@@ -117,15 +120,15 @@ def _result(name, started, history: dict, info: dict) -> PhaseResult:
     return PhaseResult(name, epochs, time.perf_counter() - started, info, history)
 
 
-def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) -> dict:
+def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose, plan) -> dict:
     with warnings.catch_warnings():
         # tf.data with ignore_errors() has unknown length, which Keras reports
         # as "ran out of data" at the end of the first epoch: expected here.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        train = sharding.for_fit(train)  # this process's part of each batch, under JAX
+        train = sharding.for_fit(train, plan)  # this process's part of each batch, under JAX
         history = model.fit(
             train,
-            validation_data=sharding.for_fit(validation),
+            validation_data=sharding.for_fit(validation, plan),
             epochs=epochs,
             initial_epoch=initial_epoch,
             # A shuffled PyDataset is endless, one epoch after another (BatchSequence).
@@ -133,7 +136,7 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) ->
             callbacks=[
                 # First: the step count is right before any callback saves it.
                 *compat.optimizer_step_callbacks(train),
-                EpochStart(train), *sharding.epoch_callbacks(train), *callbacks,
+                EpochStart(train), *sharding.epoch_callbacks(train, plan), *callbacks,
                 BadImagesReport(train, validation),
             ],
             shuffle=False,  # the datasets shuffle themselves, every epoch

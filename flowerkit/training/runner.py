@@ -16,6 +16,7 @@ import numpy as np
 
 from flowerkit.backends import allocator
 from flowerkit.config.recipe import Recipe
+from flowerkit.data.balance import class_weights
 from flowerkit.data.loading import load_data
 from flowerkit.distribute import plan as distribution
 from flowerkit.inspection.summary import summary_line
@@ -90,14 +91,14 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
     if verbose and data.inspection:
         print(f"flowerkit: {summary_line(data.inspection)}", flush=True)
     run = RunFolder(folder, recipe, verbose, overwrite) if folder else None
-    model = build_model(recipe)  # inside the plan's scope: data-parallel when it is
+    model = build_model(recipe, plan=plan)  # inside the plan's scope: data-parallel when it is
     timer = EpochTimer(run.timing if run else None, started)
     results = []
     if run and run.phase_finished(phases.HEAD):
         run.load_finished(model, phases.HEAD)  # phase 1 ended in an earlier run
     else:
         callbacks_1 = [timer, *(run.callbacks(phases.HEAD) if run else []), *callbacks]
-        results.append(phases.train_head(model, data, recipe, callbacks_1, verbose))
+        results.append(phases.train_head(model, data, recipe, callbacks_1, verbose, plan))
         if run:
             run.save_finished(model, phases.HEAD)
     if recipe.fine_tune_epochs and run and run.phase_finished(phases.FINE_TUNE):
@@ -105,7 +106,7 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
         run.load_finished(model, phases.FINE_TUNE)
     elif recipe.fine_tune_epochs:
         callbacks_2 = [timer, *(run.callbacks(phases.FINE_TUNE) if run else []), *callbacks]
-        results.append(phases.fine_tune(model, data, recipe, callbacks_2, verbose))
+        results.append(phases.fine_tune(model, data, recipe, callbacks_2, verbose, plan))
         if run:
             run.save_finished(model, phases.FINE_TUNE)
     history = run.history() if run else _joined(results)
@@ -113,7 +114,8 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
     history["phase"] += [phases.FINE_TUNE] * (len(history["loss"]) - len(history["phase"]))
 
     predictions = predict_subset(
-        model, data.validation, sample_positions=_shown_images(len(data.validation), recipe.seed)
+        model, data.validation, sample_positions=_shown_images(len(data.validation), recipe.seed),
+        plan=plan,
     )
     metrics = {
         "val_accuracy": history["val_accuracy"][-1],
@@ -129,12 +131,14 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
         ],
         "epoch_train_seconds": timer.train_seconds,  # every epoch, resumed or not
         "train_images_per_second": _images_per_second(len(data.train), timer.train_seconds),
-        **run_info(recipe),
+        **run_info(recipe, plan),
         "source": data.source,
         "validation_report": classification_report(
             predictions.labels, predictions.predicted, recipe.class_names
         ),
-        "class_weights": _listed(phases.class_weights(data, recipe)),
+        "class_weights": _listed(
+            class_weights(data.train.index.labels, len(data.class_names), recipe.class_weight)
+        ),
         "data_inspection": data.inspection,
     }
     metrics["val_balanced_accuracy"] = metrics["validation_report"]["balanced_accuracy"]
