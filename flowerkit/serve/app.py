@@ -37,7 +37,8 @@ from starlette.exceptions import HTTPException
 from flowerkit import __version__
 from flowerkit.data.decode import ImageProblem, decode_image
 from flowerkit.serve.batching import Batcher, Busy, ModelFailed
-from flowerkit.serve.predictors import Predictor, recipe_summary, top_classes
+from flowerkit.report.metrics import top_classes
+from flowerkit.serve.predictors import Predictor, recipe_summary
 
 log = logging.getLogger("flowerkit.serve")
 STATIC = {  # the page's files, served from the package (nothing from outside)
