@@ -18,7 +18,7 @@ from flowerkit.backends import allocator
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import load_data
 from flowerkit.distribute import plan as distribution
-from flowerkit.inspection.summary import summary_line
+from flowerkit.report.data_summary import summary_line
 from flowerkit.inference.predicting import predict_subset
 from flowerkit.model.backbones import get_backbone
 from flowerkit.model.build import build_model, unfreeze_backbone
