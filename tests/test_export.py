@@ -206,8 +206,7 @@ def flower_run(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="int8 LiteRT is produced on the tensorflow backend only (its error elsewhere is tested above)")
+@pytest.mark.backends("tensorflow")  # int8 LiteRT is made there only; its error elsewhere is tested above
 def test_int8_litert_keeps_validation_accuracy(flower_run):
     data = shared_path("data/flower_photos")
     result = export(flower_run / "model.keras", "litert", quantize="int8", calibration_data=str(data),
