@@ -11,6 +11,8 @@ Names are imported on first use, so `import flowerkit` (and `flowerkit
 """
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -50,3 +52,18 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+class _Package(types.ModuleType):
+    """`flowerkit` itself. Importing a submodule sets it as an attribute of
+    its package; `python -m flowerkit.train` (and predict, evaluate, export)
+    need entry modules of the API functions' names, so an import of one of
+    them leaves the function in place."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,10 +1,10 @@
 """`python -m flowerkit.evaluate`: the same as `flowerkit evaluate`.
 
-Only an entry point: the command lives in `flowerkit.cli.evaluate`, and this
-module is never imported, so `flowerkit.evaluate` stays the API function.
+Only an entry point: the command lives in `flowerkit.cli.evaluate`; importing it leaves
+`flowerkit.evaluate` the API function (see `flowerkit._Package`).
 """
 
-if __name__ == "__main__":
-    from flowerkit.cli import run_subcommand
+from flowerkit.cli import run_subcommand
 
+if __name__ == "__main__":
     run_subcommand("evaluate")

@@ -1,10 +1,10 @@
 """`python -m flowerkit.export`: the same as `flowerkit export`.
 
-Only an entry point: the command lives in `flowerkit.cli.export`, and this
-module is never imported, so `flowerkit.export` stays the API function.
+Only an entry point: the command lives in `flowerkit.cli.export`; importing it leaves
+`flowerkit.export` the API function (see `flowerkit._Package`).
 """
 
-if __name__ == "__main__":
-    from flowerkit.cli import run_subcommand
+from flowerkit.cli import run_subcommand
 
+if __name__ == "__main__":
     run_subcommand("export")

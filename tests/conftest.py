@@ -1,11 +1,31 @@
 """Fixtures for the tests (set-up shared with the benchmarks: ../conftest.py;
-helpers: tests/helpers.py)."""
+helpers: tests/helpers.py), and the `backends` marker."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.helpers import make_image_folder
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): runs only on these Keras backends; deselected on the others")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked `backends("jax", ...)` is deselected on other backends
+    rather than skipped: it never applies there, so no skip line is due."""
+    import keras
+
+    backend = keras.config.backend()
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        (kept if marker is None or backend in marker.args else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ are, and small synthetic image folders."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -65,6 +66,48 @@ def make_image_folder(root: Path, per_class: int = 10, classes=CLASSES) -> Path:
         for i in range(per_class):
             write_image(root / name / f"{name}_{i:03d}.jpg", COLOURS[name], seed=label * 1000 + i)
     return root
+
+
+def installed(module: str) -> bool:
+    """True if `module` can be imported in this environment."""
+    return importlib.util.find_spec(module) is not None
+
+
+def run_main(capsys, *argv):
+    """(exit status, stdout, stderr) of `flowerkit ARGV...`, in this process."""
+    from flowerkit.cli import main
+
+    try:
+        status = main([str(arg) for arg in argv])
+    except SystemExit as exit:  # argparse's own errors and --help
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def tiny_recipe(**changes):
+    """The dense preset at 32 px, batch 8: a whole run trains in seconds."""
+    import flowerkit
+
+    return flowerkit.get_preset("dense").replace(image_size=32, batch_size=8, **changes)
+
+
+def tiny_run_folder(folder: Path, classes=CLASSES, image_size: int = 32) -> Path:
+    """A run folder as train leaves it for predict, export and serve:
+    model.keras (pooling and a softmax Dense: milliseconds to run or convert)
+    and recipe.json naming `classes`. Returns the model's path."""
+    import keras
+
+    from flowerkit.config.recipe import Recipe
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((image_size, image_size, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(pooled))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    Recipe(class_names=tuple(classes), image_size=image_size).save(folder / "recipe.json")
+    return folder / "model.keras"
 
 
 # --- small models shared by the fast-path tests (tests/test_fastpath*.py) ------

@@ -11,7 +11,8 @@ import keras
 import pytest
 from PIL import Image
 
-from flowerkit.cli import main
+from flowerkit.cli import COMMANDS, main
+from tests.helpers import run_main
 
 
 def run(*args, env=None, timeout=600):
@@ -22,16 +23,6 @@ def run(*args, env=None, timeout=600):
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
-
-
-def run_main(capsys, *argv):
-    """(exit status, stdout, stderr) of `flowerkit ARGV...`, in this process."""
-    try:
-        status = main(list(argv))
-    except SystemExit as exit:  # argparse's own errors
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +103,47 @@ def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tm
     assert report["tta"]["method"] == "flip" and report["tta"]["images"] == report["images"] == 48
 
 
-def test_console_script_has_the_same_subcommands():
+SUBCOMMANDS = ("train", "predict", "evaluate", "export", "inspect", "serve")
+
+
+def test_console_script_lists_every_subcommand():
     result = run("flowerkit", "--help")
     assert result.returncode == 0
-    for command in ("train", "predict", "evaluate"):
-        assert command in result.stdout
+    assert tuple(COMMANDS) == SUBCOMMANDS
+    listed = result.stdout.split("{", 1)[1].split("}", 1)[0]  # usage: flowerkit [-h] {train,...}
+    assert tuple(listed.split(",")) == SUBCOMMANDS
+    words = " ".join(result.stdout.split())  # argparse wraps the help lines
+    for name, (_, help_text) in COMMANDS.items():
+        assert f" {name} {help_text} " in words
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_python_m_entry_modules_run_their_subcommand(name, monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [f"flowerkit.{name}", "--help"])
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_module(f"flowerkit.{name}", run_name="__main__", alter_sys=True)
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: flowerkit {name} ")
+
+
+def test_importing_an_entry_module_keeps_the_api_function():
+    """`python -m flowerkit.train` needs a module `flowerkit.train`; importing
+    it must not replace the function `flowerkit.train`."""
+    script = (
+        "import types, flowerkit, flowerkit.train, flowerkit.predict, flowerkit.evaluate, flowerkit.export\n"
+        "import sys\n"
+        "assert sys.modules['flowerkit.train'].__name__ == 'flowerkit.train'\n"
+        "from flowerkit import evaluate\n"
+        "for function in (flowerkit.train, flowerkit.predict, flowerkit.export, evaluate):\n"
+        "    assert isinstance(function, types.FunctionType), function\n"
+        "print(flowerkit.train.__module__, flowerkit.export.__module__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["flowerkit.training.runner", "flowerkit.exporting.convert"]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ produce fail with one line that says what to use instead."""
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from tests.helpers import REPO, shared_path
+from tests.helpers import REPO, installed, run_main, shared_path, tiny_run_folder
 
 from flowerkit.errors import FlowerkitError
 from flowerkit.exporting import FORMATS, export, load_exported, read_labels, run_exported
@@ -21,10 +21,6 @@ from flowerkit.exporting import FORMATS, export, load_exported, read_labels, run
 FIXTURES = REPO / "tests/fixtures/crossbackend"
 FLOAT_TOLERANCE = 1e-4
 INT8_MAX_DROP = 0.015
-
-
-def _installed(module):
-    return importlib.util.find_spec(module) is not None
 
 
 def _backend():
@@ -36,7 +32,7 @@ def unavailable(format: str, backend: str) -> str | None:
     `format` on `backend` in this (tox) environment, by design; else None."""
     if format == "tf_saved_model" and backend == "torch":
         return "not available on the torch backend: use KERAS_BACKEND=tensorflow"
-    if format == "tf_saved_model" and backend == "jax" and not _installed("tensorflow"):
+    if format == "tf_saved_model" and backend == "jax" and not installed("tensorflow"):
         return "on the jax backend needs TensorFlow"
     if format == "litert" and backend == "jax":
         return "not available on the jax backend: use KERAS_BACKEND=tensorflow"
@@ -146,6 +142,53 @@ def test_bad_requests_fail_with_one_line(run_folder, tmp_path):
         export(tmp_path / "lonely.keras", "onnx")
 
 
+def test_cli_export_without_verify_writes_only_what_the_model_needs(tmp_path, capsys):
+    """`flowerkit export MODEL --format onnx --no-verify` on a good model: the
+    ONNX file (weights inside, normal permissions) and labels.txt, nothing else."""
+    model_path = tiny_run_folder(tmp_path / "run")
+    status, out, err = run_main(capsys, "export", model_path, "--format", "onnx", "--no-verify")
+    assert status == 0, err
+    assert out.startswith("flowerkit: onnx: ") and "max |p - p_keras|" not in out
+    assert sorted(p.name for p in model_path.parent.iterdir()) == [
+        "labels.txt", "model.keras", "model.onnx", "recipe.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (model_path.with_name("model.onnx").stat().st_mode & 0o777) == 0o666 & ~umask
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    expected = keras.models.load_model(model_path).predict(images, verbose=0)
+    np.testing.assert_allclose(run_exported(model_path.with_name("model.onnx"), images), expected,
+                               atol=FLOAT_TOLERANCE)
+
+
+@pytest.mark.backend_independent
+def test_onnx_weights_written_apart_are_saved_inside(tmp_path):
+    """Some converters (jax2onnx, tensors over 1 MB) write weights to a
+    `.data` file beside the model: the export keeps one file."""
+    import onnx
+    from onnx import helper
+
+    from flowerkit.config.recipe import Recipe
+    from flowerkit.exporting.convert import _finish_onnx
+
+    weights = np.arange(12, dtype=np.float32).reshape(4, 3)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "tiny",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])],
+        [onnx.numpy_helper.from_array(weights, "w")])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph), str(path), save_as_external_data=True,
+              location="model.onnx.data", size_threshold=0)
+    assert (tmp_path / "model.onnx.data").is_file()
+
+    _finish_onnx(path, Recipe(class_names=("a", "b", "c"), image_size=32), "jax")
+
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    saved = onnx.load(str(path))
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(saved.graph.initializer[0]), weights)
+    assert {p.key: p.value for p in saved.metadata_props}["class_names"] == '["a", "b", "c"]'
+
+
 @pytest.fixture(scope="module")
 def flower_run(tmp_path_factory) -> Path:
     """A MobileNetV2-0.35 (ImageNet, frozen) flower classifier at 96x96,
@@ -163,8 +206,7 @@ def flower_run(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="int8 LiteRT is produced on the tensorflow backend only (its error elsewhere is tested above)")
+@pytest.mark.backends("tensorflow")  # int8 LiteRT is made there only; its error elsewhere is tested above
 def test_int8_litert_keeps_validation_accuracy(flower_run):
     data = shared_path("data/flower_photos")
     result = export(flower_run / "model.keras", "litert", quantize="int8", calibration_data=str(data),

@@ -27,20 +27,9 @@ import pytest
 
 import flowerkit
 from flowerkit import FlowerkitError
-from flowerkit.cli import main
-from tests.helpers import COLOURS, make_image_folder, shared_path, write_image
+from tests.helpers import COLOURS, make_image_folder, run_main, shared_path, write_image
 
 WEIGHTS = "weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"
-
-
-def run_main(capsys, *argv):
-    """(exit status, stdout, stderr) of `flowerkit ARGV...`, in this process."""
-    try:
-        status = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def one_error_line(err: str) -> str:

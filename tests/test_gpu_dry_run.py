@@ -10,19 +10,10 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, shared_path
+from tests.helpers import REPO, installed, shared_path
 
 
-def _installed(module) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif("os.environ.get('KERAS_BACKEND') != 'torch'",
-                    reason="runs once, in the torch environment (PyTorch and JAX, no TensorFlow)")
+@pytest.mark.backends("torch")  # once, in the torch environment (PyTorch and JAX, no TensorFlow)
 def test_gpu_script_dry_run(tmp_path):
     photos = shared_path("data/flower_photos")
     out = tmp_path / "out"
@@ -36,7 +27,7 @@ def test_gpu_script_dry_run(tmp_path):
     wheels = sorted(p.name.split("-")[0] for p in (out / "wheels").glob("*.whl"))
     assert wheels == ["keras", "namex", "optree"]
     assert (out / "site/keras/__init__.py").is_file()  # installed with --no-index --target
-    ran = [b for b in ("jax", "torch", "tensorflow") if _installed(b)]
+    ran = [b for b in ("jax", "torch", "tensorflow") if installed(b)]
     assert {"jax", "torch"} <= set(ran)
     for backend in ("jax", "torch", "tensorflow"):
         if backend not in ran:

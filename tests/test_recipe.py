@@ -206,6 +206,13 @@ def test_bad_recipe_files_name_the_file_and_the_field(tmp_path, content, message
     assert str(path) in str(error.value)
 
 
-def test_presets_are_plain_data():
-    assert all(isinstance(fields, dict) for fields in PRESETS.values())
-    assert get_preset("mobilenet_v2_035").name == "mobilenet_v2_035"
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_a_valid_recipe_that_survives_json(name, tmp_path):
+    fields = json.loads(json.dumps(PRESETS[name]))  # plain data, as a recipe.json holds it
+    recipe = get_preset(name)
+    assert recipe.name == name
+    saved = recipe.to_dict()
+    for field, value in fields.items():
+        assert saved[field] == value, field
+    recipe.save(tmp_path / "recipe.json")
+    assert Recipe.load(tmp_path / "recipe.json") == recipe

@@ -242,6 +242,27 @@ def test_the_server_answers_while_a_batch_runs():
         client.__exit__(None, None, None)
 
 
+def test_a_full_queue_is_a_503_and_the_queued_requests_are_served():
+    """max_queue images at most wait for the model; beyond, 503 with Retry-After."""
+    client = client_for(_Fake(delay=1.0), max_batch=1, max_wait_ms=0, max_queue=1)
+    png = dict(content=_tiny_png(), headers={"content-type": "image/png"})
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(client.post, "/v1/predict", **png)
+            time.sleep(0.3)  # its batch runs in the model thread; the queue is empty again
+            queued = pool.submit(client.post, "/v1/predict", **png)
+            time.sleep(0.3)  # one image waits: the queue is full
+            refused = client.post("/v1/predict", **png)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json() == {
+                "detail": "The server is busy: too many images are waiting; try again shortly."}
+            assert running.result().status_code == queued.result().status_code == 200
+        assert queued.result().json()[0]["top"][0] == {"class": "b", "probability": 0.75}
+        assert client.post("/v1/predict", **png).status_code == 200  # room again
+    finally:
+        client.__exit__(None, None, None)
+
+
 def test_the_token_guards_every_v1_route_only():
     client = client_for(_Fake(), token="s3cret")
     try:

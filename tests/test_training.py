@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import flowerkit
+from tests.helpers import tiny_recipe
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -19,12 +20,8 @@ class StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated interruption")
 
 
-def _recipe():
-    return flowerkit.get_preset("dense").replace(image_size=32, epochs=4, batch_size=8)
-
-
 def test_train_api_returns_model_history_and_metrics(image_folder):
-    result = flowerkit.train(_recipe(), source=str(image_folder), verbose=0)
+    result = flowerkit.train(tiny_recipe(epochs=4), source=str(image_folder), verbose=0)
     assert result.recipe.class_names == ("blue", "green", "red")
     assert len(result.history["loss"]) == 4
     assert result.metrics["train_images"] + result.metrics["validation_images"] == 30
@@ -37,18 +34,18 @@ def test_train_api_returns_model_history_and_metrics(image_folder):
 
 def test_interrupted_run_resumes_with_nothing_lost(image_folder, tmp_path, capsys):
     with pytest.raises(KeyboardInterrupt):
-        flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0,
+        flowerkit.train(tiny_recipe(epochs=4), source=str(image_folder), output_dir=tmp_path, verbose=0,
                         callbacks=[StopAfter(2)])
     assert (tmp_path / "backup").is_dir()
     assert not (tmp_path / "model.keras").exists()
     # A changed recipe must not touch the interrupted run.
     saved_recipe = (tmp_path / "recipe.json").read_text()
     with pytest.raises(flowerkit.FlowerkitError, match="interrupted run of a different recipe"):
-        flowerkit.train(_recipe().replace(learning_rate=0.5), source=str(image_folder),
+        flowerkit.train(tiny_recipe(epochs=4).replace(learning_rate=0.5), source=str(image_folder),
                         output_dir=tmp_path, verbose=0)
     assert (tmp_path / "recipe.json").read_text() == saved_recipe
     capsys.readouterr()
-    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=1)
+    result = flowerkit.train(tiny_recipe(epochs=4), source=str(image_folder), output_dir=tmp_path, verbose=1)
     assert f"resuming the interrupted run in {tmp_path} after epoch 2" in capsys.readouterr().out
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["loss"]) == 4  # two epochs before, two after the interruption
@@ -56,8 +53,8 @@ def test_interrupted_run_resumes_with_nothing_lost(image_folder, tmp_path, capsy
     assert not (tmp_path / "backup").exists()
     # A finished run is not trained over by accident; with overwrite it starts afresh.
     with pytest.raises(flowerkit.FlowerkitError, match="already holds a finished run .*pass --overwrite"):
-        flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
-    flowerkit.train(_recipe().replace(epochs=1), source=str(image_folder), output_dir=tmp_path,
+        flowerkit.train(tiny_recipe(epochs=4), source=str(image_folder), output_dir=tmp_path, verbose=0)
+    flowerkit.train(tiny_recipe(epochs=4).replace(epochs=1), source=str(image_folder), output_dir=tmp_path,
                     verbose=0, overwrite=True)
     assert len(json.loads((tmp_path / "history.json").read_text())["loss"]) == 1
 
@@ -76,7 +73,7 @@ class LearningRates(keras.callbacks.Callback):
 
 
 def test_cosine_schedule_decays_over_phase_one_and_resumes_where_it_was(image_folder, tmp_path):
-    recipe = _recipe().replace(learning_rate_schedule="cosine", learning_rate=0.01)
+    recipe = tiny_recipe(epochs=4).replace(learning_rate_schedule="cosine", learning_rate=0.01)
     total_steps = recipe.epochs * 3  # 24 training images in batches of 8
 
     def cosine(step):  # (TensorFlow's tf.data path counts one step more per epoch)
@@ -97,11 +94,11 @@ def test_cosine_schedule_decays_over_phase_one_and_resumes_where_it_was(image_fo
     assert rates[0] == pytest.approx(0.01) and rates[3] < 0.002
     # The constant default leaves the rate alone.
     constant = LearningRates()
-    flowerkit.train(_recipe(), source=str(image_folder), verbose=0, callbacks=[constant])
-    np.testing.assert_allclose(list(constant.rates.values()), [_recipe().learning_rate] * 4, rtol=1e-6)
+    flowerkit.train(tiny_recipe(epochs=4), source=str(image_folder), verbose=0, callbacks=[constant])
+    np.testing.assert_allclose(list(constant.rates.values()), [tiny_recipe(epochs=4).learning_rate] * 4, rtol=1e-6)
 
 
 def test_recipe_class_mismatch_is_an_error(image_folder):
-    recipe = _recipe().replace(class_names=("daisy", "roses"))
+    recipe = tiny_recipe(epochs=4).replace(class_names=("daisy", "roses"))
     with pytest.raises(flowerkit.FlowerkitError, match="differ from the classes"):
         flowerkit.train(recipe, source=str(image_folder))

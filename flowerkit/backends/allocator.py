@@ -21,11 +21,8 @@ def keep_freed_memory() -> bool:
 
     PyTorch on CPU allocates every tensor through malloc, and glibc serves
     each block over 32 MiB by a fresh mmap that it unmaps when freed, so every
-    step faults its activations' pages in again. Where page faults are dear
-    (this project's VM reclaims idle memory) that made MobileNetV2 inference,
-    192x192 batch 64, take 0.98 s instead of 0.32 s: BatchNorm, clamp and
-    fill passes ran at a fraction of memory speed. TensorFlow and JAX keep
-    their own memory pools. Same as starting Python with MALLOC_MMAP_MAX_=0
+    step faults its activations' pages in again (what that costs:
+    docs/fast-paths.md). TensorFlow and JAX keep their own memory pools. Same as starting Python with MALLOC_MMAP_MAX_=0
     MALLOC_TRIM_THRESHOLD_=2147483647; the cost is that the process keeps its
     peak heap. Left alone where the user chose an allocator (LD_PRELOAD, any
     MALLOC_* variable) or the C library is not glibc.

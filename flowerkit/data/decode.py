@@ -124,15 +124,6 @@ def inspect_image(image) -> int:
     return orientation
 
 
-def is_readable_image(image) -> bool:
-    """True if `image` (path or bytes) is an image both pipelines can decode."""
-    try:
-        inspect_image(image)
-        return True
-    except ImageProblem:
-        return False
-
-
 def _load(opened) -> None:
     try:
         opened.load()
@@ -201,3 +192,14 @@ def decode_image(image, image_size: int) -> np.ndarray:
             box=(left, top, left + side, top + side),
         )
         return np.asarray(rgb, dtype=np.float32)
+
+
+def mirror_images(images: np.ndarray) -> np.ndarray:
+    """A batch (n, H, W, C) flipped left to right, contiguous for the model."""
+    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+
+
+def flip_averaged(predict, images: np.ndarray, plain: np.ndarray) -> np.ndarray:
+    """Flip test-time augmentation: the mean of `plain` (the probabilities
+    of `images`) and of `predict` on their mirror images."""
+    return (plain + np.asarray(predict(mirror_images(images)))) / 2

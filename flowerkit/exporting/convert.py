@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 from flowerkit import __version__
-from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import load_data
 from flowerkit.data.pipelines import iterate_batches
 from flowerkit.data.pipelines import make_dataset
@@ -50,7 +49,7 @@ from flowerkit.errors import FlowerkitError
 from flowerkit.backends.devices import backend as current_backend
 from flowerkit.exporting.formats import check_can_export, fixed_batch, require_runtime
 from flowerkit.exporting.runtimes import INPUT_NAME, LABELS_FILE, artefact_size, load_exported
-from flowerkit.model.loading import load_model
+from flowerkit.inference.loading import load_run
 
 
 
@@ -172,6 +171,38 @@ def export(
             extra to use), or for bad arguments.
     """
     backend = current_backend()
+    _check_arguments(format, backend, quantize, calibration_data, verify)
+    model_path = Path(model_path)
+    run = load_run(model_path)
+    path = _output_path(model_path, format, output, quantize)
+    data = _photos(run.recipe, calibration_data, calibration_images, validation_images) if calibration_data else None
+
+    started = time.perf_counter()
+    _keras_export(_inference_model(run.model), path, format, run.image_size, quantize, data)
+    export_seconds = time.perf_counter() - started
+    labels_path = _write_labels(path, format, run.class_names)
+    if format == "onnx":
+        _finish_onnx(path, run.recipe, backend)
+
+    result = ExportResult(
+        format=format,
+        path=path,
+        labels_path=labels_path,
+        class_names=run.class_names,
+        image_size=run.image_size,
+        backend=backend,
+        quantize=quantize,
+        size_bytes=artefact_size(path),
+        export_seconds=export_seconds,
+    )
+    if verify or quantize:
+        result = _verified(result, run.model, data, probe_images)
+    return result
+
+
+def _check_arguments(format: str, backend: str, quantize, calibration_data, verify: bool) -> None:
+    """Fails before the model loads: a format this backend cannot produce,
+    int8 without photos, or a runtime missing for the check."""
     check_can_export(format, backend, quantize)
     if quantize == "int8" and calibration_data is None:
         raise FlowerkitError(
@@ -179,69 +210,38 @@ def export(
         )
     if verify or quantize:
         require_runtime(format)
-        model_path = Path(model_path)
-    model = load_model(model_path)
-    recipe = _load_recipe(model_path, model)
-    path = _output_path(model_path, format, output, quantize)
 
-    data = _photos(recipe, calibration_data, calibration_images, validation_images) if calibration_data else None
 
-    inference_model = _inference_model(model)
-    started = time.perf_counter()
-    _keras_export(inference_model, path, format, recipe.image_size, quantize, data)
-    export_seconds = time.perf_counter() - started
-    labels_path = _write_labels(path, format, recipe.class_names)
-    if format == "onnx":
-        _add_onnx_metadata(path, recipe, backend)
-
-    result = dict(
-        format=format,
-        path=path,
-        labels_path=labels_path,
-        class_names=tuple(recipe.class_names),
-        image_size=recipe.image_size,
-        backend=backend,
-        quantize=quantize,
-        size_bytes=artefact_size(path),
-        export_seconds=export_seconds,
+def _verified(result: ExportResult, model, data, probe_images: int) -> ExportResult:
+    """`result` with the artefact run in its own runtime: its largest
+    difference from Keras on the probes and, for int8, both accuracies."""
+    exported = load_exported(result.path, result.format)
+    probes = _probes(data, probe_images, result.image_size)
+    expected = _keras_predict(model, probes)
+    checks = dict(
+        runtime=exported.runtime,
+        max_abs_diff=float(np.max(np.abs(exported(probes) - expected))),
+        probe_images=len(probes),
     )
-    if verify or quantize:
-        exported = load_exported(path, format)
-        result["runtime"] = exported.runtime
-        if data is not None and len(data.validation_images):
-            probes = data.validation_images[:probe_images]
-        else:
-            rng = np.random.default_rng(0)
-            probes = rng.uniform(0, 255, (probe_images, recipe.image_size, recipe.image_size, 3))
-            probes = probes.astype(np.float32)
-        expected = _keras_predict(model, probes)
-        result["max_abs_diff"] = float(np.max(np.abs(exported(probes) - expected)))
-        result["probe_images"] = len(probes)
-        if quantize:
-            labels = data.validation_labels
-            float_predictions = _keras_predict(model, data.validation_images).argmax(-1)
-            predictions = _predict_batches(exported, data.validation_images).argmax(-1)
-            result.update(
-                accuracy=float(np.mean(predictions == labels)),
-                float_accuracy=float(np.mean(float_predictions == labels)),
-                validation_images=len(labels),
-                calibration_images=len(data.calibration_images),
-            )
-    return ExportResult(**result)
-
-
-def _load_recipe(model_path: Path, model):
-    recipe_path = model_path.with_name("recipe.json")
-    if recipe_path.is_file():
-        recipe = Recipe.load(recipe_path)
-    else:
-        raise FlowerkitError(f"No recipe.json beside {model_path}: the export needs its class names and image size.")
-    classes = model.output_shape[-1]
-    if len(recipe.class_names) != classes:
-        raise FlowerkitError(
-            f"{recipe_path} names {len(recipe.class_names)} classes but the model has {classes} outputs."
+    if result.quantize:
+        labels = data.validation_labels
+        float_predictions = _keras_predict(model, data.validation_images).argmax(-1)
+        predictions = _predict_batches(exported, data.validation_images).argmax(-1)
+        checks.update(
+            accuracy=float(np.mean(predictions == labels)),
+            float_accuracy=float(np.mean(float_predictions == labels)),
+            validation_images=len(labels),
+            calibration_images=len(data.calibration_images),
         )
-    return recipe
+    return dataclasses.replace(result, **checks)
+
+
+def _probes(data, count: int, image_size: int) -> np.ndarray:
+    """Validation photos when there are some, else seeded noise."""
+    if data is not None and len(data.validation_images):
+        return data.validation_images[:count]
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, (count, image_size, image_size, 3)).astype(np.float32)
 
 
 def _output_path(model_path: Path, format: str, output, quantize) -> Path:
@@ -373,11 +373,32 @@ def _write_labels(path: Path, format: str, class_names) -> Path:
     return labels_path
 
 
-def _add_onnx_metadata(path: Path, recipe, backend: str) -> None:
+def _finish_onnx(path: Path, recipe, backend: str) -> None:
+    """Adds the contract to the ONNX model's metadata and saves it as one
+    file: some converters write the weights to a separate `.data` file
+    (mode 600), which the model does not need at this size (under 2 GB)."""
     import onnx
 
+    model = onnx.load(str(path), load_external_data=False)
+    external = _external_files(model, path.parent)
+    onnx.load_external_data_for_model(model, str(path.parent))
+    _set_metadata(model, recipe, backend)
+    onnx.save(model, str(path))
+    for data_file in external - {path}:
+        data_file.unlink(missing_ok=True)
 
-    model = onnx.load(str(path))
+
+def _external_files(model, folder: Path) -> set[Path]:
+    """The files holding the weights of `model` (its initializers) outside it."""
+    return {
+        folder / entry.value
+        for tensor in model.graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+
+
+def _set_metadata(model, recipe, backend: str) -> None:
     props = {
         "class_names": json.dumps(list(recipe.class_names)),
         "image_size": str(recipe.image_size),
@@ -391,7 +412,6 @@ def _add_onnx_metadata(path: Path, recipe, backend: str) -> None:
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(model, str(path))
 
 
 def _keras_predict(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:

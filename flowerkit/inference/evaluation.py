@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flowerkit.data.loading import load_data
 from flowerkit.errors import FlowerkitError
-from flowerkit.inference.loading import load_trained
+from flowerkit.inference.loading import load_run
 from flowerkit.inference.predicting import predict_dataset, predict_images
 from flowerkit.report.metrics import classification_report
 
@@ -25,10 +25,10 @@ def evaluate(
         raise FlowerkitError(f"split must be one of {SPLITS}, got {split!r}")
     if batch_size < 1:
         raise FlowerkitError(f"batch_size must be at least 1, got {batch_size}.")
-    model, recipe = load_trained(model_path)
-    recipe = recipe.replace(batch_size=batch_size, image_size=model.input_shape[1])
+    run = load_run(model_path)
+    recipe = run.recipe.replace(batch_size=batch_size, image_size=run.image_size)
     data = load_data(recipe, source, subsets=(split,))
-    predictions = predict_dataset(model, data[split].dataset, tta=tta)
+    predictions = predict_dataset(run.model, data[split].dataset, tta=tta)
     report = classification_report(predictions.labels, predictions.predicted, data.class_names)
     if tta:
         tta_predicted = predictions.tta_probabilities.argmax(axis=1)
@@ -41,5 +41,5 @@ def evaluate(
 
 def predict(model_path, image_paths, top_k: int = 3, tta=None) -> list[dict]:
     """Top-k classes with probabilities for each image file."""
-    model, recipe = load_trained(model_path)
-    return predict_images(model, image_paths, recipe.class_names, top_k=top_k, tta=tta)
+    run = load_run(model_path)
+    return predict_images(run.model, image_paths, run.class_names, top_k=top_k, tta=tta)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from flowerkit.data.decode import decode_image
+from flowerkit.data.decode import decode_image, flip_averaged
 from flowerkit.data.pipelines import iterate_batches
 from flowerkit.distribute.sharding import jax_plan, one_replica, predict_batches
 from flowerkit.errors import FlowerkitError
+from flowerkit.report.metrics import top_classes
 
 
 @dataclasses.dataclass
@@ -37,13 +38,6 @@ def _check_tta(tta) -> None:
         raise FlowerkitError(f"tta must be 'flip' or None, got {tta!r}.")
 
 
-def _flip_averaged(model, images, plain) -> np.ndarray:
-    """Flip test-time augmentation: the mean of the probabilities for the
-    images and for their mirror images."""
-    flipped = np.asarray(model.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1])))
-    return (plain + flipped) / 2
-
-
 def predict_dataset(model, dataset, sample_positions=range(9), tta=None) -> Predictions:
     """Predicts every batch; keeps the images at `sample_positions` for plots.
 
@@ -56,7 +50,7 @@ def predict_dataset(model, dataset, sample_positions=range(9), tta=None) -> Pred
     for images, one_hot in iterate_batches(dataset):
         probabilities.append(np.asarray(model.predict_on_batch(images)))
         if tta:
-            tta_probabilities.append(_flip_averaged(model, images, probabilities[-1]))
+            tta_probabilities.append(flip_averaged(model.predict_on_batch, images, probabilities[-1]))
         labels.append(np.asarray(one_hot).argmax(axis=1))
         samples += [np.asarray(images[p - seen]) for p in wanted if seen <= p < seen + len(images)]
         seen += len(images)
@@ -92,19 +86,10 @@ def predict_images(model, image_paths, class_names, top_k: int = 3, tta=None) ->
     for start in range(0, len(images), 64):
         batch = np.stack(images[start : start + 64])
         probabilities = np.asarray(model.predict_on_batch(batch))
-        batches.append(_flip_averaged(model, batch, probabilities) if tta else probabilities)
+        batches.append(flip_averaged(model.predict_on_batch, batch, probabilities) if tta else probabilities)
     probabilities = np.concatenate(batches)
-    top_k = min(top_k, len(class_names))
-    results = []
-    for path, row in zip(image_paths, probabilities):
-        best = np.argsort(row)[::-1][:top_k]
-        results.append(
-            {
-                "image": str(path),
-                "top": [{"class": class_names[i], "probability": float(row[i])} for i in best],
-            }
-        )
-    return results
+    return [{"image": str(path), "top": top_classes(row, class_names, top_k)}
+            for path, row in zip(image_paths, probabilities)]
 
 
 def predict_subset(model, subset, sample_positions, plan=None):

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -37,46 +38,30 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int
     """Every finding on `source` as JSON-ready data (see `report.write_report`),
     with the index, hashes, duplicates and label issues under private keys
     ("_index", ...) for the report writer."""
-    timings = {}
-    started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FlowerkitWarning)
-        index = index_source(source)
-        index, curation = curate(index, recipe.exclude, recipe.relabel)
-    loader_messages = [str(w.message) for w in caught if issubclass(w.category, FlowerkitWarning)]
-    for message in loader_messages:  # still shown, once
-        warnings.warn(message, FlowerkitWarning, stacklevel=2)
-    timings["index_seconds"] = time.perf_counter() - started
-    step = time.perf_counter()
-    hashes = hash_index(index)
-    timings["hash_seconds"] = time.perf_counter() - step
-    step = time.perf_counter()
+    timer = _Timer()
+    with timer("index_seconds"):
+        index, curation, loader_messages = _indexed(source, recipe)
+    with timer("hash_seconds"):
+        hashes = hash_index(index)
     features = None
     if recipe.backbone != "none":
-        features, cache = _features(feature_recipe(recipe.replace(class_names=index.class_names)),
-                                    index, verbose)
-        timings["feature_seconds"] = time.perf_counter() - step
-        timings["feature_cache"] = cache
-    step = time.perf_counter()
-    duplicates = find_duplicates(hashes, index.labels, features)
-    timings["duplicate_seconds"] = time.perf_counter() - step
-    step = time.perf_counter()
+        with timer("feature_seconds"):
+            features, cache = _features(
+                feature_recipe(recipe.replace(class_names=index.class_names)), index, verbose)
+        timer.seconds["feature_cache"] = cache
+    with timer("duplicate_seconds"):
+        duplicates = find_duplicates(hashes, index.labels, features)
     issues = None
     if features is not None:
-        issues = find_label_issues(features, index.labels, len(index.class_names), folds,
-                                   recipe.seed, groups=duplicates.group_of)
-        timings["label_issue_seconds"] = time.perf_counter() - step
+        with timer("label_issue_seconds"):
+            issues = find_label_issues(features, index.labels, len(index.class_names), folds,
+                                       recipe.seed, groups=duplicates.group_of)
     _, _, kept = group_split(index, recipe.validation_split, recipe.seed, duplicates.group_of)
     root = source_root(index)
     names = [relative_name(image, root) if isinstance(image, str) else f"record {i}"
              for i, image in enumerate(index.images)]
-    sides = _old_split_sides(index, recipe)
-    timings["total_seconds"] = time.perf_counter() - started
-    tiny = int((hashes.sizes.min(axis=1) < recipe.image_size).sum())
-    modes = {}
-    for mode in hashes.modes:
-        modes[mode or "unreadable"] = modes.get(mode or "unreadable", 0) + 1
-    findings = {
+    timer.seconds["total_seconds"] = time.perf_counter() - timer.started
+    return {
         "source": index.source,
         "root": root,
         "recipe": recipe.name,
@@ -85,41 +70,77 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int
         "images": len(index),
         "class_names": list(index.class_names),
         "balance": balance_report(index.labels, index.class_names),
-        "loader": {
-            "skipped": loader_messages,
-            "modes": modes,
-            "smaller_than_input": tiny,
-            "broke_after_indexing": len(hashes.problems),
-        },
+        "loader": _loader_report(hashes, loader_messages, recipe.image_size),
         "curation": curation,
-        "duplicates": {
-            "groups": [
-                {
-                    "kind": kind,
-                    "conflict": g in set(duplicates.conflicts),
-                    "crosses_random_split": len({sides[m] for m in members}) > 1,
-                    "images": [{"path": names[m], "label": index.class_names[index.labels[m]]}
-                               for m in members],
-                }
-                for g, (members, kind) in enumerate(zip(duplicates.groups, duplicates.kinds))
-            ],
-            "pairs": [{**pair, "first": names[pair["first"]], "second": names[pair["second"]]}
-                      for pair in duplicates.pairs],
-            "thresholds": duplicates.thresholds,
-            "group_count": len(duplicates.groups),
-            "duplicate_images": duplicates.duplicate_images,
-            "exact_groups": duplicates.kinds.count("exact"),
-            "conflict_groups": len(duplicates.conflicts),
-            "groups_crossing_random_split": 0,
-            "groups_kept_together_by_group_split": kept,
-        },
+        "duplicates": _duplicates_report(duplicates, index, names, _old_split_sides(index, recipe), kept),
         "label_issues": _issues(issues, index, names),
-        "timings": timings,
+        "timings": timer.seconds,
+        "_private": {"index": index, "names": names, "issues": issues},
     }
-    findings["duplicates"]["groups_crossing_random_split"] = sum(
-        g["crosses_random_split"] for g in findings["duplicates"]["groups"])
-    findings["_private"] = {"index": index, "names": names, "issues": issues}
-    return findings
+
+
+class _Timer:
+    """`with timer("name_seconds"):` records the block's wall time under that key."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.seconds = {}
+
+    @contextlib.contextmanager
+    def __call__(self, key: str):
+        step = time.perf_counter()
+        yield
+        self.seconds[key] = time.perf_counter() - step
+
+
+def _indexed(source, recipe: Recipe):
+    """(index after the recipe's exclude/relabel, the curation record, the
+    loader's warnings): each warning is still shown, once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FlowerkitWarning)
+        index = index_source(source)
+        index, curation = curate(index, recipe.exclude, recipe.relabel)
+    messages = [str(w.message) for w in caught if issubclass(w.category, FlowerkitWarning)]
+    for message in messages:
+        warnings.warn(message, FlowerkitWarning, stacklevel=3)
+    return index, curation, messages
+
+
+def _loader_report(hashes, loader_messages, image_size: int) -> dict:
+    modes = {}
+    for mode in hashes.modes:
+        modes[mode or "unreadable"] = modes.get(mode or "unreadable", 0) + 1
+    return {
+        "skipped": loader_messages,
+        "modes": modes,
+        "smaller_than_input": int((hashes.sizes.min(axis=1) < image_size).sum()),
+        "broke_after_indexing": len(hashes.problems),
+    }
+
+
+def _duplicates_report(duplicates, index, names, sides, kept: int) -> dict:
+    conflicts = set(duplicates.conflicts)
+    groups = [
+        {
+            "kind": kind,
+            "conflict": g in conflicts,
+            "crosses_random_split": len({sides[m] for m in members}) > 1,
+            "images": [{"path": names[m], "label": index.class_names[index.labels[m]]} for m in members],
+        }
+        for g, (members, kind) in enumerate(zip(duplicates.groups, duplicates.kinds))
+    ]
+    return {
+        "groups": groups,
+        "pairs": [{**pair, "first": names[pair["first"]], "second": names[pair["second"]]}
+                  for pair in duplicates.pairs],
+        "thresholds": duplicates.thresholds,
+        "group_count": len(duplicates.groups),
+        "duplicate_images": duplicates.duplicate_images,
+        "exact_groups": duplicates.kinds.count("exact"),
+        "conflict_groups": len(duplicates.conflicts),
+        "groups_crossing_random_split": sum(g["crosses_random_split"] for g in groups),
+        "groups_kept_together_by_group_split": kept,
+    }
 
 
 def _features(recipe: Recipe, index, verbose):

@@ -1,5 +1,6 @@
-"""Numbers from labels and predictions: the confusion matrix and the
-per-class report (accuracy, balanced accuracy, precision, recall, support)."""
+"""Numbers from labels and predictions: the confusion matrix, the
+per-class report (accuracy, balanced accuracy, precision, recall, support)
+and the top-k classes of one prediction."""
 
 from __future__ import annotations
 
@@ -63,3 +64,11 @@ def format_report(report: dict) -> str:
     for name, row in zip(names, report["confusion_matrix"]):
         lines.append(f"{name:<{width}}  " + " ".join(f"{v:6d}" for v in row))
     return "\n".join(lines)
+
+
+def top_classes(probabilities, class_names, top_k: int) -> list[dict]:
+    """The `top` list of `flowerkit predict --json` for one image: the
+    `top_k` most probable classes (at most all of them), most probable first."""
+    probabilities = np.asarray(probabilities)
+    best = np.argsort(probabilities)[::-1][: min(top_k, len(class_names))]
+    return [{"class": class_names[i], "probability": float(probabilities[i])} for i in best]

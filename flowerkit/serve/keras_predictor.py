@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from flowerkit.backends import devices as runtime
-from flowerkit.inference.loading import load_trained
+from flowerkit.inference.loading import load_run
 from flowerkit.serve.predictors import Predictor, versions
 
 
@@ -18,9 +18,9 @@ class KerasPredictor(Predictor):
 
     def __init__(self, path):
         self.path = Path(path)
-        self.model, self.recipe = load_trained(self.path)
-        self.class_names = tuple(self.recipe.class_names)
-        self.image_size = int(self.model.input_shape[1])
+        run = load_run(self.path)
+        self.model, self.recipe = run.model, run.recipe
+        self.class_names, self.image_size = run.class_names, run.image_size
 
     def run(self, images: np.ndarray) -> np.ndarray:
         return self.model.predict_on_batch(images)

@@ -5,7 +5,9 @@ Two kinds, chosen from the model path by `flowerkit.serve.loading.load_predictor
 
 - an exported `.onnx` / `.tflite` file beside its `labels.txt`, run in its
   own runtime (`ExportedPredictor`); neither Keras nor a backend is imported,
-  so a small deployment needs only onnxruntime or ai-edge-litert;
+  so a small deployment needs only onnxruntime or ai-edge-litert; a
+  recipe.json beside it is optional, but read by the one rule of
+  `flowerkit.report.run_recipe` when there;
 - a run folder or `model.keras`, on the current Keras backend
   (`flowerkit.serve.keras_predictor.KerasPredictor`, imported only then).
 
@@ -25,6 +27,7 @@ from flowerkit import __version__
 from flowerkit.errors import FlowerkitError
 from flowerkit.config.recipe import Recipe
 from flowerkit.exporting.runtimes import load_exported, read_labels
+from flowerkit.report.run_recipe import recipe_beside
 
 EXPORTED_SUFFIXES = (".onnx", ".tflite")
 RECIPE_SUMMARY = ("name", "backbone", "backbone_kwargs", "weights", "head", "image_size",
@@ -33,7 +36,7 @@ RECIPE_SUMMARY = ("name", "backbone", "backbone_kwargs", "weights", "head", "ima
 
 class Predictor:
     """The interface the server uses. Subclasses set `class_names`,
-    `image_size` and `kind`, and implement `predict`."""
+    `image_size` and `kind`, and implement `run` and `describe`."""
 
     class_names: tuple[str, ...] = ()
     image_size: int = 0
@@ -91,7 +94,7 @@ class ExportedPredictor(Predictor):
         self.model = load_exported(self.path)
         self.kind = self.model.format
         self.image_size = self._input_size()
-        self.recipe = _recipe_beside(self.path)
+        self.recipe = recipe_beside(self.path, required=False)
 
     def _input_size(self) -> int:
         if self.kind == "onnx":
@@ -120,14 +123,6 @@ class ExportedPredictor(Predictor):
         return info
 
 
-def _recipe_beside(path: Path) -> Recipe | None:
-    recipe_path = path.with_name("recipe.json")
-    try:
-        return Recipe.load(recipe_path) if recipe_path.is_file() else None
-    except FlowerkitError:
-        return None
-
-
 def recipe_summary(recipe: Recipe | None) -> dict | None:
     if recipe is None:
         return None
@@ -146,7 +141,3 @@ def versions(*packages: str) -> dict[str, str]:
     return found
 
 
-def top_classes(probabilities: np.ndarray, class_names, top_k: int) -> list[dict]:
-    """The `top` list of `flowerkit predict --json` for one image."""
-    best = np.argsort(probabilities)[::-1][: min(top_k, len(class_names))]
-    return [{"class": class_names[i], "probability": float(probabilities[i])} for i in best]

@@ -19,7 +19,7 @@ from flowerkit.config.recipe import Recipe
 from flowerkit.data.balance import class_weights
 from flowerkit.data.loading import load_data
 from flowerkit.distribute import plan as distribution
-from flowerkit.inspection.summary import summary_line
+from flowerkit.report.data_summary import summary_line
 from flowerkit.inference.predicting import predict_subset
 from flowerkit.model.backbones import get_backbone
 from flowerkit.model.build import build_model, unfreeze_backbone

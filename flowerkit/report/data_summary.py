@@ -1,4 +1,5 @@
-"""One line for the start of `train`: what the check before the split found."""
+"""One line for the start of `train`: what the check before the split found
+(the `data_inspection` record of `flowerkit.data`). Below training, which prints it."""
 
 from __future__ import annotations
 
