@@ -4,6 +4,8 @@ loader notices about each (mode, size), and the search for close hashes.
     content:  SHA-256 of the file's bytes (exact duplicates)
     phash:    64-bit DCT hash of a 32x32 greyscale thumbnail (near duplicates:
               resized and re-encoded copies stay within a few bits)
+    crops:    the same hash of 17 crops (a copy cropped by up to 10% per
+              side is within a few bits of one of them)
 
 Files are read once per change: their rows come from the source's manifest
 (`flowerkit.data.manifest`), which reads only new or changed files. Images
@@ -36,6 +38,7 @@ class ImageHashes:
     modes: np.ndarray  # (n,) str ("" where unreadable)
     sizes: np.ndarray  # (n, 2) int: width, height
     problems: dict  # position -> reason, for images that broke after indexing
+    crops: np.ndarray | None = None  # (n, crops, 8) uint8: pHashes of crops (manifest.CROP_BOXES)
 
     def __len__(self) -> int:
         return len(self.content)
@@ -59,7 +62,7 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
             rows = _file_rows(index, bar, workers)
     problems = {int(p): rows.reasons[p].decode() for p in np.flatnonzero(rows.reasons != b"")}
     return ImageHashes(rows.content, rows.phash, rows.modes.astype(str), rows.pixels.astype(np.int64),
-                       problems)
+                       problems, rows.crops)
 
 
 def _file_rows(index: ImageIndex, bar, workers: int) -> manifest.Manifest:
@@ -82,9 +85,10 @@ def pack_bits(phash: np.ndarray) -> np.ndarray:
 
 
 def popcount(values: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64."""
-    values = np.asarray(values, np.uint64)
-    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
+    """Set bits of each uint64 (same shape)."""
+    values = np.ascontiguousarray(values, np.uint64)
+    bytes_ = values.view(np.uint8).reshape(*values.shape, 8)
+    return np.unpackbits(bytes_, axis=-1).sum(axis=-1, dtype=np.int64)
 
 
 def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
