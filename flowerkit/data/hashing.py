@@ -107,11 +107,11 @@ def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     found = [np.zeros(0, np.int64)] * 3
     for start, end in zip(bounds[:-1], bounds[1:]):
         width = int(end - start)
-        keys = (codes >> np.uint64(HASH_BITS - end)) & np.uint64((1 << width) - 1)
+        keys = ((codes >> np.uint64(HASH_BITS - end)) & np.uint64((1 << width) - 1)).astype(np.int64)
         order = np.argsort(keys, kind="stable")
-        table = keys[order]
+        table = _BucketTable(keys[order], width)
         for mask in [0] + ([1 << bit for bit in range(width)] if flips else []):
-            first, second = _lookups(keys ^ np.uint64(mask), table, order)
+            first, second = _lookups(keys ^ mask, table, order)
             bits = popcount(codes[first] ^ codes[second])
             near = bits <= threshold
             found = [np.concatenate([a, b[near]]) for a, b in zip(found, (first, second, bits))]
@@ -120,10 +120,28 @@ def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     return first[unique], second[unique], bits[unique]
 
 
-def _lookups(targets: np.ndarray, table: np.ndarray, order: np.ndarray):
-    """Pairs (i, j), i < j, with table entry j equal to targets[i]."""
-    low = np.searchsorted(table, targets, "left")
-    counts = np.searchsorted(table, targets, "right") - low
+class _BucketTable:
+    """Where each substring value starts in the sorted keys, and how many
+    hold it: a direct table for substrings of up to 24 bits (one read per
+    lookup), else binary search."""
+
+    def __init__(self, sorted_keys: np.ndarray, width: int):
+        self.sorted_keys = sorted_keys
+        self.bounds = None
+        if width <= 24:  # value v's keys: positions bounds[v] .. bounds[v + 1]
+            self.bounds = np.searchsorted(sorted_keys, np.arange((1 << width) + 1)).astype(np.int32)
+
+    def find(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.bounds is not None:
+            low = self.bounds[targets]
+            return low, self.bounds[targets + 1] - low
+        low = np.searchsorted(self.sorted_keys, targets, "left")
+        return low, np.searchsorted(self.sorted_keys, targets, "right") - low
+
+
+def _lookups(targets: np.ndarray, table: _BucketTable, order: np.ndarray):
+    """Pairs (i, j), i < j, with sorted key j equal to targets[i]."""
+    low, counts = table.find(targets)
     first = np.repeat(np.arange(len(targets)), counts)
     offsets = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
     second = order[np.repeat(low, counts) + offsets]
