@@ -107,11 +107,11 @@ def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     found = [np.zeros(0, np.int64)] * 3
     for start, end in zip(bounds[:-1], bounds[1:]):
         width = int(end - start)
-        keys = ((codes >> np.uint64(HASH_BITS - end)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        keys = (codes >> np.uint64(HASH_BITS - end)) & np.uint64((1 << width) - 1)
         order = np.argsort(keys, kind="stable")
         table = _BucketTable(keys[order], width)
         for mask in [0] + ([1 << bit for bit in range(width)] if flips else []):
-            first, second = _lookups(keys ^ mask, table, order)
+            first, second = _lookups(keys ^ np.uint64(mask), table, order)
             bits = popcount(codes[first] ^ codes[second])
             near = bits <= threshold
             found = [np.concatenate([a, b[near]]) for a, b in zip(found, (first, second, bits))]
@@ -129,10 +129,12 @@ class _BucketTable:
         self.sorted_keys = sorted_keys
         self.bounds = None
         if width <= 24:  # value v's keys: positions bounds[v] .. bounds[v + 1]
-            self.bounds = np.searchsorted(sorted_keys, np.arange((1 << width) + 1)).astype(np.int32)
+            values = np.arange((1 << width) + 1, dtype=np.uint64)
+            self.bounds = np.searchsorted(sorted_keys, values).astype(np.int32)
 
     def find(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.bounds is not None:
+            targets = targets.astype(np.intp)
             low = self.bounds[targets]
             return low, self.bounds[targets + 1] - low
         low = np.searchsorted(self.sorted_keys, targets, "left")
