@@ -72,7 +72,6 @@ def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
     return np.packbits(coefficients > median, axis=-1)
 
 
-@functools.lru_cache(maxsize=4096)
 def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.ndarray:
     """(8, length): pixels start..stop of a row averaged into `size` cells
     (area resampling), then the 8 lowest DCT frequencies of those cells: a
@@ -83,16 +82,22 @@ def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.n
     return _DCT32[:8] @ (np.clip(overlap, 0, None) / np.diff(edges)[:, None])
 
 
+@functools.lru_cache(maxsize=256)  # photos of a dataset share a few sizes
+def _crop_projections(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(crops, 8, height) and (crops, width, 8): every crop's projections."""
+    rows = [_crop_projection(height, round(height * top), height - round(height * bottom))
+            for _, top, _, bottom in CROP_BOXES]
+    columns = [_crop_projection(width, round(width * left), width - round(width * right)).T
+               for left, _, right, _ in CROP_BOXES]
+    return np.asarray(rows), np.asarray(columns)
+
+
 def crop_hashes(grey) -> np.ndarray:
     """(len(CROP_BOXES), 8) pHashes of the crops of a greyscale Pillow image."""
     pixels = np.asarray(grey, np.float64)
-    height, width = pixels.shape
-    coefficients = np.asarray([
-        _crop_projection(height, round(height * top), height - round(height * bottom))
-        @ pixels @ _crop_projection(width, round(width * left), width - round(width * right)).T
-        for left, top, right, bottom in CROP_BOXES
-    ]).reshape(len(CROP_BOXES), 64)
-    median = np.partition(coefficients[:, 1:], 31, axis=1)[:, 31:32]
+    rows, columns = _crop_projections(*pixels.shape)
+    coefficients = ((rows @ pixels) @ columns).reshape(len(CROP_BOXES), 64)
+    median = np.partition(coefficients[:, 1:], 31, axis=1)[:, 31:32]  # 63 values: the 32nd
     return np.packbits(coefficients > median, axis=1)
 
 
