@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tests.helpers import COLOURS, REPO, make_image_folder, write_image
 
+from flowerkit import FlowerkitWarning
 from flowerkit.data import manifest
 from flowerkit.data.hashing import hash_index
 from flowerkit.data.sources import index_csv, index_folder
@@ -92,8 +93,8 @@ def test_an_exception_while_writing_leaves_the_old_manifest(image_folder, keras_
 
     write_image(image_folder / "red" / "red_new.jpg", COLOURS["red"], seed=99)
     monkeypatch.setattr(np, "savez", broken_savez)
-    with pytest.raises(OSError, match="disk full"):
-        index_folder(image_folder, quiet=True)
+    with pytest.warns(FlowerkitWarning, match=r"Could not keep the manifest .*disk full"):
+        assert len(index_folder(image_folder, quiet=True)) == 31  # right, if slower next time
     assert path.read_bytes() == old
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".lock"]
 

@@ -12,7 +12,8 @@ row with its path).
 Writes take a file lock, merge with what is on disk (a concurrent run may
 have added rows), and replace the file atomically (temporary name, then
 `os.replace`): a run killed mid-write leaves the previous manifest whole.
-A manifest that cannot be read is rebuilt, never an error. Keras-free."""
+A manifest that cannot be read is rebuilt, and one that cannot be written
+(full disk, read-only cache) is a warning, never an error. Keras-free."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import hashlib
 import itertools
 import os
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from filelock import FileLock
 from flowerkit.data.decode import (
     ImageProblem, _load, apply_orientation, check_format, exif_orientation, open_image, to_rgb,
 )
+from flowerkit.errors import FlowerkitWarning
 from flowerkit.processes import process_alive
 
 VERSION = 1
@@ -307,6 +310,10 @@ def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool 
             if progress is not None:
                 progress.update()
     read = build(paths[stale], stats[stale, 0], stats[stale, 1], records)
-    save(source, read, keep=np.unique(paths) if whole else None)
+    try:
+        save(source, read, keep=np.unique(paths) if whole else None)
+    except OSError as error:  # a full disk or a read-only cache: slower next time, not wrong
+        warnings.warn(f"Could not keep the manifest of {source} in {manifest_path(source).parent} "
+                      f"({error}); the next run reads these files again.", FlowerkitWarning, stacklevel=3)
     stored = merge(stored, read)
     return stored.take(stored.find(paths, stats[:, 0], stats[:, 1])[0])
