@@ -4,13 +4,24 @@ Two images are duplicates when
   - their bytes are identical (content hash): "exact"; or
   - their perceptual hashes differ in at most `STRICT_BITS` bits (resized or
     re-encoded copies; with features, their cosine is at least
-    `STRICT_COSINE` too, as unrelated photos can collide); or, given backbone features, when the cosine
-    similarity of their features confirms a looser match: at least
-    `CONFIRM_COSINE` within `CANDIDATE_BITS` bits, or at least
-    `FEATURE_COSINE` whatever the hash (cropped copies move a 64-bit hash by
-    10-18 bits, but barely move a backbone's pooled features).
+    `STRICT_COSINE` too, as unrelated photos can collide); or, given backbone
+    features, when one is among the other's `NEIGHBOURS` nearest by cosine
+    and either the hash of one is within `CROP_BITS` bits of the hash of the
+    other or of one of its crops (copies cropped by up to 10% per side,
+    resized to 60-90% and re-encoded at JPEG quality 60-90 move the whole
+    image's hash by 4-22 bits, one of the crops' by at most 8; unrelated
+    photos stay 12 or more bits from all of them), or their cosine is at
+    least `FEATURE_COSINE`. Measured on the shared photos:
+    bench/results/inspect_planted.json.
 Duplicate pairs are joined into groups (connected components); a group with
-more than one class is a label conflict. Keras-free."""
+more than one class is a label conflict.
+
+Nothing is n x n: identical hashes and contents are grouped by sorting,
+close hashes found by multi-index hashing (`hashing.close_pairs`), feature
+neighbours by an approximate nearest-neighbour index (faiss HNSW) beyond
+`EXACT_LIMIT` images. `pairs` lists the pairs that joined the groups (each
+image to its group's first holder of the same bytes or hash, and the close
+pairs between those), not every pair of members. Keras-free."""
 
 from __future__ import annotations
 
@@ -18,13 +29,15 @@ import dataclasses
 
 import numpy as np
 
-from flowerkit.data.hashing import ImageHashes, hamming_pairs
+from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
 
 STRICT_BITS = 4  # resized / re-encoded copies of the photos: <= 2 bits
-CANDIDATE_BITS = 20
-CONFIRM_COSINE = 0.90
-FEATURE_COSINE = 0.95
 STRICT_COSINE = 0.80  # with features, even a close hash needs this much (pHash collides)
+CROP_BITS = 10  # planted cropped copies: <= 8 bits; unrelated neighbours: >= 12
+FEATURE_COSINE = 0.95  # unrelated photos of one flower: < 0.89
+NEIGHBOURS = 10  # feature neighbours looked at per image (the copies: within 5)
+EXACT_LIMIT = 20_000  # up to this many images, neighbours from exact cosines in blocks
+ANN_DIMS = 128  # beyond it, faiss HNSW on the features' first principal components
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +47,8 @@ class Duplicates:
     groups: list[list[int]]  # each sorted, >= 2 members, sorted by first member
     kinds: list[str]  # "exact" if every member has the same bytes, else "near"
     conflicts: list[int]  # indices into `groups` that span more than one class
-    group_of: np.ndarray  # (n,) group id per image; singletons get their own ids
-    pairs: list[dict]  # every confirmed pair: first, second, kind, bits, cosine
+    group_of: np.ndarray  # (n,) group id per image (its first member's position)
+    pairs: list[dict]  # the pairs that joined the groups: first, second, kind, bits, cosine
     thresholds: dict
 
     @property
@@ -49,51 +62,110 @@ class Duplicates:
 
 def find_duplicates(
     hashes: ImageHashes, labels, features: np.ndarray | None = None,
-    strict_bits: int = STRICT_BITS, candidate_bits: int = CANDIDATE_BITS,
-    confirm_cosine: float = CONFIRM_COSINE, feature_cosine: float = FEATURE_COSINE,
+    strict_bits: int = STRICT_BITS, feature_cosine: float = FEATURE_COSINE,
+    crop_bits: int = CROP_BITS, exact_limit: int = EXACT_LIMIT,
 ) -> Duplicates:
     """Groups of duplicates among the hashed images; `features` (n, d), if
-    given, confirm near matches (see the module docstring)."""
+    given, confirm close hashes and find cropped copies (see the module
+    docstring)."""
     labels = np.asarray(labels)
     count = len(hashes)
-    pairs = {}
-    by_content: dict[str, list[int]] = {}
-    for position, digest in enumerate(hashes.content):
-        by_content.setdefault(digest, []).append(position)
-    for members in by_content.values():
-        for other in members[1:]:
-            pairs[(members[0], other)] = {"kind": "exact", "bits": 0, "cosine": None}
-    loose = candidate_bits if features is not None else strict_bits
-    first, second, bits = hamming_pairs(hashes.phash, loose)
+    readable = np.ones(count, bool)
+    readable[list(hashes.problems)] = False
+    content = _ids(hashes.content.view(np.dtype((np.void, 32))).ravel(), readable)
+    exact = _star_edges(content)
+    first, second, bits = _hash_edges(hashes.phash, readable, strict_bits)
     unit = _normalised(features) if features is not None else None
-    for i, j, distance in zip(first.tolist(), second.tolist(), bits.tolist()):
-        cosine = float(unit[i] @ unit[j]) if unit is not None else None
-        hashed = distance <= strict_bits and (cosine is None or cosine >= STRICT_COSINE)
-        if hashed or (cosine is not None and cosine >= confirm_cosine):
-            pairs.setdefault((i, j), {"kind": "near", "bits": distance, "cosine": cosine})
+    cosine = None
     if unit is not None:
-        for i, j, cosine in _similar_pairs(unit, feature_cosine):
-            distance = int(np.unpackbits(hashes.phash[i] ^ hashes.phash[j]).sum())
-            pairs.setdefault((i, j), {"kind": "near", "bits": distance, "cosine": cosine})
-    for (i, j), pair in pairs.items():
-        if pair["cosine"] is None and unit is not None:
-            pair["cosine"] = float(unit[i] @ unit[j])
-    group_of = _components(count, list(pairs))
-    members: dict[int, list[int]] = {}
-    for position, group in enumerate(group_of.tolist()):
-        members.setdefault(group, []).append(position)
-    groups = sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
-    kinds = ["exact" if len({hashes.content[m] for m in g}) == 1 else "near" for g in groups]
-    conflicts = [k for k, g in enumerate(groups) if len(set(labels[g].tolist())) > 1]
-    listed = [{"first": i, "second": j, **pair} for (i, j), pair in sorted(pairs.items())]
+        cosine = _cosines(unit, first, second)
+        confirmed = cosine >= STRICT_COSINE
+        first, second, bits, cosine = first[confirmed], second[confirmed], bits[confirmed], cosine[confirmed]
+        near = _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit)
+        first, second, bits, cosine = (np.concatenate(pair) for pair in zip((first, second, bits, cosine), near))
+    pairs = _listed(exact, (first, second, bits, cosine), unit)
+    group_of = components(count, np.concatenate([exact[0], first]), np.concatenate([exact[1], second]))
+    groups = _groups(group_of)
+    kinds = ["exact" if len(np.unique(content[g])) == 1 else "near" for g in groups]
+    conflicts = [k for k, g in enumerate(groups) if len(np.unique(labels[g])) > 1]
     thresholds = {
         "strict_bits": strict_bits,
-        "candidate_bits": candidate_bits if features is not None else None,
-        "confirm_cosine": confirm_cosine if features is not None else None,
+        "strict_cosine": STRICT_COSINE if features is not None else None,
+        "crop_bits": crop_bits if features is not None else None,
         "feature_cosine": feature_cosine if features is not None else None,
-        "hash": "64-bit DCT perceptual hash (pHash)",
+        "neighbours": NEIGHBOURS if features is not None else None,
+        "hash": "64-bit DCT perceptual hash (pHash) of the image and of 17 crops",
     }
-    return Duplicates(groups, kinds, conflicts, group_of, listed, thresholds)
+    return Duplicates(groups, kinds, conflicts, group_of, pairs, thresholds)
+
+
+def _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit):
+    """Feature neighbours whose hashes (or crops' hashes) are close, or
+    whose cosine is high: (first, second, bits, cosine)."""
+    first, second, cosine = similar_pairs(unit, -1.0, exact_limit=exact_limit)
+    both = readable[first] & readable[second]
+    first, second, cosine = first[both], second[both], cosine[both]
+    codes = pack_bits(hashes.phash)
+    bits = popcount(codes[first] ^ codes[second])
+    closest = bits
+    if hashes.crops is not None:
+        crops = pack_bits(hashes.crops.reshape(-1, hashes.crops.shape[-1])).reshape(len(codes), -1)
+        closest = np.minimum.reduce([
+            bits,
+            popcount(codes[first, None] ^ crops[second]).min(axis=1),
+            popcount(codes[second, None] ^ crops[first]).min(axis=1),
+        ])
+    keep = (closest <= crop_bits) | (cosine >= feature_cosine)
+    return first[keep], second[keep], bits[keep], cosine[keep]
+
+
+def _cosines(unit, first, second, chunk: int = 65_536) -> np.ndarray:
+    """Cosine of each pair of unit rows, in chunks (never n x d copies)."""
+    return np.concatenate([np.zeros(0)] + [
+        np.einsum("ij,ij->i", unit[first[s : s + chunk]], unit[second[s : s + chunk]]).astype(np.float64)
+        for s in range(0, len(first), chunk)
+    ])
+
+
+def _ids(values: np.ndarray, readable: np.ndarray) -> np.ndarray:
+    """An id per distinct value; each unreadable image gets an id of its own."""
+    ids = np.unique(values, return_inverse=True)[1].ravel().astype(np.int64)
+    ids[~readable] = ids.max(initial=0) + 1 + np.arange(int((~readable).sum()))
+    return ids
+
+
+def _star_edges(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first holder of each id, every later holder): linear, unlike all pairs."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    leader = order[np.repeat(starts, np.diff(np.r_[starts, len(order)]))]
+    later = leader != order
+    return leader[later], order[later]
+
+
+def _hash_edges(phash: np.ndarray, readable: np.ndarray, threshold: int):
+    """Pairs within `threshold` bits: each image to the first image with
+    its hash, and the close pairs between those first images."""
+    ids = _ids(pack_bits(phash), readable)
+    same_first, same_second = _star_edges(ids)
+    leaders = np.flatnonzero(readable)[np.unique(ids[readable], return_index=True)[1]]
+    first, second, bits = close_pairs(phash[leaders], threshold)
+    return (np.concatenate([same_first, leaders[first]]), np.concatenate([same_second, leaders[second]]),
+            np.concatenate([np.zeros(len(same_first), np.int64), bits]))
+
+
+def _listed(exact, near, unit) -> list[dict]:
+    """The pairs as dicts, sorted; an exact pair is listed once, as exact."""
+    first, second, bits, cosine = near
+    listed = {}
+    for i, j in zip(*(np.minimum(*exact).tolist(), np.maximum(*exact).tolist())):
+        listed[(i, j)] = {"kind": "exact", "bits": 0,
+                          "cosine": float(unit[i] @ unit[j]) if unit is not None else None}
+    for k, (i, j) in enumerate(zip(np.minimum(first, second).tolist(), np.maximum(first, second).tolist())):
+        listed.setdefault((i, j), {"kind": "near", "bits": int(bits[k]),
+                                   "cosine": float(cosine[k]) if cosine is not None else None})
+    return [{"first": i, "second": j, **pair} for (i, j), pair in sorted(listed.items())]
 
 
 def _normalised(features: np.ndarray) -> np.ndarray:
@@ -101,27 +173,90 @@ def _normalised(features: np.ndarray) -> np.ndarray:
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 
 
-def _similar_pairs(unit: np.ndarray, threshold: float, chunk: int = 2048):
-    for start in range(0, len(unit), chunk):
+def similar_pairs(unit: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS,
+                  exact_limit: int = EXACT_LIMIT):
+    """Pairs (i < j), one among the other's `neighbours` nearest by cosine,
+    with a cosine of at least `threshold`, and their cosines."""
+    count = len(unit)
+    nearest = nearest_neighbours(unit, min(neighbours, count - 1), exact_limit)
+    rows = np.repeat(np.arange(count), nearest.shape[1])
+    columns = nearest.ravel()
+    valid = (columns >= 0) & (columns != rows)
+    low = np.minimum(rows[valid], columns[valid])
+    high = np.maximum(rows[valid], columns[valid])
+    _, unique = np.unique(low * count + high, return_index=True)
+    low, high = low[unique], high[unique]
+    cosine = _cosines(unit, low, high)
+    keep = cosine >= threshold
+    return low[keep], high[keep], cosine[keep]
+
+
+def nearest_neighbours(unit: np.ndarray, neighbours: int, exact_limit: int = EXACT_LIMIT,
+                       chunk: int = 1024) -> np.ndarray:
+    """(n, neighbours) positions of each unit row's nearest others by cosine
+    (-1 where fewer were found): exact in blocks up to `exact_limit` rows,
+    else a faiss HNSW graph on the first `ANN_DIMS` principal components."""
+    count = len(unit)
+    if neighbours < 1:
+        return np.zeros((count, 0), np.int64)
+    if count > exact_limit:
+        return _approximate_neighbours(unit, neighbours)
+    found = []
+    for start in range(0, count, chunk):
         similarity = unit[start : start + chunk] @ unit.T
-        rows, columns = np.nonzero(similarity >= threshold)
-        for row, column in zip(rows.tolist(), columns.tolist()):
-            if start + row < column:
-                yield start + row, column, float(similarity[row, column])
+        similarity[np.arange(len(similarity)), np.arange(start, start + len(similarity))] = -np.inf
+        found.append(np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours])
+    return np.concatenate(found)
 
 
-def _components(count: int, edges) -> np.ndarray:
-    """Connected components (union-find), numbered by their first member."""
-    parent = list(range(count))
+def _approximate_neighbours(unit: np.ndarray, neighbours: int) -> np.ndarray:
+    import faiss  # heavy (its own OpenMP runtime): loaded only for large searches
 
-    def root(node):
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
+    data = np.ascontiguousarray(unit, np.float32)
+    dims = min(ANN_DIMS, data.shape[1])
+    graph = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 80
+    graph.hnsw.efSearch = 64
+    index = graph
+    if dims < data.shape[1]:
+        index = faiss.IndexPreTransform(faiss.PCAMatrix(data.shape[1], dims), graph)
+        sample = np.random.default_rng(0).permutation(len(data))[:50_000]
+        index.train(data[np.sort(sample)])
+    index.add(data)
+    _, nearest = index.search(data, neighbours + 1)
+    self_found = nearest == np.arange(len(data))[:, None]
+    # Drop each row's own position (or, if it was not returned, the last).
+    drop = np.where(self_found.any(axis=1), self_found.argmax(axis=1), neighbours)
+    keep = np.ones_like(nearest, bool)
+    keep[np.arange(len(data)), drop] = False
+    return nearest[keep].reshape(len(data), neighbours).astype(np.int64)
 
-    for i, j in edges:
-        a, b = root(i), root(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return np.asarray([root(node) for node in range(count)], dtype=np.int64)
+
+def components(count: int, first, second) -> np.ndarray:
+    """Connected components of the graph with edges (first[k], second[k]):
+    each node's smallest member, by hooking and pointer jumping (vectorised
+    union-find: O(edges) per round, a few rounds)."""
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    parent = np.arange(count, dtype=np.int64)
+    while True:
+        low = np.minimum(parent[first], parent[second])
+        hooked = parent.copy()
+        np.minimum.at(hooked, parent[first], low)
+        np.minimum.at(hooked, parent[second], low)
+        while True:  # every node points at its root
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, parent):
+            return parent
+        parent = hooked
+
+
+def _groups(group_of: np.ndarray) -> list[list[int]]:
+    """Members of each component of two or more, by first member."""
+    order = np.argsort(group_of, kind="stable")
+    ids = group_of[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    return [order[s : s + n].tolist() for s, n in zip(starts.tolist(), sizes.tolist()) if n > 1]

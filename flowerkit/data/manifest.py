@@ -1,0 +1,319 @@
+"""The dataset manifest: what one pass over a source's files learnt about
+each image, kept under `$KERAS_HOME/flowerkit/manifests/<key>.npz` so that
+the next run reads only the files that are new or changed.
+
+Per file (rows sorted by path): its size and mtime (a row is trusted only
+while both still match the file: stat-based, as make and rsync), the EXIF
+orientation, SHA-256 of the bytes, the 64-bit perceptual hash of the image
+and of 17 crops of it, the mode and size in pixels, or the reason it cannot
+be read. Columns are numpy arrays in one uncompressed .npz (~300 bytes a
+row with its path).
+
+Writes take a file lock, merge with what is on disk (a concurrent run may
+have added rows), and replace the file atomically (temporary name, then
+`os.replace`): a run killed mid-write leaves the previous manifest whole.
+A manifest that cannot be read is rebuilt, and one that cannot be written
+(full disk, read-only cache) is a warning, never an error. Keras-free."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import itertools
+import os
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from flowerkit.data.decode import (
+    ImageProblem, _load, apply_orientation, check_format, exif_orientation, open_image, to_rgb,
+)
+from flowerkit.errors import FlowerkitWarning
+from flowerkit.processes import process_alive
+
+VERSION = 1
+HASH_BYTES = 8  # a 64-bit perceptual hash
+# Crops hashed besides the whole image (left, top, right, bottom fractions
+# cut off): a copy cropped by up to 10% per side is within a few bits of one
+# of them (bench/results/inspect_planted.json).
+CROP_BOXES = ((0.05,) * 4,) + tuple(itertools.product((0.025, 0.075), repeat=4))
+
+
+def flowerkit_cache() -> Path:
+    """`flowerkit` in the Keras cache folder, found the way Keras finds it
+    (KERAS_HOME, else ~/.keras, else /tmp/.keras)."""
+    if os.environ.get("KERAS_HOME"):
+        return Path(os.environ["KERAS_HOME"]) / "flowerkit"
+    base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
+    return base / ".keras" / "flowerkit"
+
+
+def manifest_path(source) -> Path:
+    """Where the manifest of `source` (a folder or a CSV file) is kept: keyed
+    by the manifest's version and the source's absolute path."""
+    described = f"{VERSION}\0{os.path.abspath(str(source))}".encode("utf-8", "surrogateescape")
+    return flowerkit_cache() / "manifests" / f"{hashlib.sha256(described).hexdigest()[:32]}.npz"
+
+
+# ---------------------------------------------------------------- one image
+
+_DCT32 = np.cos(np.pi * (2 * np.arange(32)[None, :] + 1) * np.arange(32)[:, None] / 64)
+
+
+def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
+    """pHash: the 8x8 lowest frequencies of the thumbnail's DCT against their
+    median (the DC term excluded from the median), packed into 8 bytes; of
+    one (32, 32) thumbnail or a stack of them (..., 32, 32)."""
+    coefficients = (_DCT32 @ grey32 @ _DCT32.T)[..., :8, :8]
+    coefficients = coefficients.reshape(*coefficients.shape[:-2], 64)
+    median = np.partition(coefficients[..., 1:], 31, axis=-1)[..., 31:32]  # 63 values: the 32nd
+    return np.packbits(coefficients > median, axis=-1)
+
+
+def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.ndarray:
+    """(8, length): pixels start..stop of a row averaged into `size` cells
+    (area resampling), then the 8 lowest DCT frequencies of those cells: a
+    crop's thumbnail and its DCT in one small product."""
+    edges = np.linspace(start, stop, size + 1)
+    pixels = np.arange(length)
+    overlap = np.minimum(edges[1:, None], pixels + 1) - np.maximum(edges[:-1, None], pixels)
+    return _DCT32[:8] @ (np.clip(overlap, 0, None) / np.diff(edges)[:, None])
+
+
+@functools.lru_cache(maxsize=256)  # photos of a dataset share a few sizes
+def _crop_projections(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(crops, 8, height) and (crops, width, 8): every crop's projections."""
+    rows = [_crop_projection(height, round(height * top), height - round(height * bottom))
+            for _, top, _, bottom in CROP_BOXES]
+    columns = [_crop_projection(width, round(width * left), width - round(width * right)).T
+               for left, _, right, _ in CROP_BOXES]
+    return np.asarray(rows), np.asarray(columns)
+
+
+def crop_hashes(grey) -> np.ndarray:
+    """(len(CROP_BOXES), 8) pHashes of the crops of a greyscale Pillow image."""
+    pixels = np.asarray(grey, np.float64)
+    rows, columns = _crop_projections(*pixels.shape)
+    coefficients = ((rows @ pixels) @ columns).reshape(len(CROP_BOXES), 64)
+    median = np.partition(coefficients[:, 1:], 31, axis=1)[:, 31:32]  # 63 values: the 32nd
+    return np.packbits(coefficients > median, axis=1)
+
+
+def read_record(image):
+    """(orientation, sha256 digest, phash, crop hashes, mode, (width, height))
+    of one image (path or bytes) from one read and one draft-mode decode: the
+    checks of `decode.inspect_image` and the hashes together. Raises
+    `ImageProblem`."""
+    from PIL import Image
+
+    data = image if isinstance(image, bytes) else _read(image)
+    with open_image(data) as opened:
+        check_format(opened)
+        mode, size = opened.mode, opened.size
+        orientation = exif_orientation(opened)
+        opened.draft("RGB", (64, 64))  # JPEGs decode DCT-scaled: a fraction of a full decode
+        _load(opened)
+        try:
+            rgb = apply_orientation(to_rgb(opened), orientation)
+        except Exception as error:  # Pillow raises many types for broken data
+            raise ImageProblem("truncated or corrupt", f"truncated or corrupt image ({error})") from None
+    grey = rgb.convert("L")
+    grey32 = np.asarray(grey.resize((32, 32), Image.BILINEAR), dtype=np.float64)
+    return (orientation, hashlib.sha256(data).digest(), perceptual_hash(grey32), crop_hashes(grey),
+            mode, size)
+
+
+def _read(path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except PermissionError:
+        raise ImageProblem("permission denied", "permission denied") from None
+    except OSError as error:
+        raise ImageProblem("unreadable", f"cannot read: {error.strerror or error}") from None
+
+
+def safe_record(image):
+    """`read_record`, or the `ImageProblem` it raised."""
+    try:
+        return read_record(image)
+    except ImageProblem as problem:
+        return problem
+    except Exception as error:  # a Pillow failure outside its usual errors
+        return ImageProblem("unreadable", f"cannot read: {error}")
+
+
+# ---------------------------------------------------------------- the table
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """Rows sorted by `paths` (utf-8 bytes); `reasons` is "" for readable images."""
+
+    paths: np.ndarray  # (n,) bytes
+    sizes: np.ndarray  # (n,) int64, bytes on disk
+    mtimes: np.ndarray  # (n,) int64, st_mtime_ns
+    orientations: np.ndarray  # (n,) int8, 1..8
+    content: np.ndarray  # (n, 32) uint8, SHA-256
+    phash: np.ndarray  # (n, 8) uint8
+    crops: np.ndarray  # (n, len(CROP_BOXES), 8) uint8: pHashes of crops
+    modes: np.ndarray  # (n,) bytes, e.g. b"RGB"
+    pixels: np.ndarray  # (n, 2) int32: width, height
+    reasons: np.ndarray  # (n,) bytes, why unreadable (b"" if readable)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, rows) -> "Manifest":
+        return Manifest(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
+
+    def find(self, paths: np.ndarray, sizes, mtimes) -> tuple[np.ndarray, np.ndarray]:
+        """(row per path, whether that row is still fresh): a path whose file
+        changed size or mtime, or that is not here, is not fresh."""
+        if not len(self):
+            return np.zeros(len(paths), np.int64), np.zeros(len(paths), bool)
+        rows = np.minimum(np.searchsorted(self.paths, paths), len(self) - 1)
+        fresh = (self.paths[rows] == paths) & (self.sizes[rows] == sizes) & (self.mtimes[rows] == mtimes)
+        return rows, fresh
+
+
+def empty() -> Manifest:
+    return Manifest(
+        paths=np.zeros(0, "S1"), sizes=np.zeros(0, np.int64), mtimes=np.zeros(0, np.int64),
+        orientations=np.zeros(0, np.int8), content=np.zeros((0, 32), np.uint8),
+        phash=np.zeros((0, HASH_BYTES), np.uint8),
+        crops=np.zeros((0, len(CROP_BOXES), HASH_BYTES), np.uint8), modes=np.zeros(0, "S1"),
+        pixels=np.zeros((0, 2), np.int32), reasons=np.zeros(0, "S1"),
+    )
+
+
+def encode_paths(paths) -> np.ndarray:
+    """Paths as a numpy bytes array (utf-8; undecodable names kept as is)."""
+    if isinstance(paths, np.ndarray) and paths.dtype.kind == "S":
+        return paths
+    return np.array([str(p).encode("utf-8", "surrogateescape") for p in paths], dtype=bytes)
+
+
+def build(paths, sizes, mtimes, records, sort: bool = True) -> Manifest:
+    """A manifest of new rows from `safe_record` results; `sort=False`
+    keeps their order (rows of images that have no path)."""
+    count = len(records)
+    table = {
+        "orientations": np.ones(count, np.int8), "content": np.zeros((count, 32), np.uint8),
+        "phash": np.zeros((count, HASH_BYTES), np.uint8), "pixels": np.zeros((count, 2), np.int32),
+        "crops": np.zeros((count, len(CROP_BOXES), HASH_BYTES), np.uint8),
+    }
+    modes, reasons = [], []
+    for row, record in enumerate(records):
+        if isinstance(record, ImageProblem):
+            modes.append(b"")
+            reasons.append(record.reason.encode())
+            continue
+        orientation, digest, phash, crops, mode, size = record
+        table["orientations"][row] = orientation
+        table["crops"][row] = crops
+        table["content"][row] = np.frombuffer(digest, np.uint8)
+        table["phash"][row] = phash
+        table["pixels"][row] = size
+        modes.append(mode.encode())
+        reasons.append(b"")
+    manifest = Manifest(
+        paths=encode_paths(paths), sizes=np.asarray(sizes, np.int64).reshape(count),
+        mtimes=np.asarray(mtimes, np.int64).reshape(count),
+        modes=np.array(modes, dtype=bytes) if count else np.zeros(0, "S1"),
+        reasons=np.array(reasons, dtype=bytes) if count else np.zeros(0, "S1"), **table,
+    )
+    return manifest.take(np.argsort(manifest.paths, kind="stable")) if sort else manifest
+
+
+def merge(older: Manifest, newer: Manifest) -> Manifest:
+    """Rows of both, sorted by path; a path in both keeps `newer`'s row."""
+    both = Manifest(**{
+        f.name: np.concatenate([getattr(older, f.name), getattr(newer, f.name)])
+        for f in dataclasses.fields(Manifest)
+    })
+    order = np.argsort(both.paths, kind="stable")  # older first among equal paths
+    paths = both.paths[order]
+    last = np.ones(len(order), bool)
+    last[:-1] = paths[1:] != paths[:-1]
+    return both.take(order[last])
+
+
+# ---------------------------------------------------------------- on disk
+
+def load(source) -> Manifest:
+    """The manifest of `source`, or an empty one (none yet, or unreadable)."""
+    path = manifest_path(source)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if int(stored["version"]) != VERSION:
+                return empty()
+            return Manifest(**{f.name: stored[f.name] for f in dataclasses.fields(Manifest)})
+    except Exception:  # absent, truncated by a full disk, an older layout: rebuild
+        return empty()
+
+
+def save(source, rows: Manifest, keep: np.ndarray | None = None) -> None:
+    """Merges `rows` into the manifest of `source` on disk; with `keep`
+    (sorted paths), rows of other paths (deleted files) are dropped."""
+    path = manifest_path(source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        merged = merge(load(source), rows)
+        if keep is not None:
+            merged = merged.take(np.flatnonzero(np.isin(merged.paths, keep)))
+        _remove_orphans(path)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(stream, version=np.int64(VERSION),
+                         **{f.name: getattr(merged, f.name) for f in dataclasses.fields(merged)})
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary files of writers killed before their rename (kill -9)."""
+    for orphan in path.parent.glob(f".{path.name}.*"):
+        pid = orphan.name[len(path.name) + 2 :].partition("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
+def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool = True) -> Manifest:
+    """The manifest rows of `images` (paths; `stats`: their (size, mtime)
+    pairs), aligned with them: fresh rows from disk, the others read now
+    (counted on `progress`, a `flowerkit.progress.Stage`). `whole`: `images`
+    are all of the source, so rows of other files (deleted) are dropped."""
+    stored = load(source)
+    paths = encode_paths(images)
+    stats = np.asarray(stats, np.int64).reshape(len(paths), 2)
+    rows, fresh = stored.find(paths, stats[:, 0], stats[:, 1])
+    if progress is not None:
+        progress.update(int(fresh.sum()))
+    stale = np.flatnonzero(~fresh)
+    deleted = whole and len(stored) > len(np.unique(rows[fresh]))
+    if not len(stale) and not deleted:
+        return stored.take(rows)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow releases the GIL
+        records = []
+        for record in pool.map(safe_record, [images[i] for i in stale], chunksize=16):
+            records.append(record)
+            if progress is not None:
+                progress.update()
+    read = build(paths[stale], stats[stale, 0], stats[stale, 1], records)
+    try:
+        save(source, read, keep=np.unique(paths) if whole else None)
+    except OSError as error:  # a full disk or a read-only cache: slower next time, not wrong
+        warnings.warn(f"Could not keep the manifest of {source} in {manifest_path(source).parent} "
+                      f"({error}); the next run reads these files again.", FlowerkitWarning, stacklevel=3)
+    stored = merge(stored, read)
+    return stored.take(stored.find(paths, stats[:, 0], stats[:, 1])[0])
