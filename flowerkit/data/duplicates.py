@@ -4,13 +4,19 @@ Two images are duplicates when
   - their bytes are identical (content hash): "exact"; or
   - their perceptual hashes differ in at most `STRICT_BITS` bits (resized or
     re-encoded copies; with features, their cosine is at least
-    `STRICT_COSINE` too, as unrelated photos can collide); or, given backbone features, when the cosine
-    similarity of their features confirms a looser match: at least
-    `CONFIRM_COSINE` within `CANDIDATE_BITS` bits, or at least
-    `FEATURE_COSINE` whatever the hash (cropped copies move a 64-bit hash by
-    10-18 bits, but barely move a backbone's pooled features).
+    `STRICT_COSINE` too, as unrelated photos can collide); or, given backbone
+    features, when their cosine similarity is at least `FEATURE_COSINE`
+    whatever the hash (cropped copies move a 64-bit hash by 6-18 bits, but
+    barely move a backbone's pooled features).
 Duplicate pairs are joined into groups (connected components); a group with
-more than one class is a label conflict. Keras-free."""
+more than one class is a label conflict.
+
+Nothing is n x n: identical hashes and contents are grouped by sorting,
+close hashes found by multi-index hashing (`hashing.close_pairs`), similar
+features among each image's nearest neighbours. `pairs` lists the pairs
+that joined the groups (each image to its group's first holder of the same
+bytes or hash, and the close pairs between those), not every pair of
+members. Keras-free."""
 
 from __future__ import annotations
 
@@ -18,13 +24,12 @@ import dataclasses
 
 import numpy as np
 
-from flowerkit.data.hashing import ImageHashes, hamming_pairs
+from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
 
 STRICT_BITS = 4  # resized / re-encoded copies of the photos: <= 2 bits
-CANDIDATE_BITS = 20
-CONFIRM_COSINE = 0.90
 FEATURE_COSINE = 0.95
 STRICT_COSINE = 0.80  # with features, even a close hash needs this much (pHash collides)
+NEIGHBOURS = 10  # feature neighbours looked at per image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +39,8 @@ class Duplicates:
     groups: list[list[int]]  # each sorted, >= 2 members, sorted by first member
     kinds: list[str]  # "exact" if every member has the same bytes, else "near"
     conflicts: list[int]  # indices into `groups` that span more than one class
-    group_of: np.ndarray  # (n,) group id per image; singletons get their own ids
-    pairs: list[dict]  # every confirmed pair: first, second, kind, bits, cosine
+    group_of: np.ndarray  # (n,) group id per image (its first member's position)
+    pairs: list[dict]  # the pairs that joined the groups: first, second, kind, bits, cosine
     thresholds: dict
 
     @property
@@ -49,51 +54,83 @@ class Duplicates:
 
 def find_duplicates(
     hashes: ImageHashes, labels, features: np.ndarray | None = None,
-    strict_bits: int = STRICT_BITS, candidate_bits: int = CANDIDATE_BITS,
-    confirm_cosine: float = CONFIRM_COSINE, feature_cosine: float = FEATURE_COSINE,
+    strict_bits: int = STRICT_BITS, feature_cosine: float = FEATURE_COSINE,
 ) -> Duplicates:
     """Groups of duplicates among the hashed images; `features` (n, d), if
-    given, confirm near matches (see the module docstring)."""
+    given, confirm close hashes and find what the hash misses (see the
+    module docstring)."""
     labels = np.asarray(labels)
     count = len(hashes)
-    pairs = {}
-    by_content: dict[str, list[int]] = {}
-    for position, digest in enumerate(hashes.content):
-        by_content.setdefault(digest, []).append(position)
-    for members in by_content.values():
-        for other in members[1:]:
-            pairs[(members[0], other)] = {"kind": "exact", "bits": 0, "cosine": None}
-    loose = candidate_bits if features is not None else strict_bits
-    first, second, bits = hamming_pairs(hashes.phash, loose)
+    readable = np.ones(count, bool)
+    readable[list(hashes.problems)] = False
+    content = _ids(hashes.content.view(np.dtype((np.void, 32))).ravel(), readable)
+    exact = _star_edges(content)
+    first, second, bits = _hash_edges(hashes.phash, readable, strict_bits)
     unit = _normalised(features) if features is not None else None
-    for i, j, distance in zip(first.tolist(), second.tolist(), bits.tolist()):
-        cosine = float(unit[i] @ unit[j]) if unit is not None else None
-        hashed = distance <= strict_bits and (cosine is None or cosine >= STRICT_COSINE)
-        if hashed or (cosine is not None and cosine >= confirm_cosine):
-            pairs.setdefault((i, j), {"kind": "near", "bits": distance, "cosine": cosine})
+    cosine = None
     if unit is not None:
-        for i, j, cosine in _similar_pairs(unit, feature_cosine):
-            distance = int(np.unpackbits(hashes.phash[i] ^ hashes.phash[j]).sum())
-            pairs.setdefault((i, j), {"kind": "near", "bits": distance, "cosine": cosine})
-    for (i, j), pair in pairs.items():
-        if pair["cosine"] is None and unit is not None:
-            pair["cosine"] = float(unit[i] @ unit[j])
-    group_of = _components(count, list(pairs))
-    members: dict[int, list[int]] = {}
-    for position, group in enumerate(group_of.tolist()):
-        members.setdefault(group, []).append(position)
-    groups = sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
-    kinds = ["exact" if len({hashes.content[m] for m in g}) == 1 else "near" for g in groups]
-    conflicts = [k for k, g in enumerate(groups) if len(set(labels[g].tolist())) > 1]
-    listed = [{"first": i, "second": j, **pair} for (i, j), pair in sorted(pairs.items())]
+        cosine = np.einsum("ij,ij->i", unit[first], unit[second])
+        confirmed = cosine >= STRICT_COSINE
+        first, second, bits, cosine = first[confirmed], second[confirmed], bits[confirmed], cosine[confirmed]
+        similar_first, similar_second, similar_cosine = similar_pairs(unit, feature_cosine)
+        codes = pack_bits(hashes.phash)
+        first = np.concatenate([first, similar_first])
+        second = np.concatenate([second, similar_second])
+        bits = np.concatenate([bits, popcount(codes[similar_first] ^ codes[similar_second])])
+        cosine = np.concatenate([cosine, similar_cosine])
+    pairs = _listed(exact, (first, second, bits, cosine), unit)
+    group_of = components(count, np.concatenate([exact[0], first]), np.concatenate([exact[1], second]))
+    groups = _groups(group_of)
+    kinds = ["exact" if len(np.unique(content[g])) == 1 else "near" for g in groups]
+    conflicts = [k for k, g in enumerate(groups) if len(np.unique(labels[g])) > 1]
     thresholds = {
         "strict_bits": strict_bits,
-        "candidate_bits": candidate_bits if features is not None else None,
-        "confirm_cosine": confirm_cosine if features is not None else None,
+        "strict_cosine": STRICT_COSINE if features is not None else None,
         "feature_cosine": feature_cosine if features is not None else None,
         "hash": "64-bit DCT perceptual hash (pHash)",
     }
-    return Duplicates(groups, kinds, conflicts, group_of, listed, thresholds)
+    return Duplicates(groups, kinds, conflicts, group_of, pairs, thresholds)
+
+
+def _ids(values: np.ndarray, readable: np.ndarray) -> np.ndarray:
+    """An id per distinct value; each unreadable image gets an id of its own."""
+    ids = np.unique(values, return_inverse=True)[1].ravel().astype(np.int64)
+    ids[~readable] = ids.max(initial=0) + 1 + np.arange(int((~readable).sum()))
+    return ids
+
+
+def _star_edges(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first holder of each id, every later holder): linear, unlike all pairs."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    leader = order[np.repeat(starts, np.diff(np.r_[starts, len(order)]))]
+    later = leader != order
+    return leader[later], order[later]
+
+
+def _hash_edges(phash: np.ndarray, readable: np.ndarray, threshold: int):
+    """Pairs within `threshold` bits: each image to the first image with
+    its hash, and the close pairs between those first images."""
+    ids = _ids(pack_bits(phash), readable)
+    same_first, same_second = _star_edges(ids)
+    leaders = np.flatnonzero(readable)[np.unique(ids[readable], return_index=True)[1]]
+    first, second, bits = close_pairs(phash[leaders], threshold)
+    return (np.concatenate([same_first, leaders[first]]), np.concatenate([same_second, leaders[second]]),
+            np.concatenate([np.zeros(len(same_first), np.int64), bits]))
+
+
+def _listed(exact, near, unit) -> list[dict]:
+    """The pairs as dicts, sorted; an exact pair is listed once, as exact."""
+    first, second, bits, cosine = near
+    listed = {}
+    for i, j in zip(*(np.minimum(*exact).tolist(), np.maximum(*exact).tolist())):
+        listed[(i, j)] = {"kind": "exact", "bits": 0,
+                          "cosine": float(unit[i] @ unit[j]) if unit is not None else None}
+    for k, (i, j) in enumerate(zip(np.minimum(first, second).tolist(), np.maximum(first, second).tolist())):
+        listed.setdefault((i, j), {"kind": "near", "bits": int(bits[k]),
+                                   "cosine": float(cosine[k]) if cosine is not None else None})
+    return [{"first": i, "second": j, **pair} for (i, j), pair in sorted(listed.items())]
 
 
 def _normalised(features: np.ndarray) -> np.ndarray:
@@ -101,27 +138,52 @@ def _normalised(features: np.ndarray) -> np.ndarray:
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 
 
-def _similar_pairs(unit: np.ndarray, threshold: float, chunk: int = 2048):
-    for start in range(0, len(unit), chunk):
+def similar_pairs(unit: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS, chunk: int = 1024):
+    """Pairs (i < j) among each image's `neighbours` nearest by cosine with a
+    cosine of at least `threshold`, and their cosines."""
+    found = [[], [], []]
+    count = len(unit)
+    k = min(neighbours + 1, count)
+    for start in range(0, count, chunk):
         similarity = unit[start : start + chunk] @ unit.T
-        rows, columns = np.nonzero(similarity >= threshold)
-        for row, column in zip(rows.tolist(), columns.tolist()):
-            if start + row < column:
-                yield start + row, column, float(similarity[row, column])
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        cosine = np.take_along_axis(similarity, nearest, axis=1)
+        rows = np.repeat(np.arange(start, start + len(similarity)), k)
+        keep = (cosine.ravel() >= threshold) & (rows != nearest.ravel())
+        found[0].append(rows[keep])
+        found[1].append(nearest.ravel()[keep])
+        found[2].append(cosine.ravel()[keep])
+    first, second, cosine = (np.concatenate(part) for part in found)
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    _, unique = np.unique(low * count + high, return_index=True)
+    return low[unique], high[unique], cosine[unique].astype(np.float64)
 
 
-def _components(count: int, edges) -> np.ndarray:
-    """Connected components (union-find), numbered by their first member."""
-    parent = list(range(count))
+def components(count: int, first, second) -> np.ndarray:
+    """Connected components of the graph with edges (first[k], second[k]):
+    each node's smallest member, by hooking and pointer jumping (vectorised
+    union-find: O(edges) per round, a few rounds)."""
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    parent = np.arange(count, dtype=np.int64)
+    while True:
+        low = np.minimum(parent[first], parent[second])
+        hooked = parent.copy()
+        np.minimum.at(hooked, parent[first], low)
+        np.minimum.at(hooked, parent[second], low)
+        while True:  # every node points at its root
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, parent):
+            return parent
+        parent = hooked
 
-    def root(node):
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
 
-    for i, j in edges:
-        a, b = root(i), root(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return np.asarray([root(node) for node in range(count)], dtype=np.int64)
+def _groups(group_of: np.ndarray) -> list[list[int]]:
+    """Members of each component of two or more, by first member."""
+    order = np.argsort(group_of, kind="stable")
+    ids = group_of[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    return [order[s : s + n].tolist() for s, n in zip(starts.tolist(), sizes.tolist()) if n > 1]

@@ -1,24 +1,25 @@
 """Content and perceptual hashes of every image of an index, with what the
-loader notices about each (mode, size), in one cheap decoding pass.
+loader notices about each (mode, size), and the search for close hashes.
 
     content:  SHA-256 of the file's bytes (exact duplicates)
     phash:    64-bit DCT hash of a 32x32 greyscale thumbnail (near duplicates:
-              resized, re-encoded, lightly cropped copies stay within a few bits)
-    dhash:    64-bit difference hash of a 9x8 thumbnail (a second opinion)
+              resized and re-encoded copies stay within a few bits)
 
-JPEGs decode in Pillow's draft mode (DCT-scaled), so hashing costs a small
-fraction of a feature pass. Keras-free."""
+Files are read once per change: their rows come from the source's manifest
+(`flowerkit.data.manifest`), which reads only new or changed files. Images
+held in memory (TFRecords) are hashed on every call. Keras-free."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from flowerkit.data.decode import ImageProblem, apply_orientation, exif_orientation, open_image, to_rgb
+from flowerkit import progress
+from flowerkit.data import manifest
+from flowerkit.data.decode import ImageProblem
 from flowerkit.data.sources import ImageIndex
 
 HASH_BITS = 64
@@ -30,10 +31,9 @@ PLAIN_MODES = ("RGB",)
 class ImageHashes:
     """Per image (aligned with the index): hashes, and what was read."""
 
-    content: tuple[str, ...]  # hex SHA-256
+    content: np.ndarray  # (n, 32) uint8: SHA-256
     phash: np.ndarray  # (n, 8) uint8: 64 bits
-    dhash: np.ndarray  # (n, 8) uint8
-    modes: tuple[str, ...]
+    modes: np.ndarray  # (n,) str ("" where unreadable)
     sizes: np.ndarray  # (n, 2) int: width, height
     problems: dict  # position -> reason, for images that broke after indexing
 
@@ -41,105 +41,87 @@ class ImageHashes:
         return len(self.content)
 
 
-def _dct_matrix(size: int) -> np.ndarray:
-    k = np.arange(size)
-    return np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * size))
-
-
-_DCT32 = _dct_matrix(32)
-
-
-def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
-    """pHash: the 8x8 lowest frequencies of the thumbnail's DCT against their
-    median (the DC term excluded from the median), packed into 8 bytes."""
-    coefficients = (_DCT32 @ grey32 @ _DCT32.T)[:8, :8].ravel()
-    bits = coefficients > np.median(coefficients[1:])
-    return np.packbits(bits)
-
-
-def difference_hash(grey9x8: np.ndarray) -> np.ndarray:
-    """dHash: is each pixel brighter than its right neighbour (8 rows x 8)."""
-    return np.packbits((grey9x8[:, 1:] > grey9x8[:, :-1]).ravel())
-
-
-def hash_image(image) -> tuple[str, np.ndarray, np.ndarray, str, tuple[int, int]]:
-    """(content hash, phash, dhash, mode, (width, height)) of one image
-    (path or bytes). Raises `ImageProblem` for what cannot be read."""
-    from PIL import Image
-
-    data = image if isinstance(image, bytes) else _read(image)
-    content = hashlib.sha256(data).hexdigest()
-    with open_image(data) as opened:
-        mode, size = opened.mode, opened.size
-        orientation = exif_orientation(opened)
-        opened.draft("RGB", (64, 64))
-        try:
-            rgb = apply_orientation(to_rgb(opened), orientation)
-        except Exception as error:  # Pillow raises many types for broken data
-            raise ImageProblem("truncated or corrupt", f"truncated or corrupt image ({error})") from None
-    grey = rgb.convert("L")
-    grey32 = np.asarray(grey.resize((32, 32), Image.BILINEAR), dtype=np.float64)
-    grey9 = np.asarray(grey.resize((9, 8), Image.BILINEAR), dtype=np.int16)
-    return content, perceptual_hash(grey32), difference_hash(grey9), mode, size
-
-
-def _read(path) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise ImageProblem("unreadable", f"cannot read: {error.strerror or error}") from None
-
-
-def _safe_hash(image):
-    try:
-        return hash_image(image)
-    except ImageProblem as problem:
-        return problem
-
-
-def hash_index(index: ImageIndex, workers: int | None = None) -> ImageHashes:
-    """Hashes of every image of `index`, decoded in a thread pool (Pillow
-    releases the GIL while decoding)."""
+def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None = None) -> ImageHashes:
+    """Hashes of every image of `index`: from the manifest of its source for
+    files (reading only those new or changed since), else decoded now in a
+    thread pool (Pillow releases the GIL). `quiet` as in `progress.stage`."""
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_safe_hash, index.images, chunksize=16))
-    count = len(results)
-    phash = np.zeros((count, 8), np.uint8)
-    dhash = np.zeros((count, 8), np.uint8)
-    sizes = np.zeros((count, 2), np.int64)
-    content, modes, problems = [], [], {}
-    for position, result in enumerate(results):
-        if isinstance(result, ImageProblem):
-            problems[position] = result.reason
-            content.append(f"unreadable:{position}")  # never equal to another image
-            modes.append("")
-            continue
-        digest, p, d, mode, size = result
-        content.append(digest)
-        phash[position], dhash[position], sizes[position] = p, d, size
-        modes.append(mode)
-    return ImageHashes(tuple(content), phash, dhash, tuple(modes), sizes, problems)
+    with progress.stage("Hashing images", total=len(index), quiet=quiet) as bar:
+        if index.in_memory or not index.source:
+            records = []
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for record in pool.map(manifest.safe_record, index.images, chunksize=16):
+                    records.append(record)
+                    bar.update()
+            unknown = np.zeros(len(records))
+            rows = manifest.build([""] * len(records), unknown, unknown, records, sort=False)
+        else:
+            rows = _file_rows(index, bar, workers)
+    problems = {int(p): rows.reasons[p].decode() for p in np.flatnonzero(rows.reasons != b"")}
+    return ImageHashes(rows.content, rows.phash, rows.modes.astype(str), rows.pixels.astype(np.int64),
+                       problems)
 
 
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+def _file_rows(index: ImageIndex, bar, workers: int) -> manifest.Manifest:
+    """Manifest rows of an index of files; a file that can no longer be
+    stat'ed gets an unreadable row."""
+    stats = np.zeros((len(index), 2), np.int64)
+    for position, path in enumerate(index.images):
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue  # gone since indexing: read now, and kept as unreadable
+        stats[position] = status.st_size, status.st_mtime_ns
+    return manifest.refresh(index.source, index.images, stats, progress=bar, workers=workers,
+                            whole=False)
 
 
-def hamming_pairs(hashes: np.ndarray, threshold: int, chunk: int = 1024):
-    """Index pairs (i < j) whose packed hashes differ in at most `threshold`
-    bits, and their distances, in chunks of rows (memory O(chunk * n))."""
-    count = len(hashes)
-    firsts, seconds, distances = [], [], []
-    for start in range(0, count, chunk):
-        block = hashes[start : start + chunk]
-        distance = _POPCOUNT[block[:, None, :] ^ hashes[None, :, :]].sum(axis=2, dtype=np.int32)
-        rows, columns = np.nonzero(distance <= threshold)
-        rows += start
-        keep = rows < columns
-        firsts.append(rows[keep])
-        seconds.append(columns[keep])
-        distances.append(distance[rows[keep] - start, columns[keep]])
-    if not firsts:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
-    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(distances)
+def pack_bits(phash: np.ndarray) -> np.ndarray:
+    """(n, 8) uint8 hashes as (n,) uint64 (big-endian: bit order kept)."""
+    return np.ascontiguousarray(phash).view(">u8").ravel().astype(np.uint64)
+
+
+def popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64."""
+    values = np.asarray(values, np.uint64)
+    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
+
+
+def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Position pairs (i < j) of distinct hashes at most `threshold` bits
+    apart, and their distances: multi-index hashing (Norouzi et al.,
+    CVPR 2012). Split into threshold // 2 + 1 substrings, two hashes within
+    `threshold` bits agree on some substring in all but at most one bit, so
+    exact lookups of each substring and its one-bit neighbours in a sorted
+    table find every such pair. Near-linear where hashes spread (each
+    lookup meets few others); identical hashes are left to the caller."""
+    codes = pack_bits(phash)
+    count = len(codes)
+    parts = threshold // 2 + 1
+    flips = threshold // parts  # 0 or 1 differing bits to look up around each substring
+    bounds = np.linspace(0, HASH_BITS, parts + 1).astype(int)
+    found = [np.zeros(0, np.int64)] * 3
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        width = int(end - start)
+        keys = (codes >> np.uint64(HASH_BITS - end)) & np.uint64((1 << width) - 1)
+        order = np.argsort(keys, kind="stable")
+        table = keys[order]
+        for mask in [0] + ([1 << bit for bit in range(width)] if flips else []):
+            first, second = _lookups(keys ^ np.uint64(mask), table, order)
+            bits = popcount(codes[first] ^ codes[second])
+            near = bits <= threshold
+            found = [np.concatenate([a, b[near]]) for a, b in zip(found, (first, second, bits))]
+    first, second, bits = found
+    _, unique = np.unique(first * count + second, return_index=True)
+    return first[unique], second[unique], bits[unique]
+
+
+def _lookups(targets: np.ndarray, table: np.ndarray, order: np.ndarray):
+    """Pairs (i, j), i < j, with table entry j equal to targets[i]."""
+    low = np.searchsorted(table, targets, "left")
+    counts = np.searchsorted(table, targets, "right") - low
+    first = np.repeat(np.arange(len(targets)), counts)
+    offsets = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
+    second = order[np.repeat(low, counts) + offsets]
+    keep = first < second
+    return first[keep], second[keep]

@@ -59,6 +59,7 @@ def load_data(
     subsets=("train", "validation"),
     max_images: int | None = None,
     pipeline: str = "auto",
+    quiet: bool | None = None,
 ) -> FlowerData:
     """Loads `source` (see `flowerkit.data.sources.index_source`) for `recipe`.
 
@@ -67,13 +68,15 @@ def load_data(
     max_images: a seeded random subset of about that many images, for quick
     runs. It is drawn after the split, from each side of it, so a subset's
     validation images are always among the full run's validation images.
+    quiet: progress of the indexing and hashing passes, as in
+    `flowerkit.progress.stage` (None: a bar on a terminal, else one line).
     """
     unknown = set(subsets) - set(SUBSETS)
     if unknown:
         raise FlowerkitError(f"Unknown subset(s) {sorted(unknown)}; choose from {SUBSETS}.")
     if max_images is not None and max_images < 1:
         raise FlowerkitError(f"max_images must be at least 1, got {max_images}.")
-    index = index_source(source)
+    index = index_source(source, quiet=quiet)
     if recipe.class_names and tuple(recipe.class_names) != index.class_names:
         raise FlowerkitError(
             f"The recipe's classes {list(recipe.class_names)} differ from the classes "
@@ -84,7 +87,7 @@ def load_data(
     inspection = {"curation": curation} if curation else {}
     if {"train", "validation"} & set(subsets):
         if recipe.split_groups or recipe.exclude_conflicts:
-            to_split, group_of, inspection = check_before_split(index, recipe, inspection)
+            to_split, group_of, inspection = check_before_split(index, recipe, inspection, quiet)
         else:
             to_split, group_of = index, np.arange(len(index))
         if recipe.split_groups:
@@ -117,13 +120,13 @@ def load_data(
                       inspection=inspection)
 
 
-def check_before_split(index: ImageIndex, recipe: Recipe, record: dict):
+def check_before_split(index: ImageIndex, recipe: Recipe, record: dict, quiet: bool | None = None):
     """The cheap part of `flowerkit inspect` (content and perceptual hashes,
     no features), run before every split: the index to split (label
     conflicts left out if `recipe.exclude_conflicts`), each image's
     duplicate group, and the record for metrics.json."""
     started = time.perf_counter()
-    hashes = hash_index(index)
+    hashes = hash_index(index, quiet=quiet)
     duplicates = find_duplicates(hashes, index.labels)
     counts = np.bincount(index.labels, minlength=len(index.class_names))
     record = {
@@ -139,8 +142,8 @@ def check_before_split(index: ImageIndex, recipe: Recipe, record: dict):
     }
     group_of = duplicates.group_of
     if recipe.exclude_conflicts and duplicates.conflicts:
-        dropped = set(duplicates.conflict_members())
-        keep = [i for i in range(len(index)) if i not in dropped]
+        dropped = duplicates.conflict_members()
+        keep = np.setdiff1d(np.arange(len(index)), dropped)
         index, group_of = index.subset(keep), group_of[keep]
         record["conflict_images_excluded"] = len(dropped)
     record["seconds"] = time.perf_counter() - started

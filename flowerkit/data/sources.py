@@ -11,11 +11,12 @@ import errno
 import os
 import stat
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from flowerkit import progress
+from flowerkit.data import manifest
 from flowerkit.data.decode import SUPPORTED, ImageProblem, inspect_image
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
@@ -71,23 +72,24 @@ class ImageIndex:
         return dict(zip(self.class_names, counts.tolist()))
 
 
-def index_source(source: str | None) -> ImageIndex:
+def index_source(source: str | None, quiet: bool | None = None) -> ImageIndex:
     """Resolves a data source string to an `ImageIndex`.
 
     None or "tf_flowers": download (once) into the Keras cache. A path or
     glob ending in .tfrec/.tfrecord, or any gs:// URL: the codelab's
     TFRecords. A .csv file: `path,label` rows (`index_csv`). Anything else:
-    a folder with one subfolder per class.
+    a folder with one subfolder per class. `quiet`: progress as in
+    `flowerkit.progress.stage` (a bar on a terminal, else one line).
     """
     if source in (None, "", "tf_flowers"):
-        return index_folder(download_tf_flowers())
+        return index_folder(download_tf_flowers(), quiet=quiet)
     if source.lower().endswith(".csv"):
-        return index_csv(source)
+        return index_csv(source, quiet=quiet)
     if source == "codelab_tfrecords":
         source = CODELAB_TFRECORDS
     if source.startswith("gs://") or source.rstrip("*").endswith((".tfrec", ".tfrecord")):
         return read_tfrecords(source)
-    return index_folder(source)
+    return index_folder(source, quiet=quiet)
 
 
 def download_tf_flowers() -> Path:
@@ -186,7 +188,7 @@ def _check_member(member, archive: Path) -> None:
         )
 
 
-def index_folder(root, class_names=()) -> ImageIndex:
+def index_folder(root, class_names=(), quiet: bool | None = None) -> ImageIndex:
     """Indexes a folder with one subfolder of images per class.
 
     Class names are the subfolder names in sorted order, unless `class_names`
@@ -200,6 +202,10 @@ def index_folder(root, class_names=()) -> ImageIndex:
     Thumbs.db/desktop.ini are operating-system metadata, ignored silently.
     A class folder without readable images is skipped and named in that
     warning; if `class_names` asks for it, that is an error instead.
+
+    What is read of each file is kept in the source's manifest
+    (`flowerkit.data.manifest`): the next call reads only new or changed
+    files. `quiet` as in `flowerkit.progress.stage`.
     """
     root = Path(root)
     if not root.exists():
@@ -220,17 +226,14 @@ def index_folder(root, class_names=()) -> ImageIndex:
             f"Found {len(folders)} class folder(s) in {root}; need at least two "
             "(one subfolder of images per class)."
         )
-    candidates, labels, skipped = [], [], []
+    files, labels, skipped = [], [], []
     for label, name in enumerate(folders):
-        files = _class_files(root / name, skipped)
-        candidates += files
-        labels += [label] * len(files)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        inspected = list(pool.map(_inspect, candidates))
-    total = len(candidates) + len(skipped)
-    skipped += [(result.reason, path) for path, result in zip(candidates, inspected)
-                if isinstance(result, ImageProblem)]
-    keep = [i for i, result in enumerate(inspected) if not isinstance(result, ImageProblem)]
+        found = _class_files(root / name, skipped)
+        files += found
+        labels += [label] * len(found)
+    total = len(files) + len(skipped)
+    candidates = [path for path, _ in files]
+    keep, orientations = _index_files(root, candidates, [stat for _, stat in files], skipped, quiet)
     labels = np.asarray(labels, dtype=np.int32)[keep]
     counts = np.bincount(labels, minlength=len(folders))
     empty = [name for name, count in zip(folders, counts) if count == 0]
@@ -254,7 +257,7 @@ def index_folder(root, class_names=()) -> ImageIndex:
         labels=relabel[labels],
         images=tuple(candidates[i] for i in keep),
         source=str(root),
-        orientations=tuple(inspected[i] for i in keep),
+        orientations=orientations,
     )
     _check_not_empty(index)
     return index
@@ -267,9 +270,10 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in _HIDDEN_NAMES
 
 
-def _class_files(folder: Path, skipped: list) -> list[str]:
-    """Every non-hidden file under `folder` (sorted), following symlinks;
-    broken links, link loops and unlistable folders go to `skipped`."""
+def _class_files(folder: Path, skipped: list) -> list[tuple[str, tuple[int, int]]]:
+    """Every non-hidden file under `folder` (sorted) with its (size, mtime),
+    following symlinks; broken links, link loops and unlistable folders go to
+    `skipped`."""
     files, seen = [], set()
     pending = [str(folder)]
     while pending:
@@ -295,7 +299,7 @@ def _class_files(folder: Path, skipped: list) -> list[str]:
             if stat.S_ISDIR(target.st_mode):
                 pending.append(entry.path)
             elif stat.S_ISREG(target.st_mode):
-                files.append(entry.path)
+                files.append((entry.path, (target.st_size, target.st_mtime_ns)))
             else:
                 skipped.append(("not a regular file", entry.path))
     return sorted(files)
@@ -309,6 +313,35 @@ def _os_reason(error: OSError, default: str) -> str:
     }.get(error.errno, default)
 
 
+def _index_files(source, candidates, stats, skipped: list, quiet=None):
+    """The positions of the readable `candidates` and their orientations,
+    from the manifest of `source` (new or changed files are read now, with
+    progress). `stats`: each candidate's (size, mtime), or None where it
+    cannot be stat'ed; the unreadable go to `skipped` as (reason, path)."""
+    listed = [i for i, stat_pair in enumerate(stats) if stat_pair is not None]
+    with progress.stage("Indexing images", total=len(listed), quiet=quiet) as bar:
+        rows = manifest.refresh(source, [candidates[i] for i in listed],
+                                [stats[i] for i in listed], progress=bar)
+    readable = rows.reasons == b""
+    skipped += [(reason.decode(), candidates[listed[row]])
+                for row, reason in zip(np.flatnonzero(~readable).tolist(), rows.reasons[~readable])]
+    keep = [listed[row] for row in np.flatnonzero(readable).tolist()]
+    return keep, tuple(rows.orientations[readable].tolist())
+
+
+def _stat_pair(path: str, skipped: list):
+    """(size, mtime) of a listed file, or None (and a reason in `skipped`)."""
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        skipped.append(("permission denied" if error.errno == errno.EACCES else "unreadable", path))
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        skipped.append(("not a regular file", path))
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
 def _inspect(image):
     """The EXIF orientation of a readable image, or the `ImageProblem`."""
     try:
@@ -319,7 +352,7 @@ def _inspect(image):
         return ImageProblem("unreadable", f"cannot read: {error}")
 
 
-def index_csv(path, class_names=()) -> ImageIndex:
+def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
     """Indexes a CSV of `path,label` rows (a `path,label` header is optional),
     paths relative to the CSV's folder. Classes are the labels in sorted
     order (or `class_names`). Unreadable images are skipped as for folders;
@@ -349,11 +382,9 @@ def index_csv(path, class_names=()) -> ImageIndex:
         raise FlowerkitError(f"CSV data source {path} has labels {unknown} outside the recipe's classes.")
     candidates = [str(path.parent / row[0].strip()) for row in rows]
     labels = [names.index(row[1].strip()) for row in rows]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        inspected = list(pool.map(_inspect, candidates))
-    skipped = [(result.reason, image) for image, result in zip(candidates, inspected)
-               if isinstance(result, ImageProblem)]
-    keep = [i for i, result in enumerate(inspected) if not isinstance(result, ImageProblem)]
+    skipped = []
+    stats = [_stat_pair(candidate, skipped) for candidate in candidates]
+    keep, orientations = _index_files(path, candidates, stats, skipped, quiet)
     _warn_skipped(path.parent, skipped, len(candidates))
     kept_labels = np.asarray(labels, dtype=np.int32)[keep]
     empty = [name for c, name in enumerate(names) if not (kept_labels == c).any()]
@@ -367,7 +398,7 @@ def index_csv(path, class_names=()) -> ImageIndex:
         labels=kept_labels,
         images=tuple(candidates[i] for i in keep),
         source=str(path),
-        orientations=tuple(inspected[i] for i in keep),
+        orientations=orientations,
     )
 
 

@@ -30,10 +30,11 @@ def group_split(index: ImageIndex, validation_fraction: float, seed: int, group_
     rng = np.random.default_rng(seed)
     labels = index.labels
     classes = len(index.class_names)
-    targets = np.array([round((labels == c).sum() * validation_fraction) for c in range(classes)])
+    counts = np.bincount(labels, minlength=classes)
+    targets = np.array([round(count * validation_fraction) for count in counts.tolist()], dtype=np.int64)
     taken = np.zeros(classes, np.int64)
     validation = np.zeros(len(index), bool)
-    members = {g: np.flatnonzero(group_of == g) for g in multi}
+    members = group_members(group_of, multi)
     # Groups first, each to validation with the split's odds if it fits
     # there; then single images fill each class up to its target exactly.
     for group in rng.permutation(multi):
@@ -42,8 +43,11 @@ def group_split(index: ImageIndex, validation_fraction: float, seed: int, group_
             validation[members[group]] = True
             taken += counts
     singles = np.flatnonzero(np.isin(group_of, multi, invert=True))
+    single_labels = labels[singles]
+    order = np.argsort(single_labels, kind="stable")  # each class's singles, in index order
+    bounds = np.searchsorted(single_labels[order], np.arange(classes + 1))
     for c in range(classes):
-        candidates = rng.permutation(singles[labels[singles] == c])
+        candidates = rng.permutation(singles[order[bounds[c] : bounds[c + 1]]])
         chosen = candidates[: max(targets[c] - taken[c], 0)]
         validation[chosen] = True
     train = np.flatnonzero(~validation)
@@ -54,6 +58,16 @@ def group_split(index: ImageIndex, validation_fraction: float, seed: int, group_
             f"{validation_fraction:.0%} into non-empty training and validation sets."
         )
     return index.subset(train), index.subset(held), len(multi)
+
+
+def group_members(group_of: np.ndarray, ids) -> dict:
+    """Positions holding each of `ids` in `group_of`, by one sort (not a
+    scan per group)."""
+    order = np.argsort(group_of, kind="stable")
+    sorted_ids = group_of[order]
+    starts = np.searchsorted(sorted_ids, ids, "left")
+    ends = np.searchsorted(sorted_ids, ids, "right")
+    return {group: order[start:end] for group, start, end in zip(ids.tolist(), starts, ends)}
 
 
 def relative_name(image, root) -> str:
@@ -103,7 +117,7 @@ def curate(index: ImageIndex, exclude=(), relabel=None) -> tuple[ImageIndex, dic
             f"{len(unmatched)} path(s) to exclude or relabel match no image in {index.source}: "
             f"{shown}.", FlowerkitWarning, stacklevel=3,
         )
-    keep = [i for i in range(len(index)) if i not in dropped]
+    keep = np.setdiff1d(np.arange(len(index)), np.fromiter(dropped, np.int64, len(dropped)))
     curated = dataclasses.replace(index.subset(keep), labels=labels[keep])
     record = {"excluded": len(dropped), "relabelled": relabelled, "unmatched": len(unmatched)}
     return curated, record

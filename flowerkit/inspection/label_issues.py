@@ -40,13 +40,14 @@ def fold_assignment(labels, folds: int, seed: int, groups=None) -> np.ndarray:
     labels = np.asarray(labels)
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     rng = np.random.default_rng(seed)
-    assignment = np.zeros(len(labels), np.int64)
-    _, first = np.unique(groups, return_index=True)
+    _, first, group_index = np.unique(groups, return_index=True, return_inverse=True)
+    fold_of_group = np.zeros(len(first), np.int64)
+    # Each group's fold is dealt from its first image's class, in a seeded
+    # order; its members follow it (one lookup each, not a scan per group).
     for label in np.unique(labels):
-        leaders = rng.permutation(first[labels[first] == label])
-        for k, leader in enumerate(leaders):
-            assignment[groups == groups[leader]] = k % folds
-    return assignment
+        leaders = rng.permutation(np.flatnonzero(labels[first] == label))
+        fold_of_group[leaders] = np.arange(len(leaders)) % folds
+    return fold_of_group[group_index.ravel()]
 
 
 def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = L2,
@@ -100,9 +101,9 @@ def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: 
         if progress:
             progress(fold + 1, folds)
     self_confidence = probabilities[np.arange(len(labels)), labels]
-    thresholds = np.array([
-        probabilities[labels == c, c].mean() if (labels == c).any() else 1.0 for c in range(classes)
-    ])
+    counts = np.bincount(labels, minlength=classes)
+    totals = np.bincount(labels, weights=self_confidence, minlength=classes)
+    thresholds = np.where(counts > 0, totals / np.maximum(counts, 1), 1.0)
     above = probabilities >= thresholds[None, :]
     above[np.arange(len(labels)), labels] = False
     suspect = (self_confidence < thresholds[labels]) & above.any(axis=1)

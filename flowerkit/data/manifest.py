@@ -1,0 +1,266 @@
+"""The dataset manifest: what one pass over a source's files learnt about
+each image, kept under `$KERAS_HOME/flowerkit/manifests/<key>.npz` so that
+the next run reads only the files that are new or changed.
+
+Per file (rows sorted by path): its size and mtime (a row is trusted only
+while both still match the file: stat-based, as make and rsync), the EXIF
+orientation, SHA-256 of the bytes, the 64-bit perceptual hash, the mode and
+size in pixels, or the reason it cannot be read. Columns are numpy arrays in
+one uncompressed .npz: a million rows load in about a second in ~150 MB.
+
+Writes take a file lock, merge with what is on disk (a concurrent run may
+have added rows), and replace the file atomically (temporary name, then
+`os.replace`): a run killed mid-write leaves the previous manifest whole.
+A manifest that cannot be read is rebuilt, never an error. Keras-free."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from flowerkit.data.decode import (
+    ImageProblem, _load, apply_orientation, check_format, exif_orientation, open_image, to_rgb,
+)
+from flowerkit.processes import process_alive
+
+VERSION = 1
+HASH_BYTES = 8  # a 64-bit perceptual hash
+
+
+def flowerkit_cache() -> Path:
+    """`flowerkit` in the Keras cache folder, found the way Keras finds it
+    (KERAS_HOME, else ~/.keras, else /tmp/.keras)."""
+    if os.environ.get("KERAS_HOME"):
+        return Path(os.environ["KERAS_HOME"]) / "flowerkit"
+    base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
+    return base / ".keras" / "flowerkit"
+
+
+def manifest_path(source) -> Path:
+    """Where the manifest of `source` (a folder or a CSV file) is kept: keyed
+    by the manifest's version and the source's absolute path."""
+    described = f"{VERSION}\0{os.path.abspath(str(source))}".encode("utf-8", "surrogateescape")
+    return flowerkit_cache() / "manifests" / f"{hashlib.sha256(described).hexdigest()[:32]}.npz"
+
+
+# ---------------------------------------------------------------- one image
+
+_DCT32 = np.cos(np.pi * (2 * np.arange(32)[None, :] + 1) * np.arange(32)[:, None] / 64)
+
+
+def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
+    """pHash: the 8x8 lowest frequencies of the thumbnail's DCT against their
+    median (the DC term excluded from the median), packed into 8 bytes."""
+    coefficients = (_DCT32 @ grey32 @ _DCT32.T)[:8, :8].ravel()
+    return np.packbits(coefficients > np.median(coefficients[1:]))
+
+
+def read_record(image):
+    """(orientation, sha256 digest, phash, mode, (width, height)) of one
+    image (path or bytes) from one read and one draft-mode decode: the checks
+    of `decode.inspect_image` and the hashes together. Raises `ImageProblem`."""
+    from PIL import Image
+
+    data = image if isinstance(image, bytes) else _read(image)
+    with open_image(data) as opened:
+        check_format(opened)
+        mode, size = opened.mode, opened.size
+        orientation = exif_orientation(opened)
+        opened.draft("RGB", (64, 64))  # JPEGs decode DCT-scaled: a fraction of a full decode
+        _load(opened)
+        try:
+            rgb = apply_orientation(to_rgb(opened), orientation)
+        except Exception as error:  # Pillow raises many types for broken data
+            raise ImageProblem("truncated or corrupt", f"truncated or corrupt image ({error})") from None
+    grey32 = np.asarray(rgb.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float64)
+    return orientation, hashlib.sha256(data).digest(), perceptual_hash(grey32), mode, size
+
+
+def _read(path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except PermissionError:
+        raise ImageProblem("permission denied", "permission denied") from None
+    except OSError as error:
+        raise ImageProblem("unreadable", f"cannot read: {error.strerror or error}") from None
+
+
+def safe_record(image):
+    """`read_record`, or the `ImageProblem` it raised."""
+    try:
+        return read_record(image)
+    except ImageProblem as problem:
+        return problem
+    except Exception as error:  # a Pillow failure outside its usual errors
+        return ImageProblem("unreadable", f"cannot read: {error}")
+
+
+# ---------------------------------------------------------------- the table
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """Rows sorted by `paths` (utf-8 bytes); `reasons` is "" for readable images."""
+
+    paths: np.ndarray  # (n,) bytes
+    sizes: np.ndarray  # (n,) int64, bytes on disk
+    mtimes: np.ndarray  # (n,) int64, st_mtime_ns
+    orientations: np.ndarray  # (n,) int8, 1..8
+    content: np.ndarray  # (n, 32) uint8, SHA-256
+    phash: np.ndarray  # (n, 8) uint8
+    modes: np.ndarray  # (n,) bytes, e.g. b"RGB"
+    pixels: np.ndarray  # (n, 2) int32: width, height
+    reasons: np.ndarray  # (n,) bytes, why unreadable (b"" if readable)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, rows) -> "Manifest":
+        return Manifest(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
+
+    def find(self, paths: np.ndarray, sizes, mtimes) -> tuple[np.ndarray, np.ndarray]:
+        """(row per path, whether that row is still fresh): a path whose file
+        changed size or mtime, or that is not here, is not fresh."""
+        if not len(self):
+            return np.zeros(len(paths), np.int64), np.zeros(len(paths), bool)
+        rows = np.minimum(np.searchsorted(self.paths, paths), len(self) - 1)
+        fresh = (self.paths[rows] == paths) & (self.sizes[rows] == sizes) & (self.mtimes[rows] == mtimes)
+        return rows, fresh
+
+
+def empty() -> Manifest:
+    return Manifest(
+        paths=np.zeros(0, "S1"), sizes=np.zeros(0, np.int64), mtimes=np.zeros(0, np.int64),
+        orientations=np.zeros(0, np.int8), content=np.zeros((0, 32), np.uint8),
+        phash=np.zeros((0, HASH_BYTES), np.uint8), modes=np.zeros(0, "S1"),
+        pixels=np.zeros((0, 2), np.int32), reasons=np.zeros(0, "S1"),
+    )
+
+
+def encode_paths(paths) -> np.ndarray:
+    """Paths as a numpy bytes array (utf-8; undecodable names kept as is)."""
+    if isinstance(paths, np.ndarray) and paths.dtype.kind == "S":
+        return paths
+    return np.array([str(p).encode("utf-8", "surrogateescape") for p in paths], dtype=bytes)
+
+
+def build(paths, sizes, mtimes, records, sort: bool = True) -> Manifest:
+    """A manifest of new rows from `safe_record` results; `sort=False`
+    keeps their order (rows of images that have no path)."""
+    count = len(records)
+    table = {
+        "orientations": np.ones(count, np.int8), "content": np.zeros((count, 32), np.uint8),
+        "phash": np.zeros((count, HASH_BYTES), np.uint8), "pixels": np.zeros((count, 2), np.int32),
+    }
+    modes, reasons = [], []
+    for row, record in enumerate(records):
+        if isinstance(record, ImageProblem):
+            modes.append(b"")
+            reasons.append(record.reason.encode())
+            continue
+        orientation, digest, phash, mode, size = record
+        table["orientations"][row] = orientation
+        table["content"][row] = np.frombuffer(digest, np.uint8)
+        table["phash"][row] = phash
+        table["pixels"][row] = size
+        modes.append(mode.encode())
+        reasons.append(b"")
+    manifest = Manifest(
+        paths=encode_paths(paths), sizes=np.asarray(sizes, np.int64).reshape(count),
+        mtimes=np.asarray(mtimes, np.int64).reshape(count),
+        modes=np.array(modes, dtype=bytes) if count else np.zeros(0, "S1"),
+        reasons=np.array(reasons, dtype=bytes) if count else np.zeros(0, "S1"), **table,
+    )
+    return manifest.take(np.argsort(manifest.paths, kind="stable")) if sort else manifest
+
+
+def merge(older: Manifest, newer: Manifest) -> Manifest:
+    """Rows of both, sorted by path; a path in both keeps `newer`'s row."""
+    both = Manifest(**{
+        f.name: np.concatenate([getattr(older, f.name), getattr(newer, f.name)])
+        for f in dataclasses.fields(Manifest)
+    })
+    order = np.argsort(both.paths, kind="stable")  # older first among equal paths
+    paths = both.paths[order]
+    last = np.ones(len(order), bool)
+    last[:-1] = paths[1:] != paths[:-1]
+    return both.take(order[last])
+
+
+# ---------------------------------------------------------------- on disk
+
+def load(source) -> Manifest:
+    """The manifest of `source`, or an empty one (none yet, or unreadable)."""
+    path = manifest_path(source)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if int(stored["version"]) != VERSION:
+                return empty()
+            return Manifest(**{f.name: stored[f.name] for f in dataclasses.fields(Manifest)})
+    except Exception:  # absent, truncated by a full disk, an older layout: rebuild
+        return empty()
+
+
+def save(source, rows: Manifest, keep: np.ndarray | None = None) -> None:
+    """Merges `rows` into the manifest of `source` on disk; with `keep`
+    (sorted paths), rows of other paths (deleted files) are dropped."""
+    path = manifest_path(source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        merged = merge(load(source), rows)
+        if keep is not None:
+            merged = merged.take(np.flatnonzero(np.isin(merged.paths, keep)))
+        _remove_orphans(path)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(stream, version=np.int64(VERSION),
+                         **{f.name: getattr(merged, f.name) for f in dataclasses.fields(merged)})
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary files of writers killed before their rename (kill -9)."""
+    for orphan in path.parent.glob(f".{path.name}.*"):
+        pid = orphan.name[len(path.name) + 2 :].partition("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
+def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool = True) -> Manifest:
+    """The manifest rows of `images` (paths; `stats`: their (size, mtime)
+    pairs), aligned with them: fresh rows from disk, the others read now
+    (counted on `progress`, a `flowerkit.progress.Stage`). `whole`: `images`
+    are all of the source, so rows of other files (deleted) are dropped."""
+    stored = load(source)
+    paths = encode_paths(images)
+    stats = np.asarray(stats, np.int64).reshape(len(paths), 2)
+    rows, fresh = stored.find(paths, stats[:, 0], stats[:, 1])
+    if progress is not None:
+        progress.update(int(fresh.sum()))
+    stale = np.flatnonzero(~fresh)
+    deleted = whole and len(stored) > len(np.unique(rows[fresh]))
+    if not len(stale) and not deleted:
+        return stored.take(rows)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow releases the GIL
+        records = []
+        for record in pool.map(safe_record, [images[i] for i in stale], chunksize=16):
+            records.append(record)
+            if progress is not None:
+                progress.update()
+    read = build(paths[stale], stats[stale, 0], stats[stale, 1], records)
+    save(source, read, keep=np.unique(paths) if whole else None)
+    stored = merge(stored, read)
+    return stored.take(stored.find(paths, stats[:, 0], stats[:, 1])[0])

@@ -1,0 +1,182 @@
+"""The data checks that must stay near-linear (issue 31) give the answers
+of the all-pairs and per-group code they replaced: duplicate groups equal a
+brute-force search, and the group split, label folds and suspects equal the
+earlier implementations (kept here, only as the tests' references)."""
+
+import numpy as np
+import pytest
+
+from flowerkit.data.duplicates import components, find_duplicates
+from flowerkit.data.hashing import ImageHashes, close_pairs
+from flowerkit.data.sources import ImageIndex, split_index
+from flowerkit.data.splitting import group_split
+from flowerkit.inspection.label_issues import find_label_issues, fold_assignment
+
+pytestmark = pytest.mark.backend_independent
+
+
+def planted_hashes(count=3000, seed=0):
+    """Random 64-bit hashes with near copies (0-6 bits flipped, chains
+    included), exact copies (same bytes) and a few unreadable images."""
+    rng = np.random.default_rng(seed)
+    phash = rng.integers(0, 256, (count, 8), dtype=np.uint8)
+    content = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    for _ in range(count // 10):
+        source, target = rng.integers(count, size=2)
+        bits = np.unpackbits(phash[source])
+        bits[rng.choice(64, rng.integers(0, 7), replace=False)] ^= 1
+        phash[target] = np.packbits(bits)
+    for _ in range(count // 50):
+        source, target = rng.integers(count, size=2)
+        phash[target], content[target] = phash[source], content[source]
+    problems = {int(p): "truncated or corrupt" for p in rng.choice(count, 5, replace=False)}
+    for position in problems:  # as the manifest stores them: all zeros
+        phash[position], content[position] = 0, 0
+    modes = np.array(["RGB"] * count)
+    return ImageHashes(content, phash, modes, np.full((count, 2), 64), problems)
+
+
+_SET_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
+
+
+def all_distances(phash):
+    """Hamming distances of every pair of packed hashes (n x n)."""
+    distance = np.zeros((len(phash), len(phash)), np.uint8)
+    for byte in range(phash.shape[1]):
+        distance += _SET_BITS[phash[:, None, byte] ^ phash[None, :, byte]]
+    return distance
+
+
+def brute_force_groups(hashes, threshold):
+    """Every pair compared (the n x n search that was replaced)."""
+    count = len(hashes)
+    content = np.unique(hashes.content, axis=0, return_inverse=True)[1].ravel()
+    linked = (all_distances(hashes.phash) <= threshold) | (content[:, None] == content[None, :])
+    broken = list(hashes.problems)
+    linked[broken, :] = linked[:, broken] = False
+    first, second = np.nonzero(np.triu(linked, 1))
+    parent = list(range(count))
+
+    def root(node):
+        while parent[node] != node:
+            node = parent[node]
+        return node
+
+    for i, j in zip(first.tolist(), second.tolist()):
+        a, b = root(i), root(j)
+        parent[max(a, b)] = min(a, b)
+    members = {}
+    for node in range(count):
+        members.setdefault(root(node), []).append(node)
+    return sorted(m for m in members.values() if len(m) > 1)
+
+
+@pytest.mark.parametrize("threshold", [1, 4, 7])
+def test_close_pairs_equal_every_pair_within_the_threshold(threshold):
+    phash = np.unique(planted_hashes(2000, seed=threshold).phash, axis=0)
+    distance = all_distances(phash)
+    expected = set(zip(*map(np.ndarray.tolist, np.nonzero(np.triu(distance <= threshold, 1)))))
+    first, second, bits = close_pairs(phash, threshold)
+    assert set(zip(first.tolist(), second.tolist())) == expected and len(first) == len(expected)
+    assert (bits == distance[first, second]).all()
+
+
+def test_duplicate_groups_equal_a_brute_force_search():
+    hashes = planted_hashes()
+    labels = np.random.default_rng(1).integers(0, 5, len(hashes))
+    duplicates = find_duplicates(hashes, labels)
+    expected = brute_force_groups(hashes, 4)
+    assert len(expected) > 100  # chains of near copies and exact copies among them
+    assert duplicates.groups == expected
+    for group, kind in zip(duplicates.groups, duplicates.kinds):
+        exact = all((hashes.content[m] == hashes.content[group[0]]).all() for m in group)
+        assert kind == ("exact" if exact else "near")
+    assert duplicates.conflicts == [k for k, g in enumerate(expected) if len(set(labels[g])) > 1]
+    for group in expected:
+        assert (duplicates.group_of[group] == group[0]).all()
+    for pair in duplicates.pairs:  # every listed pair is a duplicate pair
+        first, second = pair["first"], pair["second"]
+        assert duplicates.group_of[first] == duplicates.group_of[second]
+
+
+def test_components_of_a_long_chain_and_a_star():
+    chain = np.arange(999)
+    group_of = components(1500, np.r_[chain[::-1], np.full(100, 1200)],
+                          np.r_[chain[::-1] + 1, np.arange(1300, 1400)])
+    assert (group_of[:1000] == 0).all() and (group_of[1300:1400] == 1200).all()
+    assert (group_of[1000:1200] == np.arange(1000, 1200)).all()
+
+
+def _reference_group_split(labels, validation_fraction, seed, group_of):
+    """group_split's validation positions as before issue 31 (a scan per group)."""
+    ids, sizes = np.unique(group_of, return_counts=True)
+    multi = ids[sizes > 1]
+    rng = np.random.default_rng(seed)
+    classes = labels.max() + 1
+    targets = np.array([round((labels == c).sum() * validation_fraction) for c in range(classes)])
+    taken = np.zeros(classes, np.int64)
+    validation = np.zeros(len(labels), bool)
+    members = {g: np.flatnonzero(group_of == g) for g in multi}
+    for group in rng.permutation(multi):
+        counts = np.bincount(labels[members[group]], minlength=classes)
+        if rng.random() < validation_fraction and np.all(taken + counts <= targets):
+            validation[members[group]] = True
+            taken += counts
+    singles = np.flatnonzero(np.isin(group_of, multi, invert=True))
+    for c in range(classes):
+        candidates = rng.permutation(singles[labels[singles] == c])
+        validation[candidates[: max(targets[c] - taken[c], 0)]] = True
+    return np.flatnonzero(validation)
+
+
+def _index(labels):
+    return ImageIndex(class_names=tuple(f"c{c}" for c in range(labels.max() + 1)), labels=labels,
+                      images=tuple(f"{i}.jpg" for i in range(len(labels))), source="")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_group_split_equals_the_earlier_split(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 7, 600).astype(np.int32)
+    group_of = np.arange(600)
+    for _ in range(80):  # groups of 2-4, some across classes
+        members = rng.choice(600, rng.integers(2, 5), replace=False)
+        group_of[members] = group_of[members].min()
+    group_of = components(600, np.arange(600), group_of)  # each group named by its first member
+    _, validation, kept = group_split(_index(labels), 0.2, seed, group_of)
+    expected = _reference_group_split(labels, 0.2, seed, group_of)
+    assert kept > 40
+    assert [int(name[:-4]) for name in validation.images] == expected.tolist()
+    plain = split_index(_index(labels), 0.2, seed)[1]
+    assert group_split(_index(labels), 0.2, seed, np.arange(600))[1].images == plain.images
+
+
+def _reference_folds(labels, folds, seed, groups):
+    rng = np.random.default_rng(seed)
+    assignment = np.zeros(len(labels), np.int64)
+    _, first = np.unique(groups, return_index=True)
+    for label in np.unique(labels):
+        leaders = rng.permutation(first[labels[first] == label])
+        for k, leader in enumerate(leaders):
+            assignment[groups == groups[leader]] = k % folds
+    return assignment
+
+
+def test_label_folds_and_suspects_equal_the_earlier_ranking():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 400)
+    features = rng.normal(size=(400, 16)).astype(np.float32) + np.eye(4, 16)[labels] * 3
+    labels[:20] = (labels[:20] + 1) % 4  # flipped
+    groups = np.arange(400)
+    groups[100:160:2] = groups[101:161:2]  # pairs of duplicates
+    assert (fold_assignment(labels, 5, 0, groups) == _reference_folds(labels, 5, 0, groups)).all()
+    issues = find_label_issues(features, labels, 4, seed=0, groups=groups, steps=30)
+    probabilities = issues.probabilities
+    thresholds = np.array([probabilities[labels == c, c].mean() for c in range(4)])
+    above = probabilities >= thresholds[None, :]
+    above[np.arange(400), labels] = False
+    order = np.argsort(issues.self_confidence, kind="stable")
+    suspect = (issues.self_confidence < thresholds[labels]) & above.any(axis=1)
+    assert np.allclose(issues.thresholds, thresholds, rtol=1e-6)
+    assert issues.suspects.tolist() == order[suspect[order]].tolist()
+    assert len(set(issues.suspects[:40].tolist()) & set(range(20))) >= 15
