@@ -33,6 +33,7 @@ from flowerkit.backends.devices import backend
 from flowerkit.backends.policy import resolve_precision
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import Subset
+from flowerkit.data.manifest import flowerkit_cache
 from flowerkit.data.pipelines import BatchSequence, make_dataset
 from flowerkit.distribute import sharding
 from flowerkit.errors import FlowerkitError
@@ -65,14 +66,8 @@ class CachedFeatures:
 
 
 def cache_root() -> Path:
-    """`flowerkit/features` in the Keras cache folder, found the way Keras
-    finds it (KERAS_HOME, else ~/.keras, else /tmp/.keras)."""
-    if os.environ.get("KERAS_HOME"):
-        home = Path(os.environ["KERAS_HOME"])
-    else:
-        base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
-        home = base / ".keras"
-    return home / "flowerkit" / "features"
+    """`flowerkit/features` in the Keras cache folder, beside the manifests."""
+    return flowerkit_cache() / "features"
 
 
 def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
