@@ -146,14 +146,19 @@ def check_cache_fits(recipe: Recipe, feature_shape, images: int, views: int) -> 
     limit = min(MAX_CACHE_BYTES, _free_bytes(cache_root()))
     if needed <= limit:
         return
-    instead = ("--head gap (pooled features, " + _size(cache_bytes(feature_shape[-1:], images, views))
-               + ") or --feature-cache off") if recipe.head == "flatten" and len(feature_shape) > 1 \
-        else "--feature-cache off"
     raise FlowerkitError(
         f"The feature cache for {images:,} images x {views} view(s) of {tuple(feature_shape)} features "
         f"would take {_size(needed)}, over the {_size(limit)} available under {cache_root()}; "
-        f"use {instead}."
+        f"use {_instead(recipe, feature_shape, images, views)}."
     )
+
+
+def _instead(recipe: Recipe, feature_shape, images: int, views: int) -> str:
+    """What scales: pooled features where a flatten head caches feature maps."""
+    if recipe.head == "flatten" and len(feature_shape) > 1:
+        pooled = _size(cache_bytes(feature_shape[-1:], images, views))
+        return f"--head gap (pooled features, {pooled}) or --feature-cache off"
+    return "--feature-cache off"
 
 
 def _free_bytes(folder: Path) -> int:
