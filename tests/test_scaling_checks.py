@@ -3,11 +3,17 @@ of the all-pairs and per-group code they replaced: duplicate groups equal a
 brute-force search, and the group split, label folds and suspects equal the
 earlier implementations (kept here, only as the tests' references)."""
 
+import io
+
 import numpy as np
 import pytest
+from tests.helpers import shared_path
 
-from flowerkit.data.duplicates import components, find_duplicates
-from flowerkit.data.hashing import ImageHashes, close_pairs
+from flowerkit.data.duplicates import (
+    CROP_BITS, EXACT_LIMIT, STRICT_BITS, components, find_duplicates, nearest_neighbours,
+)
+from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
+from flowerkit.data.manifest import read_record
 from flowerkit.data.sources import ImageIndex, split_index
 from flowerkit.data.splitting import group_split
 from flowerkit.inspection.label_issues import find_label_issues, fold_assignment
@@ -180,3 +186,67 @@ def test_label_folds_and_suspects_equal_the_earlier_ranking():
     assert np.allclose(issues.thresholds, thresholds, rtol=1e-6)
     assert issues.suspects.tolist() == order[suspect[order]].tolist()
     assert len(set(issues.suspects[:40].tolist()) & set(range(20))) >= 15
+
+
+def _flipped(code, count, rng):
+    bits = np.unpackbits(code)
+    bits[rng.choice(64, count, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+@pytest.mark.parametrize("exact_limit", [EXACT_LIMIT, 0])  # 0: the faiss HNSW search
+def test_features_find_cropped_copies_by_their_crops_hashes(exact_limit):
+    rng = np.random.default_rng(5)
+    count = 400
+    hashes = ImageHashes(rng.integers(0, 256, (count, 32), dtype=np.uint8),
+                         rng.integers(0, 256, (count, 8), dtype=np.uint8), np.array(["RGB"] * count),
+                         np.full((count, 2), 64), {}, rng.integers(0, 256, (count, 17, 8), dtype=np.uint8))
+    features = rng.normal(size=(count, 48)).astype(np.float32)
+    copies = {10: 11, 20: 21, 30: 31}  # original -> cropped copy: one crop's hash, 5 bits off
+    for original, copy in copies.items():
+        features[copy] = features[original] + rng.normal(0, 0.6, 48)  # cosine about 0.85
+        hashes.phash[copy] = _flipped(hashes.crops[original, 4], 5, rng)
+    features[41] = features[40] + rng.normal(0, 0.6, 48)  # a neighbour with unrelated hashes
+    features[51] = features[50] + rng.normal(0, 0.1, 48)  # cosine above FEATURE_COSINE
+    labels = np.zeros(count, np.int64)
+    plain = find_duplicates(hashes, labels)
+    duplicates = find_duplicates(hashes, labels, features, exact_limit=exact_limit)
+    assert duplicates.groups == [[10, 11], [20, 21], [30, 31], [50, 51]]  # not 40 and 41
+    assert all(plain.group_of[c] != plain.group_of[o] for o, c in copies.items())  # the hash alone misses them
+    assert duplicates.thresholds["crop_bits"] == CROP_BITS
+
+
+def test_approximate_neighbours_find_each_points_near_twin():
+    rng = np.random.default_rng(6)
+    points = rng.normal(size=(500, 160))
+    points = np.concatenate([points, points + rng.normal(0, 0.3, points.shape)])  # twins: cosine ~0.96
+    unit = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+    approximate = nearest_neighbours(unit, 5, exact_limit=0)  # PCA to 128 dimensions, then HNSW
+    twin = np.r_[np.arange(500, 1000), np.arange(500)]
+    assert (approximate == twin[:, None]).any(axis=1).mean() >= 0.99
+    assert (approximate != np.arange(1000)[:, None]).all()
+    assert (nearest_neighbours(unit, 1)[:, 0] == twin).all()  # the exact search
+
+
+def test_a_cropped_copy_of_a_real_photo_is_close_to_one_of_its_crops():
+    from PIL import Image
+
+    photos = sorted(shared_path("data/flower_photos/roses").glob("*.jpg"))[:4]
+    records, copies = [], []
+    for k, photo in enumerate(photos):
+        with Image.open(photo) as opened:
+            image = opened.convert("RGB")
+        width, height = image.size
+        cropped = image.crop((int(width * 0.09), int(height * 0.02 * k), int(width * 0.94),
+                              int(height * 0.93))).resize((int(width * 0.6), int(height * 0.6)))
+        data = io.BytesIO()
+        cropped.save(data, "JPEG", quality=65)
+        records.append(read_record(photo.read_bytes()))
+        copies.append(read_record(data.getvalue()))
+    whole = pack_bits(np.array([r[2] for r in records]))
+    crops = pack_bits(np.array([r[3] for r in records]).reshape(-1, 8)).reshape(4, -1)
+    copy = pack_bits(np.array([c[2] for c in copies]))
+    closest = popcount(copy[:, None, None] ^ np.concatenate([whole[:, None], crops], 1)[None]).min(2)
+    assert (np.diag(closest) <= CROP_BITS).all()
+    assert (closest[~np.eye(4, dtype=bool)] > CROP_BITS).all()
+    assert (popcount(copy ^ whole) > STRICT_BITS).any()  # what the whole image's hash alone misses

@@ -5,18 +5,23 @@ Two images are duplicates when
   - their perceptual hashes differ in at most `STRICT_BITS` bits (resized or
     re-encoded copies; with features, their cosine is at least
     `STRICT_COSINE` too, as unrelated photos can collide); or, given backbone
-    features, when their cosine similarity is at least `FEATURE_COSINE`
-    whatever the hash (cropped copies move a 64-bit hash by 6-18 bits, but
-    barely move a backbone's pooled features).
+    features, when one is among the other's `NEIGHBOURS` nearest by cosine
+    and either the hash of one is within `CROP_BITS` bits of the hash of the
+    other or of one of its crops (copies cropped by up to 10% per side,
+    resized to 60-90% and re-encoded at JPEG quality 60-90 move the whole
+    image's hash by 4-22 bits, one of the crops' by at most 8; unrelated
+    photos stay 12 or more bits from all of them), or their cosine is at
+    least `FEATURE_COSINE`. Measured on the shared photos:
+    bench/results/inspect_planted.json.
 Duplicate pairs are joined into groups (connected components); a group with
 more than one class is a label conflict.
 
 Nothing is n x n: identical hashes and contents are grouped by sorting,
-close hashes found by multi-index hashing (`hashing.close_pairs`), similar
-features among each image's nearest neighbours. `pairs` lists the pairs
-that joined the groups (each image to its group's first holder of the same
-bytes or hash, and the close pairs between those), not every pair of
-members. Keras-free."""
+close hashes found by multi-index hashing (`hashing.close_pairs`), feature
+neighbours by an approximate nearest-neighbour index (faiss HNSW) beyond
+`EXACT_LIMIT` images. `pairs` lists the pairs that joined the groups (each
+image to its group's first holder of the same bytes or hash, and the close
+pairs between those), not every pair of members. Keras-free."""
 
 from __future__ import annotations
 
@@ -27,9 +32,12 @@ import numpy as np
 from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
 
 STRICT_BITS = 4  # resized / re-encoded copies of the photos: <= 2 bits
-FEATURE_COSINE = 0.95
 STRICT_COSINE = 0.80  # with features, even a close hash needs this much (pHash collides)
-NEIGHBOURS = 10  # feature neighbours looked at per image
+CROP_BITS = 10  # planted cropped copies: <= 8 bits; unrelated neighbours: >= 12
+FEATURE_COSINE = 0.95  # unrelated photos of one flower: < 0.89
+NEIGHBOURS = 10  # feature neighbours looked at per image (the copies: within 5)
+EXACT_LIMIT = 20_000  # up to this many images, neighbours from exact cosines in blocks
+ANN_DIMS = 128  # beyond it, faiss HNSW on the features' first principal components
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +63,11 @@ class Duplicates:
 def find_duplicates(
     hashes: ImageHashes, labels, features: np.ndarray | None = None,
     strict_bits: int = STRICT_BITS, feature_cosine: float = FEATURE_COSINE,
+    crop_bits: int = CROP_BITS, exact_limit: int = EXACT_LIMIT,
 ) -> Duplicates:
     """Groups of duplicates among the hashed images; `features` (n, d), if
-    given, confirm close hashes and find what the hash misses (see the
-    module docstring)."""
+    given, confirm close hashes and find cropped copies (see the module
+    docstring)."""
     labels = np.asarray(labels)
     count = len(hashes)
     readable = np.ones(count, bool)
@@ -69,15 +78,11 @@ def find_duplicates(
     unit = _normalised(features) if features is not None else None
     cosine = None
     if unit is not None:
-        cosine = np.einsum("ij,ij->i", unit[first], unit[second])
+        cosine = _cosines(unit, first, second)
         confirmed = cosine >= STRICT_COSINE
         first, second, bits, cosine = first[confirmed], second[confirmed], bits[confirmed], cosine[confirmed]
-        similar_first, similar_second, similar_cosine = similar_pairs(unit, feature_cosine)
-        codes = pack_bits(hashes.phash)
-        first = np.concatenate([first, similar_first])
-        second = np.concatenate([second, similar_second])
-        bits = np.concatenate([bits, popcount(codes[similar_first] ^ codes[similar_second])])
-        cosine = np.concatenate([cosine, similar_cosine])
+        near = _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit)
+        first, second, bits, cosine = (np.concatenate(pair) for pair in zip((first, second, bits, cosine), near))
     pairs = _listed(exact, (first, second, bits, cosine), unit)
     group_of = components(count, np.concatenate([exact[0], first]), np.concatenate([exact[1], second]))
     groups = _groups(group_of)
@@ -86,10 +91,40 @@ def find_duplicates(
     thresholds = {
         "strict_bits": strict_bits,
         "strict_cosine": STRICT_COSINE if features is not None else None,
+        "crop_bits": crop_bits if features is not None else None,
         "feature_cosine": feature_cosine if features is not None else None,
-        "hash": "64-bit DCT perceptual hash (pHash)",
+        "neighbours": NEIGHBOURS if features is not None else None,
+        "hash": "64-bit DCT perceptual hash (pHash) of the image and of 17 crops",
     }
     return Duplicates(groups, kinds, conflicts, group_of, pairs, thresholds)
+
+
+def _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit):
+    """Feature neighbours whose hashes (or crops' hashes) are close, or
+    whose cosine is high: (first, second, bits, cosine)."""
+    first, second, cosine = similar_pairs(unit, -1.0, exact_limit=exact_limit)
+    both = readable[first] & readable[second]
+    first, second, cosine = first[both], second[both], cosine[both]
+    codes = pack_bits(hashes.phash)
+    bits = popcount(codes[first] ^ codes[second])
+    closest = bits
+    if hashes.crops is not None:
+        crops = pack_bits(hashes.crops.reshape(-1, hashes.crops.shape[-1])).reshape(len(codes), -1)
+        closest = np.minimum.reduce([
+            bits,
+            popcount(codes[first, None] ^ crops[second]).min(axis=1),
+            popcount(codes[second, None] ^ crops[first]).min(axis=1),
+        ])
+    keep = (closest <= crop_bits) | (cosine >= feature_cosine)
+    return first[keep], second[keep], bits[keep], cosine[keep]
+
+
+def _cosines(unit, first, second, chunk: int = 65_536) -> np.ndarray:
+    """Cosine of each pair of unit rows, in chunks (never n x d copies)."""
+    return np.concatenate([np.zeros(0)] + [
+        np.einsum("ij,ij->i", unit[first[s : s + chunk]], unit[second[s : s + chunk]]).astype(np.float64)
+        for s in range(0, len(first), chunk)
+    ])
 
 
 def _ids(values: np.ndarray, readable: np.ndarray) -> np.ndarray:
@@ -138,25 +173,63 @@ def _normalised(features: np.ndarray) -> np.ndarray:
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 
 
-def similar_pairs(unit: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS, chunk: int = 1024):
-    """Pairs (i < j) among each image's `neighbours` nearest by cosine with a
-    cosine of at least `threshold`, and their cosines."""
-    found = [[], [], []]
+def similar_pairs(unit: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS,
+                  exact_limit: int = EXACT_LIMIT):
+    """Pairs (i < j), one among the other's `neighbours` nearest by cosine,
+    with a cosine of at least `threshold`, and their cosines."""
     count = len(unit)
-    k = min(neighbours + 1, count)
+    nearest = nearest_neighbours(unit, min(neighbours, count - 1), exact_limit)
+    rows = np.repeat(np.arange(count), nearest.shape[1])
+    columns = nearest.ravel()
+    valid = (columns >= 0) & (columns != rows)
+    low = np.minimum(rows[valid], columns[valid])
+    high = np.maximum(rows[valid], columns[valid])
+    _, unique = np.unique(low * count + high, return_index=True)
+    low, high = low[unique], high[unique]
+    cosine = _cosines(unit, low, high)
+    keep = cosine >= threshold
+    return low[keep], high[keep], cosine[keep]
+
+
+def nearest_neighbours(unit: np.ndarray, neighbours: int, exact_limit: int = EXACT_LIMIT,
+                       chunk: int = 1024) -> np.ndarray:
+    """(n, neighbours) positions of each unit row's nearest others by cosine
+    (-1 where fewer were found): exact in blocks up to `exact_limit` rows,
+    else a faiss HNSW graph on the first `ANN_DIMS` principal components."""
+    count = len(unit)
+    if neighbours < 1:
+        return np.zeros((count, 0), np.int64)
+    if count > exact_limit:
+        return _approximate_neighbours(unit, neighbours)
+    found = []
     for start in range(0, count, chunk):
         similarity = unit[start : start + chunk] @ unit.T
-        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        cosine = np.take_along_axis(similarity, nearest, axis=1)
-        rows = np.repeat(np.arange(start, start + len(similarity)), k)
-        keep = (cosine.ravel() >= threshold) & (rows != nearest.ravel())
-        found[0].append(rows[keep])
-        found[1].append(nearest.ravel()[keep])
-        found[2].append(cosine.ravel()[keep])
-    first, second, cosine = (np.concatenate(part) for part in found)
-    low, high = np.minimum(first, second), np.maximum(first, second)
-    _, unique = np.unique(low * count + high, return_index=True)
-    return low[unique], high[unique], cosine[unique].astype(np.float64)
+        similarity[np.arange(len(similarity)), np.arange(start, start + len(similarity))] = -np.inf
+        found.append(np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours])
+    return np.concatenate(found)
+
+
+def _approximate_neighbours(unit: np.ndarray, neighbours: int) -> np.ndarray:
+    import faiss  # heavy (its own OpenMP runtime): loaded only for large searches
+
+    data = np.ascontiguousarray(unit, np.float32)
+    dims = min(ANN_DIMS, data.shape[1])
+    graph = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 80
+    graph.hnsw.efSearch = 64
+    index = graph
+    if dims < data.shape[1]:
+        index = faiss.IndexPreTransform(faiss.PCAMatrix(data.shape[1], dims), graph)
+        sample = np.random.default_rng(0).permutation(len(data))[:50_000]
+        index.train(data[np.sort(sample)])
+    index.add(data)
+    _, nearest = index.search(data, neighbours + 1)
+    self_found = nearest == np.arange(len(data))[:, None]
+    # Drop each row's own position (or, if it was not returned, the last).
+    drop = np.where(self_found.any(axis=1), self_found.argmax(axis=1), neighbours)
+    keep = np.ones_like(nearest, bool)
+    keep[np.arange(len(data)), drop] = False
+    return nearest[keep].reshape(len(data), neighbours).astype(np.int64)
 
 
 def components(count: int, first, second) -> np.ndarray:

@@ -4,6 +4,8 @@ loader notices about each (mode, size), and the search for close hashes.
     content:  SHA-256 of the file's bytes (exact duplicates)
     phash:    64-bit DCT hash of a 32x32 greyscale thumbnail (near duplicates:
               resized and re-encoded copies stay within a few bits)
+    crops:    the same hash of 17 crops (a copy cropped by up to 10% per
+              side is within a few bits of one of them)
 
 Files are read once per change: their rows come from the source's manifest
 (`flowerkit.data.manifest`), which reads only new or changed files. Images
@@ -36,6 +38,7 @@ class ImageHashes:
     modes: np.ndarray  # (n,) str ("" where unreadable)
     sizes: np.ndarray  # (n, 2) int: width, height
     problems: dict  # position -> reason, for images that broke after indexing
+    crops: np.ndarray | None = None  # (n, crops, 8) uint8: pHashes of crops (manifest.CROP_BOXES)
 
     def __len__(self) -> int:
         return len(self.content)
@@ -59,7 +62,7 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
             rows = _file_rows(index, bar, workers)
     problems = {int(p): rows.reasons[p].decode() for p in np.flatnonzero(rows.reasons != b"")}
     return ImageHashes(rows.content, rows.phash, rows.modes.astype(str), rows.pixels.astype(np.int64),
-                       problems)
+                       problems, rows.crops)
 
 
 def _file_rows(index: ImageIndex, bar, workers: int) -> manifest.Manifest:
@@ -82,9 +85,10 @@ def pack_bits(phash: np.ndarray) -> np.ndarray:
 
 
 def popcount(values: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64."""
-    values = np.asarray(values, np.uint64)
-    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
+    """Set bits of each uint64 (same shape)."""
+    values = np.ascontiguousarray(values, np.uint64)
+    bytes_ = values.view(np.uint8).reshape(*values.shape, 8)
+    return np.unpackbits(bytes_, axis=-1).sum(axis=-1, dtype=np.int64)
 
 
 def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,7 +109,7 @@ def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
         width = int(end - start)
         keys = (codes >> np.uint64(HASH_BITS - end)) & np.uint64((1 << width) - 1)
         order = np.argsort(keys, kind="stable")
-        table = keys[order]
+        table = _BucketTable(keys[order], width)
         for mask in [0] + ([1 << bit for bit in range(width)] if flips else []):
             first, second = _lookups(keys ^ np.uint64(mask), table, order)
             bits = popcount(codes[first] ^ codes[second])
@@ -116,10 +120,30 @@ def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     return first[unique], second[unique], bits[unique]
 
 
-def _lookups(targets: np.ndarray, table: np.ndarray, order: np.ndarray):
-    """Pairs (i, j), i < j, with table entry j equal to targets[i]."""
-    low = np.searchsorted(table, targets, "left")
-    counts = np.searchsorted(table, targets, "right") - low
+class _BucketTable:
+    """Where each substring value starts in the sorted keys, and how many
+    hold it: a direct table for substrings of up to 24 bits (one read per
+    lookup), else binary search."""
+
+    def __init__(self, sorted_keys: np.ndarray, width: int):
+        self.sorted_keys = sorted_keys
+        self.bounds = None
+        if width <= 24:  # value v's keys: positions bounds[v] .. bounds[v + 1]
+            values = np.arange((1 << width) + 1, dtype=np.uint64)
+            self.bounds = np.searchsorted(sorted_keys, values).astype(np.int32)
+
+    def find(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.bounds is not None:
+            targets = targets.astype(np.intp)
+            low = self.bounds[targets]
+            return low, self.bounds[targets + 1] - low
+        low = np.searchsorted(self.sorted_keys, targets, "left")
+        return low, np.searchsorted(self.sorted_keys, targets, "right") - low
+
+
+def _lookups(targets: np.ndarray, table: _BucketTable, order: np.ndarray):
+    """Pairs (i, j), i < j, with sorted key j equal to targets[i]."""
+    low, counts = table.find(targets)
     first = np.repeat(np.arange(len(targets)), counts)
     offsets = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
     second = order[np.repeat(low, counts) + offsets]

@@ -4,9 +4,10 @@ the next run reads only the files that are new or changed.
 
 Per file (rows sorted by path): its size and mtime (a row is trusted only
 while both still match the file: stat-based, as make and rsync), the EXIF
-orientation, SHA-256 of the bytes, the 64-bit perceptual hash, the mode and
-size in pixels, or the reason it cannot be read. Columns are numpy arrays in
-one uncompressed .npz: a million rows load in about a second in ~150 MB.
+orientation, SHA-256 of the bytes, the 64-bit perceptual hash of the image
+and of 17 crops of it, the mode and size in pixels, or the reason it cannot
+be read. Columns are numpy arrays in one uncompressed .npz (~300 bytes a
+row with its path).
 
 Writes take a file lock, merge with what is on disk (a concurrent run may
 have added rows), and replace the file atomically (temporary name, then
@@ -16,7 +17,9 @@ A manifest that cannot be read is rebuilt, never an error. Keras-free."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import itertools
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,10 @@ from flowerkit.processes import process_alive
 
 VERSION = 1
 HASH_BYTES = 8  # a 64-bit perceptual hash
+# Crops hashed besides the whole image (left, top, right, bottom fractions
+# cut off): a copy cropped by up to 10% per side is within a few bits of one
+# of them (bench/results/inspect_planted.json).
+CROP_BOXES = ((0.05,) * 4,) + tuple(itertools.product((0.025, 0.075), repeat=4))
 
 
 def flowerkit_cache() -> Path:
@@ -57,15 +64,43 @@ _DCT32 = np.cos(np.pi * (2 * np.arange(32)[None, :] + 1) * np.arange(32)[:, None
 
 def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
     """pHash: the 8x8 lowest frequencies of the thumbnail's DCT against their
-    median (the DC term excluded from the median), packed into 8 bytes."""
-    coefficients = (_DCT32 @ grey32 @ _DCT32.T)[:8, :8].ravel()
-    return np.packbits(coefficients > np.median(coefficients[1:]))
+    median (the DC term excluded from the median), packed into 8 bytes; of
+    one (32, 32) thumbnail or a stack of them (..., 32, 32)."""
+    coefficients = (_DCT32 @ grey32 @ _DCT32.T)[..., :8, :8]
+    coefficients = coefficients.reshape(*coefficients.shape[:-2], 64)
+    median = np.partition(coefficients[..., 1:], 31, axis=-1)[..., 31:32]  # 63 values: the 32nd
+    return np.packbits(coefficients > median, axis=-1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.ndarray:
+    """(8, length): pixels start..stop of a row averaged into `size` cells
+    (area resampling), then the 8 lowest DCT frequencies of those cells: a
+    crop's thumbnail and its DCT in one small product."""
+    edges = np.linspace(start, stop, size + 1)
+    pixels = np.arange(length)
+    overlap = np.minimum(edges[1:, None], pixels + 1) - np.maximum(edges[:-1, None], pixels)
+    return _DCT32[:8] @ (np.clip(overlap, 0, None) / np.diff(edges)[:, None])
+
+
+def crop_hashes(grey) -> np.ndarray:
+    """(len(CROP_BOXES), 8) pHashes of the crops of a greyscale Pillow image."""
+    pixels = np.asarray(grey, np.float64)
+    height, width = pixels.shape
+    coefficients = np.asarray([
+        _crop_projection(height, round(height * top), height - round(height * bottom))
+        @ pixels @ _crop_projection(width, round(width * left), width - round(width * right)).T
+        for left, top, right, bottom in CROP_BOXES
+    ]).reshape(len(CROP_BOXES), 64)
+    median = np.partition(coefficients[:, 1:], 31, axis=1)[:, 31:32]
+    return np.packbits(coefficients > median, axis=1)
 
 
 def read_record(image):
-    """(orientation, sha256 digest, phash, mode, (width, height)) of one
-    image (path or bytes) from one read and one draft-mode decode: the checks
-    of `decode.inspect_image` and the hashes together. Raises `ImageProblem`."""
+    """(orientation, sha256 digest, phash, crop hashes, mode, (width, height))
+    of one image (path or bytes) from one read and one draft-mode decode: the
+    checks of `decode.inspect_image` and the hashes together. Raises
+    `ImageProblem`."""
     from PIL import Image
 
     data = image if isinstance(image, bytes) else _read(image)
@@ -79,8 +114,10 @@ def read_record(image):
             rgb = apply_orientation(to_rgb(opened), orientation)
         except Exception as error:  # Pillow raises many types for broken data
             raise ImageProblem("truncated or corrupt", f"truncated or corrupt image ({error})") from None
-    grey32 = np.asarray(rgb.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float64)
-    return orientation, hashlib.sha256(data).digest(), perceptual_hash(grey32), mode, size
+    grey = rgb.convert("L")
+    grey32 = np.asarray(grey.resize((32, 32), Image.BILINEAR), dtype=np.float64)
+    return (orientation, hashlib.sha256(data).digest(), perceptual_hash(grey32), crop_hashes(grey),
+            mode, size)
 
 
 def _read(path) -> bytes:
@@ -115,6 +152,7 @@ class Manifest:
     orientations: np.ndarray  # (n,) int8, 1..8
     content: np.ndarray  # (n, 32) uint8, SHA-256
     phash: np.ndarray  # (n, 8) uint8
+    crops: np.ndarray  # (n, len(CROP_BOXES), 8) uint8: pHashes of crops
     modes: np.ndarray  # (n,) bytes, e.g. b"RGB"
     pixels: np.ndarray  # (n, 2) int32: width, height
     reasons: np.ndarray  # (n,) bytes, why unreadable (b"" if readable)
@@ -139,7 +177,8 @@ def empty() -> Manifest:
     return Manifest(
         paths=np.zeros(0, "S1"), sizes=np.zeros(0, np.int64), mtimes=np.zeros(0, np.int64),
         orientations=np.zeros(0, np.int8), content=np.zeros((0, 32), np.uint8),
-        phash=np.zeros((0, HASH_BYTES), np.uint8), modes=np.zeros(0, "S1"),
+        phash=np.zeros((0, HASH_BYTES), np.uint8),
+        crops=np.zeros((0, len(CROP_BOXES), HASH_BYTES), np.uint8), modes=np.zeros(0, "S1"),
         pixels=np.zeros((0, 2), np.int32), reasons=np.zeros(0, "S1"),
     )
 
@@ -158,6 +197,7 @@ def build(paths, sizes, mtimes, records, sort: bool = True) -> Manifest:
     table = {
         "orientations": np.ones(count, np.int8), "content": np.zeros((count, 32), np.uint8),
         "phash": np.zeros((count, HASH_BYTES), np.uint8), "pixels": np.zeros((count, 2), np.int32),
+        "crops": np.zeros((count, len(CROP_BOXES), HASH_BYTES), np.uint8),
     }
     modes, reasons = [], []
     for row, record in enumerate(records):
@@ -165,8 +205,9 @@ def build(paths, sizes, mtimes, records, sort: bool = True) -> Manifest:
             modes.append(b"")
             reasons.append(record.reason.encode())
             continue
-        orientation, digest, phash, mode, size = record
+        orientation, digest, phash, crops, mode, size = record
         table["orientations"][row] = orientation
+        table["crops"][row] = crops
         table["content"][row] = np.frombuffer(digest, np.uint8)
         table["phash"][row] = phash
         table["pixels"][row] = size

@@ -17,7 +17,7 @@ import numpy as np
 
 from flowerkit import progress
 from flowerkit.data import manifest
-from flowerkit.data.decode import SUPPORTED, ImageProblem, inspect_image
+from flowerkit.data.decode import SUPPORTED, ImageProblem
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
 TF_FLOWERS_URL = (
@@ -342,16 +342,6 @@ def _stat_pair(path: str, skipped: list):
     return status.st_size, status.st_mtime_ns
 
 
-def _inspect(image):
-    """The EXIF orientation of a readable image, or the `ImageProblem`."""
-    try:
-        return inspect_image(image)
-    except ImageProblem as problem:
-        return problem
-    except Exception as error:  # a Pillow failure outside its usual errors
-        return ImageProblem("unreadable", f"cannot read: {error}")
-
-
 def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
     """Indexes a CSV of `path,label` rows (a `path,label` header is optional),
     paths relative to the CSV's folder. Classes are the labels in sorted
@@ -441,10 +431,11 @@ def read_tfrecords(pattern: str) -> ImageIndex:
                     damaged.append(("records without image/class or of the wrong type", where))
                     continue
                 data = example["image"].numpy()
-                orientation = _inspect(data)
-                if isinstance(orientation, ImageProblem):
-                    damaged.append((f"records whose image is {orientation.reason}", where))
+                record = manifest.safe_record(data)
+                if isinstance(record, ImageProblem):
+                    damaged.append((f"records whose image is {record.reason}", where))
                     continue
+                orientation = record[0]
                 label = int(example["class"].numpy())
                 if label < 0:
                     damaged.append(("records with a negative class", where))
