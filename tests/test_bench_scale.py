@@ -41,3 +41,15 @@ def test_growth_is_the_cost_ratio_and_log_log_slope_between_sizes(tmp_path):
     assert growth["load_warm"]["10000_to_100000"]["slope"] == pytest.approx(2)
     scale.chart(sizes, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_results_page_has_a_row_per_size(tmp_path):
+    from bench.report import scale_section
+
+    sizes = {"10000": scale.summarise(10_000, {"decode": {"seconds": 8.0, "peak_rss_bytes": 2**29},
+                                               "load_cold": {"seconds": 40.0, "peak_rss_bytes": 2**30}})}
+    (tmp_path / "scale.json").write_text(json.dumps({"sizes": sizes, "note": "one run"}))
+    lines = scale_section([tmp_path / "inspect_cost.json", tmp_path / "scale.json"])
+    assert lines[0] == "## Scale (`bench/scale.py`)"
+    assert lines[4] == "| 10,000 | 8.0 | 5.00 |  |  |  |  | 1.00 |"
+    assert scale_section([tmp_path / "other.json"]) == []
