@@ -404,6 +404,26 @@ def inspection_section(paths) -> list[str]:
     return lines + [""]
 
 
+def scale_section(paths) -> list[str]:
+    """`bench/scale.py`'s rows (issue 31): each data pass as a multiple of one
+    decoding pass, per folder size, with peak memory; its chart."""
+    found = [Path(p) for p in paths if Path(p).name == "scale.json"]
+    if not found:
+        return []
+    scale = json.loads(found[0].read_text())
+    sizes = sorted(scale["sizes"].values(), key=lambda s: s["images"])
+    steps = ("load_cold", "load_warm", "search", "split", "train")
+    lines = ["## Scale (`bench/scale.py`)", "",
+             "| images | decoding pass (s) | " + " | ".join(f"{s.replace('_', ' ')} (× decoding)" for s in steps)
+             + " | peak memory (GiB) |", "|---:|---:|" + "---:|" * (len(steps) + 1)]
+    for size in sizes:
+        ratios = [f"{size['over_decode'][s]:.2f}" if s in size["over_decode"] else "" for s in steps]
+        peak = max(size["peak_rss_gib"].values(), default=0)
+        lines.append(f"| {size['images']:,} | {size['seconds']['decode']:.1f} | " + " | ".join(ratios)
+                     + f" | {peak:.2f} |")
+    return lines + ["", f"{scale.get('note', '')}; chart: [scale.png](scale.png).", ""]
+
+
 def results_readme(rows, chart_name: str, paths=()) -> str:
     """bench/results/README.md: the newest run with throughput rows in full,
     the newest accuracy per recipe and backend, and one line per run."""
@@ -420,7 +440,7 @@ def results_readme(rows, chart_name: str, paths=()) -> str:
     accuracy = sorted((r for r in rows if r["benchmark"] == "accuracy"), key=lambda r: r["date"], reverse=True)
     if accuracy:
         parts += ["## Accuracy: the newest run of each recipe on each backend", "", markdown_table(accuracy)]
-    parts += serving_table(rows) + inspection_section(paths)
+    parts += serving_table(rows) + inspection_section(paths) + scale_section(paths)
     parts += ["## Every run", "", "| run | date (UTC) | device | backend | inference (img/s) | "
               "fine-tuning step (img/s) | final validation accuracy |", "|---|---|---|---|---:|---:|---|"]
     for group in groups:

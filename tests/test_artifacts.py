@@ -35,3 +35,39 @@ def test_history_csv_reads_back_per_metric(tmp_path):
         "accuracy": [0.5, 0.75], "loss": [1.2, 0.8]
     }
     assert artifacts.read_history_csv(tmp_path / "missing.csv") == {}
+
+
+def _report(classes: int, seed: int = 0) -> dict:
+    """A validation report of `classes` classes, 20 images each, 70% right."""
+    from flowerkit.report.metrics import classification_report
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), 20)
+    predicted = np.where(rng.random(len(labels)) < 0.7, labels, rng.integers(0, classes, len(labels)))
+    return classification_report(labels, predicted, tuple(f"class{i:04d}" for i in range(classes)))
+
+
+def test_a_thousand_classes_draw_the_most_confused_pairs_quickly_and_small(tmp_path):
+    """A 500 x 500 matrix drawn to scale once took a run's 24 GB: beyond 30
+    classes the PNG is a fixed-size chart of the worst pairs."""
+    import time
+
+    from PIL import Image
+
+    report = _report(1000)
+    started = time.perf_counter()
+    artifacts.write_confusion_matrix(tmp_path, report)
+    assert time.perf_counter() - started < 20  # the matrix to scale: minutes, then out of memory
+    with Image.open(tmp_path / "confusion_matrix.png") as image:
+        assert image.size == (900, 1050)  # 9 x (1.5 + 0.3 x 30) inches at 100 dpi
+    assert (tmp_path / "confusion_matrix.png").stat().st_size < 200_000
+    assert len(report["confusion_matrix"]) == 1000  # the JSON keeps the whole matrix
+
+
+def test_five_classes_keep_the_confusion_matrix(tmp_path):
+    from PIL import Image
+
+    artifacts.write_confusion_matrix(tmp_path, _report(5))
+    with Image.open(tmp_path / "confusion_matrix.png") as image:  # 1.1 in per class + 2, + 1 for the bar
+        assert image.size == (850, 750)

@@ -34,7 +34,8 @@ def _features(recipe, folder, views=2, pipeline="python"):
 def test_cache_miss_then_hit_with_flipped_view(image_folder):
     first = _features(_recipe(), image_folder)
     assert first.computed and first.features.shape == (2, 24, 1280)
-    assert first.labels.shape == (24, 3)
+    assert first.classes.shape == (24,) and first.one_hot([0, 1]).shape == (2, 3)
+    assert isinstance(first.features, np.memmap)  # read in batches, never whole
     # The second view is the horizontal flip: different features, same labels.
     assert not np.allclose(first.features[0], first.features[1])
     again = _features(_recipe(), image_folder)
@@ -130,7 +131,7 @@ def test_feature_batches_are_one_view_per_image_in_each_epochs_image_order():
     features = np.zeros((2, count, 2), "float32")
     features[:, :, 0] = np.arange(count)  # feature 0: the image; feature 1: the view
     features[1, :, 1] = 1
-    cached = CachedFeatures(features=features, labels=np.eye(5, dtype="float32")[np.arange(count) % 5],
+    cached = CachedFeatures(features=features, classes=np.arange(count) % 5, class_count=5,
                             folder=Path("."), computed=True)
     batches = FeatureBatches(cached, batch_size=8, shuffle=True, seed=2)
     assert len(batches) == 5 and batches.num_batches is None
@@ -144,3 +145,29 @@ def test_feature_batches_are_one_view_per_image_in_each_epochs_image_order():
     assert validation.num_batches == 5 and not validation[4][0][:, 1].any()  # originals, in order
     with pytest.raises(IndexError):
         validation[5]
+
+
+def test_a_cache_too_large_is_refused_before_the_feature_pass(image_folder, monkeypatch):
+    """A flatten head caches whole feature maps (at 1M images, hundreds of
+    GB): one line naming the pooled head instead, and nothing computed."""
+    monkeypatch.setattr(features, "MAX_CACHE_BYTES", 24 * 2 * 1280 * 4 - 1)  # under the gap cache
+    computed = []
+    monkeypatch.setattr(features, "_compute_into", lambda *args: computed.append(args))
+    with pytest.raises(FlowerkitError, match=r"over the .* available .*; use --feature-cache off\.$"):
+        _features(_recipe(), image_folder)
+    with pytest.raises(FlowerkitError, match=r"x 2 view\(s\) of \(1, 1, 1280\) features .* use --head gap "
+                                             r"\(pooled features, 0 MiB\) or --feature-cache off"):
+        _features(_recipe(head="flatten"), image_folder)
+    assert not computed
+
+
+def test_a_cache_cut_short_keeps_its_first_rows_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "COPY_ROWS", 3)
+    values = np.arange(2 * 10 * 4, dtype="float32").reshape(2, 10, 4)
+    np.save(tmp_path / "features.npy", values)
+    np.save(tmp_path / "labels.npy", np.arange(10, dtype="int32"))
+    features._keep_first_rows(tmp_path / "features.npy", 7)
+    features._keep_first_rows(tmp_path / "labels.npy", 7)
+    np.testing.assert_array_equal(np.load(tmp_path / "features.npy"), values[:, :7])
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), np.arange(7))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npy", "labels.npy"]

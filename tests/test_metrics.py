@@ -49,3 +49,33 @@ def test_format_report_is_a_readable_table():
     assert text.splitlines()[0] == "accuracy: 0.4000 on 10 images (balanced accuracy 0.3611)"
     assert "a          0.429   0.750        4" in text
     assert text.splitlines()[-3] == "a           3      0      1"
+
+
+def test_most_confused_pairs_largest_first_with_their_share():
+    from flowerkit.report.metrics import confused_pairs
+
+    pairs = confused_pairs(confusion_matrix(LABELS, PREDICTED, 3), ("a", "b", "c"), top=3)
+    assert pairs == [
+        {"true": "b", "predicted": "a", "count": 2, "fraction_of_true": pytest.approx(2 / 3)},
+        {"true": "c", "predicted": "a", "count": 2, "fraction_of_true": pytest.approx(2 / 3)},
+        {"true": "a", "predicted": "c", "count": 1, "fraction_of_true": pytest.approx(1 / 4)},
+    ]
+    assert confused_pairs(np.eye(3, dtype=int), ("a", "b", "c")) == []
+
+
+def test_format_report_lists_classes_from_the_lowest_recall():
+    text = format_report(classification_report(LABELS, PREDICTED, ("a", "b", "c")))
+    rows = [line.split()[0] for line in text.splitlines()[3:6]]
+    assert rows == ["b", "c", "a"]  # recall 0, 1/3, 3/4
+
+
+def test_format_report_at_a_thousand_classes_shows_the_worst_and_the_pairs():
+    labels = np.repeat(np.arange(1000), 3)
+    predicted = labels.copy()
+    predicted[:6] = [1, 1, 1, 5, 0, 1]  # class 0 always taken for 1; class 1 right once
+    names = tuple(f"k{i}" for i in range(1000))
+    lines = format_report(classification_report(labels, predicted, names)).splitlines()
+    assert len(lines) < 80
+    assert [line.split()[0] for line in lines[3:5]] == ["k0", "k1"]
+    assert "... 970 more classes, each with a higher recall (all in the JSON)" in lines
+    assert lines[lines.index("k0 -> k1: 3 (100%)") - 1].startswith("the 3 most-confused class pairs")

@@ -77,3 +77,22 @@ def test_no_matching_tfrecords_is_an_error(tmp_path):
 def test_tfrecords_without_tensorflow_name_the_package(tmp_path):
     with pytest.raises(FlowerkitError, match="needs TensorFlow.*pip install tensorflow"):
         index_source(str(tmp_path / "*.tfrec"))
+
+
+@pytest.mark.skipif(not HAS_TF, reason="TFRecords need TensorFlow (absent in this env by design)")
+def test_tfrecord_images_stream_in_each_epochs_order_as_the_pillow_pipeline(tmp_path):
+    """Encoded images come from Python one by one (no graph constant of
+    them all, which stops at 2 GB), in the same order per epoch as Pillow's."""
+    from flowerkit.data.pipelines import make_dataset
+
+    write_codelab_tfrecords(tmp_path, shards=3, per_shard=6)
+    index = index_source(str(tmp_path / "*.tfrec"))
+    tf_data = make_dataset(index, 32, 6, shuffle=True, seed=3, pipeline="tf")
+    pillow = make_dataset(index, 32, 6, shuffle=True, seed=3, pipeline="python")
+    for epoch in range(2):
+        tf_labels = np.concatenate([labels for _, labels in tf_data.as_numpy_iterator()])
+        pillow_labels = np.concatenate([pillow[epoch * len(pillow) + b][1] for b in range(len(pillow))])
+        np.testing.assert_array_equal(tf_labels, pillow_labels)
+    first = np.concatenate([images for images, _ in make_dataset(index, 32, 6, pipeline="tf").as_numpy_iterator()])
+    pillow_first = make_dataset(index, 32, 6, pipeline="python")[0][0][:3]
+    assert np.abs(first[:3] - pillow_first).mean() < 2  # the same images (decoders round apart)

@@ -165,24 +165,27 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
         decoded.set_shape((image_size, image_size, 3))
         return decoded, tf.one_hot(label, num_classes), position
 
-    columns = (
-        tf.constant(list(index.images)),
-        tf.constant(index.labels),
-        tf.constant(index.orientation_array()),
-        tf.range(len(index), dtype=tf.int64),
-    )
-    if shuffle:
-        # Shuffle positions, not pixels, in `epoch_order`: each new iteration
-        # (Keras starts one per epoch) takes the next epoch's order, the
-        # same order the Pillow pipeline and the feature cache use.
-        epochs = EpochCounter()
-        positions = tf.data.Dataset.from_generator(
-            lambda: iter(epoch_order(len(index), seed, epochs.next())),
-            output_signature=tf.TensorSpec((), tf.int64),
-        )
-        dataset = positions.map(lambda i: tuple(tf.gather(column, i) for column in columns))
+    # Each new iteration of a shuffled dataset (Keras starts one per epoch)
+    # takes the next epoch's order: the same order the Pillow pipeline and
+    # the feature cache use.
+    epochs = EpochCounter()
+    if in_memory:
+        dataset = _tf_records_in_order(index, shuffle, seed, epochs)
     else:
-        dataset = tf.data.Dataset.from_tensor_slices(columns)
+        columns = (
+            tf.constant(list(index.images)),
+            tf.constant(index.labels),
+            tf.constant(index.orientation_array()),
+            tf.range(len(index), dtype=tf.int64),
+        )
+        if shuffle:  # positions, not pixels
+            positions = tf.data.Dataset.from_generator(
+                lambda: iter(epoch_order(len(index), seed, epochs.next())),
+                output_signature=tf.TensorSpec((), tf.int64),
+            )
+            dataset = positions.map(lambda i: tuple(tf.gather(column, i) for column in columns))
+        else:
+            dataset = tf.data.Dataset.from_tensor_slices(columns)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # A file that went bad after indexing is dropped, not fatal; the positions
     # that come through tell which (one Python call per batch).
@@ -198,6 +201,26 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
     dataset.report_bad_images = delivered.report
     if shuffle:
         dataset.flowerkit_epochs = epochs  # see EpochCounter
+    return dataset
+
+
+def _tf_records_in_order(index: ImageIndex, shuffle: bool, seed: int, epochs: EpochCounter):
+    """(encoded image, label, orientation, position) of an index holding
+    encoded images (TFRecords), handed to tf.data one by one from Python
+    in each epoch's order: a `tf.constant` of them all would copy the whole
+    dataset into the graph, and stop at its 2 GB limit."""
+    import tensorflow as tf
+
+    labels, orientations = index.labels, index.orientation_array()
+
+    def elements():
+        order = epoch_order(len(index), seed, epochs.next()) if shuffle else range(len(index))
+        for position in order:
+            yield index.images[position], labels[position], orientations[position], position
+
+    dataset = tf.data.Dataset.from_generator(elements, output_signature=(
+        tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.as_dtype(labels.dtype)),
+        tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int64)))
     return dataset
 
 

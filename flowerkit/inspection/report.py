@@ -5,6 +5,10 @@
     suspects.png      a contact sheet of the top suspects
     exclude.txt       label conflicts and suspects, for `train --exclude`
     thumbnails/       the page's images (links are relative, inside the folder)
+
+The page and the terminal table are capped (classes, groups, images per group,
+suspects), each saying how many it left out, so that they stay fast and
+readable at 10^5 images and 1,000 classes; inspection.json keeps everything.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from flowerkit.data.decode import decode_image
 THUMBNAIL = 128
 SHOWN_SUSPECTS = 60
 SHEET_SUSPECTS = 24
+SHOWN_GROUPS = 100  # duplicate groups on the page, label conflicts first
+SHOWN_GROUP_IMAGES = 12  # images of one group on the page
+SHOWN_CLASSES = 100  # classes in the page's table (the smallest); the terminal shows 30
 
 
 def write_report(findings: dict, output_dir, top: int = SHOWN_SUSPECTS) -> dict[str, Path]:
@@ -82,9 +89,7 @@ def _page(findings: dict, thumbnail, top: int) -> str:
         f"<p>{findings['images']} images, {len(findings['class_names'])} classes; "
         f"imbalance ratio {balance['imbalance_ratio']:.2f} (largest {e(balance['largest'])}, "
         f"smallest {e(balance['smallest'])}).</p>",
-        "<h2>Classes</h2>", "<table><tr><th>class</th><th>images</th></tr>",
-        *[f"<tr><td>{e(n)}</td><td>{c}</td></tr>" for n, c in balance["counts"].items()],
-        "</table>",
+        "<h2>Classes</h2>", *_class_table(balance["counts"], SHOWN_CLASSES),
         "<h2>Loader</h2>", "<ul>",
         *[f"<li>{e(m)}</li>" for m in findings["loader"]["skipped"]],
         f"<li>modes: {e(json.dumps(findings['loader']['modes']))}</li>",
@@ -95,18 +100,26 @@ def _page(findings: dict, thumbnail, top: int) -> str:
         f"<p>{duplicates['groups_crossing_random_split']} group(s) were split across training and "
         "validation by a random split; the duplicate-aware split keeps each on one side.</p>",
     ]
-    for group in duplicates["groups"]:
-        items = [(thumbnail(i["path"]), f"{e(i['path'])}<br>class {e(i['label'])}") for i in group["images"]]
+    shown = shown_groups(duplicates["groups"], SHOWN_GROUPS)
+    for group in shown:
+        images = group["images"]
+        items = [(thumbnail(i["path"]), f"{e(i['path'])}<br>class {e(i['label'])}")
+                 for i in images[:SHOWN_GROUP_IMAGES]]
         row = _figure(items, thumbnail)
         label = f"{group['kind']}{', label conflict' if group['conflict'] else ''}"
+        if len(images) > SHOWN_GROUP_IMAGES:
+            label += f"; {len(images)} images, {len(images) - SHOWN_GROUP_IMAGES} not shown"
         css = ' class="conflict"' if group["conflict"] else ""
         parts.append(f"<section{css}><h3>{e(label)}</h3>{row}</section>")
+    if len(duplicates["groups"]) > len(shown):
+        parts.append(f"<p>{len(duplicates['groups']) - len(shown):,} more groups not shown "
+                     '(all in <a href="inspection.json">inspection.json</a>).</p>')
     if issues.get("available"):
         parts += [
             f"<h2>Likely label errors: {issues['suspect_count']} suspects</h2>",
             f"<p>{e(issues['method'])}; {issues['folds']} folds; out-of-fold accuracy "
             f"{issues['out_of_fold_accuracy']:.3f}. Showing the first {min(top, issues['suspect_count'])}, "
-            "most suspect first.</p>",
+            f"most suspect first; {max(issues['suspect_count'] - top, 0):,} not shown.</p>",
         ]
         items = [
             (thumbnail(s["path"]), f"{e(s['path'])}<br>given {e(s['given'])} "
@@ -122,6 +135,30 @@ def _page(findings: dict, thumbnail, top: int) -> str:
               '<a href="exclude.txt">exclude.txt</a> for <code>train --exclude</code>.</p>',
               "</body>", "</html>"]
     return "\n".join(parts) + "\n"
+
+
+def shown_groups(groups: list[dict], count: int) -> list[dict]:
+    """The first `count` groups, label conflicts first, each kind in its order."""
+    conflicts = [g for g in groups if g["conflict"]][:count]
+    return conflicts + [g for g in groups if not g["conflict"]][: count - len(conflicts)]
+
+
+def _smallest_classes(counts: dict[str, int], count: int) -> list[tuple[str, int]]:
+    """Every class in its order if there are at most `count`, else the
+    `count` with fewest images, fewest first."""
+    if len(counts) <= count:
+        return list(counts.items())
+    return sorted(counts.items(), key=lambda item: item[1])[:count]
+
+
+def _class_table(counts: dict[str, int], count: int) -> list[str]:
+    e = html.escape
+    rows = _smallest_classes(counts, count)
+    lines = ["<table><tr><th>class</th><th>images</th></tr>",
+             *[f"<tr><td>{e(n)}</td><td>{c}</td></tr>" for n, c in rows], "</table>"]
+    if len(counts) > len(rows):
+        lines.append(f"<p>The {len(rows)} smallest of {len(counts):,} classes; the others: inspection.json.</p>")
+    return lines
 
 
 def _contact_sheet(suspects, index, position, path: Path) -> None:
@@ -158,8 +195,11 @@ def _exclude_file(findings: dict) -> str:
 def terminal_table(findings: dict, rows: int = 10) -> str:
     """A short summary table for the terminal."""
     balance, duplicates, issues = findings["balance"], findings["duplicates"], findings["label_issues"]
-    width = max(len(n) for n in [*balance["counts"], "class"])
-    lines = [f"{'class':<{width}}  images", *[f"{n:<{width}}  {c:6d}" for n, c in balance["counts"].items()],
+    classes = _smallest_classes(balance["counts"], 30)
+    width = max(len(n) for n in [*dict(classes), "class"])
+    left_out = len(balance["counts"]) - len(classes)
+    lines = [f"{'class':<{width}}  images", *[f"{n:<{width}}  {c:6d}" for n, c in classes],
+             *([f"... {left_out} larger classes (all in inspection.json)"] if left_out else []),
              f"imbalance ratio {balance['imbalance_ratio']:.2f}"
              + (" (class_weight auto weighs the classes)" if balance["auto_class_weight"] else ""),
              f"duplicate groups {duplicates['group_count']} ({duplicates['exact_groups']} exact), "

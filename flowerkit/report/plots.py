@@ -1,5 +1,7 @@
 """The codelab's pictures as PNG files: training curves, nine validation
-images with their predicted labels, and the confusion matrix.
+images with their predicted labels, and the confusion matrix (beyond
+`metrics.READABLE_CLASSES` classes, a chart of the most-confused pairs: a
+1,000 x 1,000 matrix is unreadable, and drawn to scale it takes gigabytes).
 
 Figures are made with `matplotlib.figure.Figure` rather than pyplot: no
 display, no global pyplot state, and a notebook's plotting backend is left
@@ -10,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from flowerkit.report.metrics import READABLE_CLASSES, confused_pairs
 
 
 def plot_training_curves(history: dict, path) -> None:
@@ -60,6 +65,11 @@ def plot_predictions(images, labels, probabilities, class_names, path) -> None:
 
 
 def plot_confusion_matrix(matrix, class_names, path) -> None:
+    """The matrix, counts in cells and colour by fraction of the true class;
+    beyond READABLE_CLASSES classes, `plot_confused_pairs` instead."""
+    if len(class_names) > READABLE_CLASSES:
+        plot_confused_pairs(matrix, class_names, path)
+        return
     matrix = np.asarray(matrix)
     row_sums = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
@@ -77,5 +87,28 @@ def plot_confusion_matrix(matrix, class_names, path) -> None:
         axis.text(column, row, str(value), ha="center", va="center", color=colour)
     figure.colorbar(image, ax=axis, fraction=0.046, label="fraction of true class")
     axis.set_title("confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def plot_confused_pairs(matrix, class_names, path, top: int = READABLE_CLASSES) -> None:
+    """A bar per most-confused (true, predicted) pair, of fixed size whatever
+    the number of classes."""
+    pairs = confused_pairs(matrix, class_names, top)
+    figure = Figure(figsize=(9, 1.5 + 0.3 * max(len(pairs), 1)))
+    axis = figure.subplots()
+    positions = np.arange(len(pairs))
+    axis.barh(positions, [p["count"] for p in pairs], color="tab:blue")
+    axis.set_yticks(positions, [f"{p['true']} → {p['predicted']}" for p in pairs], fontsize=8)
+    axis.invert_yaxis()  # the largest on top
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for position, pair in zip(positions, pairs):
+        axis.text(pair["count"], position, f" {pair['count']} ({pair['fraction_of_true']:.0%})",
+                  va="center", fontsize=8)
+    axis.set_xlabel("validation images (share of the true class)")
+    axis.set_title(f"the {len(pairs)} most-confused class pairs of {len(class_names):,} classes "
+                   "(full matrix in the JSON)", fontsize=10)
+    if not pairs:
+        axis.text(0.5, 0.5, "no confusions", ha="center", va="center", transform=axis.transAxes)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -9,6 +9,10 @@ the features depend on: backbone and its options, weights (file hash or
 preset), image size, precision, decoding pipeline, backend, Keras version,
 and the images with their sizes and modification times. Any change is a
 new key, so a stale cache is never read.
+
+Features are written and read memory-mapped, in batches, never whole: at a
+million images they are gigabytes. A recipe whose cache would not fit (a
+`flatten` head caches whole feature maps) is refused before the feature pass.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -28,22 +33,28 @@ from flowerkit.backends.devices import backend
 from flowerkit.backends.policy import resolve_precision
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import Subset
+from flowerkit.data.manifest import flowerkit_cache
 from flowerkit.data.pipelines import BatchSequence, make_dataset
 from flowerkit.distribute import sharding
 from flowerkit.distribute.plan import Plan
+from flowerkit.errors import FlowerkitError
 from flowerkit.processes import process_alive
 
-CACHE_VERSION = 1
-# Cached features are read into memory up to this size, else memory-mapped.
-IN_MEMORY_BYTES = 2 * 1024**3
+CACHE_VERSION = 2  # 2: integer labels (one-hot is 4 GB at 1M images x 1,000 classes)
+# The largest cache computed: beyond it (or beyond the free disk) the recipe is refused.
+MAX_CACHE_BYTES = 64 * 1024**3
+# Rows copied at a time when a cache is cut short (images that broke after indexing).
+COPY_ROWS = 4096
 
 
 @dataclasses.dataclass(frozen=True)
 class CachedFeatures:
-    """Features of one subset: `features[view, image]` and one-hot labels."""
+    """Features of one subset: `features[view, image]` (memory-mapped) and
+    each image's class."""
 
     features: np.ndarray  # (views, images, *feature_shape), float32
-    labels: np.ndarray  # (images, classes)
+    classes: np.ndarray  # (images,), int32
+    class_count: int
     folder: Path
     computed: bool  # False: read from an earlier run's cache
 
@@ -51,16 +62,13 @@ class CachedFeatures:
     def views(self) -> int:
         return self.features.shape[0]
 
+    def one_hot(self, positions) -> np.ndarray:
+        return np.eye(self.class_count, dtype=np.float32)[self.classes[positions]]
+
 
 def cache_root() -> Path:
-    """`flowerkit/features` in the Keras cache folder, found the way Keras
-    finds it (KERAS_HOME, else ~/.keras, else /tmp/.keras)."""
-    if os.environ.get("KERAS_HOME"):
-        home = Path(os.environ["KERAS_HOME"])
-    else:
-        base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
-        home = base / ".keras"
-    return home / "flowerkit" / "features"
+    """`flowerkit/features` in the Keras cache folder, beside the manifests."""
+    return flowerkit_cache() / "features"
 
 
 def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
@@ -79,9 +87,9 @@ def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
         "backend": backend(),
         "keras": keras.__version__,
         "class_names": list(subset.index.class_names),
-        "labels": subset.index.labels.tolist(),
     }
     digest.update(json.dumps(described, sort_keys=True).encode())
+    digest.update(np.asarray(subset.index.labels, np.int64).tobytes())
     for image in subset.index.images:
         digest.update(_image_fingerprint(image))
     return digest.hexdigest()[:32]
@@ -120,11 +128,50 @@ def cached_features(
     # Computing takes every process of a multi-host run: all do, if one must.
     computed = sharding.any_process(not (folder / "features.npy").is_file(), plan)
     if computed:
+        check_cache_fits(recipe, extractor.output_shape[1:], len(subset), views)
         _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan)
-    features = np.load(folder / "features.npy", mmap_mode="r")
-    if features.nbytes <= IN_MEMORY_BYTES:
-        features = np.ascontiguousarray(features)
-    return CachedFeatures(features, np.load(folder / "labels.npy"), folder, computed)
+    return CachedFeatures(
+        np.load(folder / "features.npy", mmap_mode="r"),
+        np.load(folder / "labels.npy", mmap_mode="r"),
+        len(subset.index.class_names), folder, computed,
+    )
+
+
+def cache_bytes(feature_shape, images: int, views: int) -> int:
+    """Bytes of a float32 cache of `views` x `images` features of `feature_shape`."""
+    return 4 * views * images * math.prod(int(d) for d in feature_shape)
+
+
+def check_cache_fits(recipe: Recipe, feature_shape, images: int, views: int) -> None:
+    """Refuses, before any feature is computed, a cache larger than
+    MAX_CACHE_BYTES or than the free disk under `cache_root()`."""
+    needed = cache_bytes(feature_shape, images, views)
+    limit = min(MAX_CACHE_BYTES, _free_bytes(cache_root()))
+    if needed <= limit:
+        return
+    raise FlowerkitError(
+        f"The feature cache for {images:,} images x {views} view(s) of {tuple(feature_shape)} features "
+        f"would take {_size(needed)}, over the {_size(limit)} available under {cache_root()}; "
+        f"use {_instead(recipe, feature_shape, images, views)}."
+    )
+
+
+def _instead(recipe: Recipe, feature_shape, images: int, views: int) -> str:
+    """What scales: pooled features where a flatten head caches feature maps."""
+    if recipe.head == "flatten" and len(feature_shape) > 1:
+        pooled = _size(cache_bytes(feature_shape[-1:], images, views))
+        return f"--head gap (pooled features, {pooled}) or --feature-cache off"
+    return "--feature-cache off"
+
+
+def _free_bytes(folder: Path) -> int:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024**3:.1f} GiB" if count >= 1024**3 else f"{count / 1024**2:.0f} MiB"
 
 
 def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan) -> None:
@@ -140,26 +187,43 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, p
     partial.mkdir(parents=True)
     shape = (views, len(subset), *extractor.output_shape[1:])
     features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
-    labels, filled = [], 0
+    labels = np.lib.format.open_memmap(partial / "labels.npy", "w+", np.int32, (len(subset),))
+    filled = 0
     progress = keras.utils.Progbar(len(subset), unit_name="image", verbose=verbose)
     # Shared out over the plan's devices, if any.
     for outputs, one_hot in sharding.predict_batches(extractor, dataset, views, plan):
         stop = filled + len(one_hot)
         for view, output in enumerate(outputs):
             features[view, filled:stop] = output
-        labels.append(np.asarray(one_hot, np.float32))
+        labels[filled:stop] = np.argmax(one_hot, axis=-1)
         filled = stop
         progress.update(filled)
     features.flush()
-    del features
+    labels.flush()
+    del features, labels
     if filled < len(subset):  # images that broke after indexing: keep what was read
-        kept = np.load(partial / "features.npy")[:, :filled]
-        np.save(partial / "features.npy", kept)
-    np.save(partial / "labels.npy", np.concatenate(labels) if labels else np.zeros((0, 0)))
+        for name in ("features.npy", "labels.npy"):
+            _keep_first_rows(partial / name, filled)
     try:
         os.replace(partial, folder)
     except OSError:  # another process finished the same cache first
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _keep_first_rows(path: Path, rows: int) -> None:
+    """Cuts the saved array at `path` to its first `rows` images (axis 0 for
+    labels, 1 for features), copying COPY_ROWS at a time, never whole."""
+    source = np.load(path, mmap_mode="r")
+    axis = 1 if source.ndim > 1 else 0
+    shape = (*source.shape[:axis], rows, *source.shape[axis + 1:])
+    shorter = path.with_name("short-" + path.name)
+    target = np.lib.format.open_memmap(shorter, "w+", source.dtype, shape)
+    for start in range(0, rows, COPY_ROWS):
+        rows_now = slice(start, min(start + COPY_ROWS, rows))
+        target[(slice(None),) * axis + (rows_now,)] = source[(slice(None),) * axis + (rows_now,)]
+    target.flush()
+    del source, target
+    os.replace(shorter, path)
 
 
 def _remove_abandoned(folder: Path) -> None:
@@ -178,7 +242,7 @@ class FeatureBatches(BatchSequence):
 
     def __init__(self, cached: CachedFeatures, batch_size: int, shuffle: bool, seed: int):
         # Rows of an array in memory (or mapped): no loader threads needed.
-        super().__init__(len(cached.labels), batch_size, shuffle, seed, threads=1)
+        super().__init__(len(cached.classes), batch_size, shuffle, seed, threads=1)
         self.cached = cached
 
     def views(self, epoch: int) -> np.ndarray:
@@ -187,7 +251,7 @@ class FeatureBatches(BatchSequence):
 
     def load(self, positions, epoch: int = 0):
         features = self.cached.features[self.views(epoch)[positions], positions]
-        return np.asarray(features, np.float32), self.cached.labels[positions]
+        return np.asarray(features, np.float32), self.cached.one_hot(positions)
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,273 @@
+"""The scale benchmark (issue 31): on the synthetic folders of
+`bench.scale_data` (10k, 100k, 1M small JPEGs, up to 1,000 classes, 1%
+planted near-duplicates), the cost of each data pass against one plain
+decoding pass over the same files:
+
+    decode           every file read and fully decoded by Pillow (4 threads),
+                     before the other steps and again after them (the VM's
+                     load drifts): the ratios are to the mean of the two
+    load_data cold   `load_data` with no manifest: index, hashes, duplicate
+                     search, group split
+    load_data warm   the same again, the manifest kept
+    search, split    `find_duplicates` and `group_split` alone (warm hashes)
+    train            `flowerkit train --preset mobilenet_v2_035 --max-images
+                     2000 --epochs 1` on the whole folder, manifest warm
+
+Each runs in its own process, which reports its peak resident memory
+(`ru_maxrss`). Rows accumulate in bench/results/scale.json (one entry per
+size, replaced when measured again); bench/results/scale.png is the log-log
+chart of seconds against images.
+
+    KERAS_BACKEND=jax python -m bench.scale 10000 100000 [--no-train]
+
+The folders must exist (`python -m bench.scale_data SIZES`); a private Keras
+cache (manifests, features, the shared ImageNet weights) lives beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.report import RESULTS, write_result
+from bench.scale_data import dataset_folder, scale_root
+from tests.helpers import SHARED
+
+STEPS = ("decode", "load_cold", "load_warm", "search_split", "decode_again", "train")
+RATIO_STEPS = ("load_cold", "load_warm", "search", "split", "train")
+DECODE_THREADS = 4  # as the manifest's pass (flowerkit.data.manifest.refresh)
+TARGETS = {
+    "load_cold_over_decode": 2.0, "load_warm_seconds": 10.0, "peak_rss_gib": 3.0,
+    "growth_100k_to_1m": 11.0, "slope": 1.05, "train_seconds": 30.0,
+}
+
+
+def image_files(folder: Path) -> list[str]:
+    return sorted(entry.path for classes in os.scandir(folder) if classes.is_dir()
+                  for entry in os.scandir(classes.path) if entry.is_file())
+
+
+def _decode(path: str) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.convert("RGB").load()
+
+
+def step_decode(folder: Path) -> dict:
+    files = image_files(folder)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        for _ in pool.map(_decode, files, chunksize=64):
+            pass
+    return {"seconds": time.perf_counter() - started, "images": len(files)}
+
+
+def _recipe():
+    from flowerkit.config.recipe import get_preset
+
+    return get_preset("mobilenet_v2_035")
+
+
+def step_load(folder: Path, cold: bool) -> dict:
+    from flowerkit.data.loading import load_data
+    from flowerkit.data.manifest import manifest_path
+
+    if cold:
+        manifest_path(str(folder)).unlink(missing_ok=True)
+    started = time.perf_counter()
+    data = load_data(_recipe(), str(folder), quiet=True)
+    seconds = time.perf_counter() - started
+    checked = data.inspection
+    return {"seconds": seconds, "images": checked.get("images"), "check_seconds": checked.get("seconds"),
+            "duplicate_groups": checked.get("duplicate_groups"), "conflict_groups": checked.get("conflict_groups"),
+            "train": len(data.train), "validation": len(data.validation)}
+
+
+def step_search_split(folder: Path) -> dict:
+    from flowerkit.data.duplicates import find_duplicates
+    from flowerkit.data.hashing import hash_index
+    from flowerkit.data.sources import index_source
+    from flowerkit.data.splitting import group_split
+
+    index = index_source(str(folder), quiet=True)
+    hashes = hash_index(index, quiet=True)
+    started = time.perf_counter()
+    duplicates = find_duplicates(hashes, index.labels)
+    search = time.perf_counter() - started
+    started = time.perf_counter()
+    group_split(index, 0.2, 0, duplicates.group_of)
+    split = time.perf_counter() - started
+    return {"search_seconds": search, "split_seconds": split, "duplicate_groups": len(duplicates.groups),
+            "planted_pairs_found": _planted_found(folder, index, duplicates.group_of)}
+
+
+def _planted_found(folder: Path, index, group_of) -> float | None:
+    """The share of planted copy pairs that the hash check put in one group
+    (the copies are cropped: the feature check of `inspect` is for those)."""
+    planted = folder.parent / "planted.json"
+    if not planted.is_file():
+        return None
+    position = {os.path.relpath(path, folder): i for i, path in enumerate(index.images)}
+    pairs = [(position.get(a), position.get(b)) for a, b in json.loads(planted.read_text())["pairs"]]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    return sum(group_of[a] == group_of[b] for a, b in pairs) / max(len(pairs), 1)
+
+
+def step_train(folder: Path) -> dict:
+    from flowerkit.cli import main
+
+    output = Path(tempfile.mkdtemp(prefix="scale-train-"))
+    started = time.perf_counter()
+    try:
+        code = main(["train", "--preset", "mobilenet_v2_035", "--data", str(folder), "--max-images", "2000",
+                     "--epochs", "1", "--output", str(output / "run"), "--quiet"])
+        seconds = time.perf_counter() - started
+        metrics = json.loads((output / "run" / "metrics.json").read_text()) if code == 0 else {}
+    finally:
+        shutil.rmtree(output, ignore_errors=True)
+    phase = (metrics.get("phases") or [{}])[0]
+    return {"seconds": seconds, "exit_code": code, "first_epoch_in_phase_seconds": (phase.get("epoch_end_seconds") or [None])[0],
+            "data_check_seconds": metrics.get("data_inspection", {}).get("seconds")}
+
+
+def run_step(name: str, size: int) -> dict:
+    """One step in this process, with its peak resident memory."""
+    folder = dataset_folder(size) / "images"
+    if name in ("decode", "decode_again"):
+        result = step_decode(folder)
+    elif name in ("load_cold", "load_warm"):
+        result = step_load(folder, cold=name == "load_cold")
+    elif name == "search_split":
+        result = step_search_split(folder)
+    else:
+        result = step_train(folder)
+    return {**result, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _keras_home() -> Path:
+    home = scale_root() / "keras_home"
+    models = SHARED / "weights/keras_home/models"
+    if models.is_dir() and not (home / "models").is_dir():
+        shutil.copytree(models, home / "models")
+    return home
+
+
+def measure(size: int, name: str) -> dict:
+    """Runs `name` on `size` in a fresh process; its result."""
+    environment = {**os.environ, "KERAS_HOME": str(_keras_home())}
+    done = subprocess.run([sys.executable, "-m", "bench.scale", "--step", name, str(size)], env=environment,
+                          capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return {"error": (done.stderr or done.stdout).strip().splitlines()[-3:], "exit_code": done.returncode}
+    return json.loads(lines[-1])
+
+
+def summarise(size: int, steps: dict) -> dict:
+    decodes = [steps[k]["seconds"] for k in ("decode", "decode_again") if steps.get(k, {}).get("seconds")]
+    decode = sum(decodes) / len(decodes) if decodes else None
+    seconds = {
+        "decode": decode,
+        "load_cold": steps.get("load_cold", {}).get("seconds"),
+        "load_warm": steps.get("load_warm", {}).get("seconds"),
+        "search": steps.get("search_split", {}).get("search_seconds"),
+        "split": steps.get("search_split", {}).get("split_seconds"),
+        "train": steps.get("train", {}).get("seconds"),
+    }
+    return {
+        "images": size,
+        "seconds": seconds,
+        "over_decode": {k: seconds[k] / decode for k in RATIO_STEPS if seconds[k] and decode},
+        "peak_rss_gib": {k: v["peak_rss_bytes"] / 1024**3 for k, v in steps.items() if "peak_rss_bytes" in v},
+        "steps": steps,
+    }
+
+
+def growth(sizes: dict) -> dict:
+    """Per step, between consecutive measured sizes: the cost ratio and the
+    log-log slope (1.0: linear)."""
+    measured = sorted(sizes.values(), key=lambda s: s["images"])
+    out = {}
+    for small, large in zip(measured, measured[1:]):
+        key = f"{small['images']}_to_{large['images']}"
+        for step, seconds in large["seconds"].items():
+            before = small["seconds"].get(step)
+            if seconds and before:
+                out.setdefault(step, {})[key] = {
+                    "ratio": seconds / before,
+                    "slope": math.log(seconds / before) / math.log(large["images"] / small["images"]),
+                }
+    return out
+
+
+def chart(sizes: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    measured = sorted(sizes.values(), key=lambda s: s["images"])
+    figure = Figure(figsize=(7.5, 5))
+    axis = figure.subplots()
+    for step in ("decode", "load_cold", "load_warm", "search", "split", "train"):
+        points = [(s["images"], s["seconds"][step]) for s in measured if s["seconds"].get(step)]
+        if points:
+            axis.plot(*zip(*points), marker="o", label=step.replace("_", " "))
+    if measured:
+        first = measured[0]
+        reference = first["seconds"].get("decode")
+        if reference:
+            xs = [s["images"] for s in measured]
+            axis.plot(xs, [reference * x / first["images"] for x in xs], "k:", label="linear (slope 1)")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("images")
+    axis.set_ylabel("seconds")
+    axis.set_title("flowerkit data passes against folder size (2-core CPU)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument("sizes", nargs="+", type=int)
+    parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--no-train", action="store_true")
+    args = parser.parse_args(argv)
+    if args.step:  # a child process: one step, one JSON line
+        print(json.dumps(run_step(args.step, args.sizes[0])), flush=True)
+        return
+    path = RESULTS / "scale.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"sizes": {}}
+    for size in args.sizes:
+        if not (dataset_folder(size) / "complete.json").is_file():
+            print(f"bench.scale: {dataset_folder(size)} is not complete: python -m bench.scale_data {size}")
+            continue
+        steps = {}
+        for name in STEPS:
+            if name == "train" and args.no_train:
+                continue
+            print(f"bench.scale: {size} {name} ...", flush=True)
+            steps[name] = measure(size, name)
+            print(f"bench.scale: {size} {name}: {json.dumps(steps[name])}", flush=True)
+        result["sizes"][str(size)] = summarise(size, steps)
+        result["growth"] = growth(result["sizes"])
+        result.update(targets=TARGETS, backend=os.environ.get("KERAS_BACKEND"), cpus=os.cpu_count(),
+                      date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                      note="one run per size on a shared 2-core VM (other jobs running): compare ratios")
+        write_result("scale", result)
+        chart(result["sizes"], RESULTS / "scale.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The scale benchmark's pieces at tiny size: the synthetic folder with its
+planted copies, and the growth figures its chart and closing note quote."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from bench import scale, scale_data
+
+pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
+
+
+def test_a_synthetic_folder_has_its_classes_distinct_images_and_planted_copies(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWERKIT_SCALE_DIR", str(tmp_path))
+    folder = scale_data.generate(400, processes=1)
+    files = scale.image_files(folder / "images")
+    assert len(files) == 400 and len({open(f, "rb").read() for f in files}) == 400
+    assert sorted(p.name for p in (folder / "images").iterdir()) == ["class0000", "class0001", "class0002", "class0003"]
+    pairs = json.loads((folder / "planted.json").read_text())["pairs"]
+    assert len(pairs) == 4
+    assert sum(a.split("/")[0] != b.split("/")[0] for a, b in pairs) == 2  # half in another class
+    for original, copy in pairs:
+        with Image.open(folder / "images" / original) as big, Image.open(folder / "images" / copy) as small:
+            # Cropped up to 10% a side, then resized to 60-90%.
+            assert 0.6 * 0.8 * big.width - 2 <= small.width <= 0.9 * big.width + 1
+    assert scale_data.generate(400).samefile(folder)  # complete: nothing redone
+
+
+def test_growth_is_the_cost_ratio_and_log_log_slope_between_sizes(tmp_path):
+    sizes = {
+        str(n): scale.summarise(n, {"decode": {"seconds": n / 1000, "peak_rss_bytes": 2**30},
+                                    "decode_again": {"seconds": n / 1000 * 1.2},
+                                    "load_warm": {"seconds": (n / 1000) ** 2}})
+        for n in (10_000, 100_000)
+    }
+    assert sizes["10000"]["over_decode"]["load_warm"] == pytest.approx(100 / 11)
+    assert sizes["10000"]["peak_rss_gib"] == {"decode": 1.0}
+    growth = scale.growth(sizes)
+    assert growth["decode"]["10000_to_100000"] == {"ratio": pytest.approx(10), "slope": pytest.approx(1)}
+    assert growth["load_warm"]["10000_to_100000"]["slope"] == pytest.approx(2)
+    scale.chart(sizes, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_results_page_has_a_row_per_size(tmp_path):
+    from bench.report import scale_section
+
+    sizes = {"10000": scale.summarise(10_000, {"decode": {"seconds": 8.0, "peak_rss_bytes": 2**29},
+                                               "load_cold": {"seconds": 40.0, "peak_rss_bytes": 2**30}})}
+    (tmp_path / "scale.json").write_text(json.dumps({"sizes": sizes, "note": "one run"}))
+    lines = scale_section([tmp_path / "inspect_cost.json", tmp_path / "scale.json"])
+    assert lines[0] == "## Scale (`bench/scale.py`)"
+    assert lines[4] == "| 10,000 | 8.0 | 5.00 |  |  |  |  | 1.00 |"
+    assert scale_section([tmp_path / "other.json"]) == []
