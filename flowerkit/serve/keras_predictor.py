@@ -1,5 +1,5 @@
 """A saved flowerkit model (`model.keras` with its `recipe.json`) served on
-the current Keras backend. Imports Keras: `flowerkit.serve.predictors`
+the current Keras backend. Imports Keras: `flowerkit.serve.loading`
 imports this module only for a .keras model."""
 
 from __future__ import annotations
