@@ -8,10 +8,8 @@ import keras
 import numpy as np
 
 from flowerkit.data.pipelines import ShardedBatches, iterate_batches, one_pass
-from flowerkit.distribute.plan import MIRRORED, MULTI_WORKER, TPU, Plan, active
+from flowerkit.distribute.plan import MIRRORED, MULTI_WORKER, TORCH_DATA_PARALLEL, TPU, Plan, active
 from flowerkit.errors import FlowerkitError
-
-
 
 
 def jax_plan() -> Plan | None:
@@ -25,15 +23,20 @@ def is_data_parallel() -> bool:
     return plan is not None and plan.mode != "none"
 
 
+def torch_plan() -> Plan | None:
+    plan = active()
+    return plan if plan is not None and plan.strategy == TORCH_DATA_PARALLEL else None
+
+
 def for_fit(dataset):
     """`dataset` as `fit` should get it under the active plan."""
-    plan = jax_plan()
+    plan = jax_plan() or torch_plan()
     if plan is None:
         return dataset  # Keras distributes tf.data and PyDatasets under tf.distribute
     if not hasattr(dataset, "positions"):
         raise FlowerkitError(
-            "data_parallel on JAX reads its images through flowerkit's Pillow pipeline; "
-            "load the data with pipeline='auto' or 'python'."
+            "data_parallel on JAX and PyTorch reads its images through flowerkit's Pillow "
+            "pipeline; load the data with pipeline='auto' or 'python'."
         )
     return ShardedBatches(dataset, plan.global_batch, plan.processes, plan.process_index)
 
@@ -50,6 +53,13 @@ def epoch_callbacks(dataset) -> list:
             counter.begin_epoch()
 
     return [PinEpochOrder()]
+
+
+def engine_callbacks() -> list:
+    """The engine's own callbacks for `fit` (PyTorch: what makes the
+    processes' `fit` one data-parallel run)."""
+    plan = torch_plan()
+    return plan.engine.callbacks() if plan is not None else []
 
 
 def loss_reduction() -> str:

@@ -133,7 +133,8 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose) ->
             callbacks=[
                 # First: the step count is right before any callback saves it.
                 *compat.optimizer_step_callbacks(train),
-                EpochStart(train), *sharding.epoch_callbacks(train), *callbacks,
+                EpochStart(train), *sharding.epoch_callbacks(train),
+                *sharding.engine_callbacks(), *callbacks,
                 BadImagesReport(train, validation),
             ],
             shuffle=False,  # the datasets shuffle themselves, every epoch
