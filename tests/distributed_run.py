@@ -44,7 +44,8 @@ class StepLosses(keras.callbacks.Callback):
         self.running[-1].append(float(logs["loss"]))
 
     def losses(self, images: int, batch_size: int, padded: bool) -> list[float]:
-        """padded: every batch counted as full (data-parallel JAX pads the last)."""
+        """padded: every batch counted as full (data-parallel JAX and PyTorch
+        pad the last)."""
         losses = []
         for means in self.running:
             rows = [batch_size] * len(means)
@@ -82,7 +83,7 @@ def main():
     steps = StepLosses()
     result = flowerkit.train(recipe, source=source, output_dir=output if output != "-" else None,
                              verbose=0, callbacks=[steps])
-    padded = result.metrics["strategy"] == "keras.distribution.DataParallel"
+    padded = result.metrics["strategy"] in ("keras.distribution.DataParallel", "torch.distributed")
     step_losses = steps.losses(result.metrics["train_images"], recipe.batch_size, padded)
     Path(result_path).write_text(json.dumps({
         "step_losses": step_losses, "running": steps.running,
