@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -134,3 +135,49 @@ def test_feature_cache_fine_tuning_and_class_weights_with_a_padded_batch(tmp_pat
     _assert_one_run(single, ranks, last_batch_scale=([2, 5], 8 / 3))
     for result in (single, *ranks):
         assert [p["name"] for p in result["metrics"]["phases"]] == ["head", "fine_tune"]
+
+
+def _one_line_error(arguments, capsys) -> str:
+    from flowerkit.cli import main
+
+    status = main(arguments)
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in error
+    return error
+
+
+def test_several_devices_outside_torchrun_are_refused_with_the_launch_line(image_folder, capsys):
+    error = _one_line_error(["train", "--preset", "dense", "--data", str(image_folder), "--output",
+                             str(image_folder.parent / "run"), "--distribution", "data_parallel:4"], capsys)
+    assert "torchrun --nproc_per_node=4 -m flowerkit.train" in error
+    assert not (image_folder.parent / "run").exists()
+
+
+def test_auto_with_several_gpus_outside_torchrun_says_how_to_launch(monkeypatch):
+    import torch
+
+    from flowerkit.distribute.plan import resolve
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    with pytest.raises(FlowerkitError, match="torchrun --nproc_per_node=8 .*--distribution none"):
+        resolve(flowerkit.get_preset("codelab"))
+    assert resolve(flowerkit.get_preset("codelab").replace(distribution="none")).devices == 1
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [(["--batch-size", "7"], "batch_size 7 .* must be divisible by the 2 processes"),
+     (["--distribution", "none"], "distribution none under torchrun .*every process takes part"),
+     (["--distribution", "data_parallel:4"], "data_parallel:4 under torchrun")],
+)
+def test_a_torchrun_job_that_cannot_split_is_refused_before_training(
+    image_folder, capsys, monkeypatch, arguments, message
+):
+    # As torchrun sets it; no MASTER_ADDR, so any wait for the other process would fail instead.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    output = image_folder.parent / "run"
+    error = _one_line_error(["train", "--preset", "dense", "--data", str(image_folder), "--output",
+                             str(output), *arguments], capsys)
+    assert re.search(message, error), error
+    assert not output.exists()
