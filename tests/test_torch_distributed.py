@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import textwrap
 
 import numpy as np
 import pytest
@@ -181,3 +181,58 @@ def test_a_torchrun_job_that_cannot_split_is_refused_before_training(
                              str(output), *arguments], capsys)
     assert re.search(message, error), error
     assert not output.exists()
+
+
+# Runs the CLI; process 1 kills itself (SIGKILL) in the 3rd epoch, after two backups.
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import keras
+    import flowerkit.training.phases as phases
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 2 and batch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.environ["RANK"] == "1":
+        fit = phases._fit
+        phases._fit = lambda model, train, validation, epochs, initial, callbacks, verbose: fit(
+            model, train, validation, epochs, initial, [*callbacks, Kill()], verbose)
+    from flowerkit.cli import main
+    sys.exit(main(["train", *sys.argv[1:]]))
+""")
+
+
+def test_a_killed_process_ends_the_other_with_one_error_and_the_command_resumes(
+    tmp_path, session_image_folder
+):
+    output = tmp_path / "run"
+    arguments = ["--preset", "dense", "--data", str(session_image_folder), "--output", str(output),
+                 "--image-size", "32", "--batch-size", "8", "--epochs", "4", "--validation-split", "0.5"]
+    environment = {**os.environ, "KERAS_HOME": str(tmp_path / "keras-home"), "WORLD_SIZE": "2",
+                   "MASTER_ADDR": "localhost", "MASTER_PORT": str(_free_port())}
+    # Started as torchrun starts them, without its agent (which would stop the
+    # survivor itself): the survivor must notice on its own.
+    processes = [
+        subprocess.Popen([sys.executable, "-c", CHILD, *arguments], text=True,
+                         env={**environment, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for rank in (0, 1)
+    ]
+    (out_0, error_0), (_, error_1) = (process.communicate(timeout=TIMEOUT) for process in processes)
+    assert processes[1].returncode == -signal.SIGKILL, error_1[-3000:]
+    assert processes[0].returncode == 2, error_0[-3000:]
+    assert "lost its peers" in error_0 and "rerun the same torchrun command" in error_0
+    assert not (output / "model.keras").exists()
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         f"--master_port={_free_port()}", "-m", "flowerkit.train", *arguments],
+        env={**os.environ, "KERAS_HOME": environment["KERAS_HOME"]},
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming the interrupted run in {output} after epoch 2" in rerun.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["epochs"] == 4 and metrics["processes"] == 2

@@ -64,7 +64,9 @@ class DataParallel:
 
         try:
             yield self
-        except dist.DistError as error:
+        except RuntimeError as error:
+            if not _lost_peers(error):
+                raise
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise FlowerkitError(
                 f"process {self.rank} of {self.world_size} lost its peers ({first_line}); rerun "
@@ -75,6 +77,15 @@ class DataParallel:
 
     def callbacks(self) -> list:
         return [DataParallelCallback(self.world_size)]
+
+
+def _lost_peers(error: RuntimeError) -> bool:
+    """Whether a collective failed (gloo raises a plain RuntimeError)."""
+    import torch.distributed as dist
+
+    text = str(error).lower()
+    return isinstance(error, dist.DistError) or any(
+        sign in text for sign in ("gloo", "nccl", "connection closed", "timed out"))
 
 
 class DataParallelCallback(keras.callbacks.Callback):
