@@ -31,6 +31,9 @@ import numpy as np
 from flowerkit import compat
 from flowerkit.errors import FlowerkitError
 
+# torch (an optional dependency: the PyTorch backend's) is imported where
+# used, since `flowerkit.distribute.plan` imports this module on every backend.
+
 ENGINE = "torch.distributed"
 # A process whose peers stop answering (a hung host) fails after this long;
 # a killed peer fails them at once (its sockets close).
@@ -171,7 +174,8 @@ class DataParallelCallback(keras.callbacks.Callback):
 
 def _plain(value):
     """A metric result as a number that outlives the variables' restore."""
-    return float(keras.ops.convert_to_numpy(value)) if np.ndim(keras.ops.convert_to_numpy(value)) == 0 else value
+    array = keras.ops.convert_to_numpy(value)
+    return float(array) if np.ndim(array) == 0 else array
 
 
 def all_reduce_numpy(array: np.ndarray, op: str = "sum") -> np.ndarray:
