@@ -11,6 +11,7 @@ Without photos it trains on a small synthetic folder (tests/helpers.py).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -28,15 +29,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(processes: int, photos: Path, output: Path, dry_run: bool) -> dict:
+def run(processes: int, photos: Path, output: Path, arguments: list[str], global_batch: int,
+        env: dict | None = None) -> dict:
     """One `flowerkit.train` run on `processes` processes: its metrics.json."""
-    arguments, per_device = TINY if dry_run else FULL
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
                f"--master_port={_free_port()}", "-m", "flowerkit.train", *arguments,
-               "--data", str(photos), "--output", str(output), "--epochs", "3", "--quiet",
-               "--batch-size", str(per_device * processes),
+               "--data", str(photos), "--output", str(output), "--quiet",
+               "--batch-size", str(global_batch),
                "--distribution", "data_parallel" if processes > 1 else "none"]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     return json.loads((output / "metrics.json").read_text())
 
 
@@ -50,7 +51,9 @@ def main():
             photos = make_image_folder(Path(folder) / "photos", per_class=32)
         rows = []
         for count in sorted({1, processes}):
-            metrics = run(count, Path(photos), Path(folder) / f"run-{count}", dry_run)
+            arguments, per_device = TINY if dry_run else FULL
+            metrics = run(count, Path(photos), Path(folder) / f"run-{count}", [*arguments, "--epochs", "3"],
+                          per_device * count)
             rows.append({key: metrics[key] for key in (
                 "backend", "strategy", "devices", "processes", "global_batch", "per_device_batch",
                 "train_images_per_second", "val_accuracy", "device")})
