@@ -68,7 +68,13 @@ TORCH_ACCURACY_RECIPE = dict(image_size=128, epochs=3, batch_size=32,
 
 
 @pytest.mark.skipif("os.environ.get('KERAS_BACKEND') != 'torch'", reason="torchrun: PyTorch backend")
-def test_torch_two_processes_score_as_one(benchmark, data_source, tmp_path):
+def test_torch_two_processes_score_as_one(benchmark, bench_config, data_source, tmp_path):
+    import torch
+
+    if bench_config.size == "tiny":
+        pytest.skip("two trainings of minutes: not in a dry run (bench/gpu.sh runs torch_scaling)")
+    if torch.cuda.is_available() and torch.cuda.device_count() < 2:
+        pytest.skip("one GPU: nccl takes one process per GPU")
     if data_source is None or not (SHARED / "weights").is_dir():
         pytest.skip(f"needs a photo folder (--bench-data) and {SHARED / 'weights'}")
     recipe = flowerkit.get_preset("mobilenet_v2_035").replace(**TORCH_ACCURACY_RECIPE)
