@@ -86,6 +86,17 @@ for backend in jax torch tensorflow; do
     -p no:cacheprovider --benchmark-json="$out/$backend-gpu-$size.json" "${select[@]}" \
     || status=1
 done
+# PyTorch data-parallel under torchrun on 1 and on every GPU (two gloo CPU
+# processes in a dry run), with the scaling efficiency (bench/torch_scaling.py).
+if "$python" -c "import torch" 2>/dev/null; then
+  processes=2
+  [ -z "$dry_run" ] && processes=$(nvidia-smi -L | wc -l)
+  if [ "$processes" -gt 1 ]; then
+    echo "== torch data-parallel on 1 and $processes processes"
+    KERAS_BACKEND=torch timeout "$seconds" "$python" -m bench.torch_scaling \
+      "$out/torch-scaling-$size.json" "$processes" "${photos:--}" ${dry_run:+--dry-run} || status=1
+  fi
+fi
 if compgen -G "$out/*-gpu-$size.json" >/dev/null; then
   "$python" -m bench.report "$out"/*-gpu-$size.json --markdown "$out/README.md" || status=1
 fi

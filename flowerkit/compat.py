@@ -168,3 +168,59 @@ def optimizer_step_callbacks(dataset) -> list:
     if keras.backend.backend() != "tensorflow" or cardinality is None:
         return []
     return [KeepOptimizerSteps()] if int(cardinality()) == UNKNOWN_CARDINALITY else []
+
+
+# 7. The PyTorch trainer's step (checked on 3.15.1): `train_step(data)` runs
+#    the forward pass, `loss.backward()`, and then calls
+#    `self.optimizer.apply(gradients, trainable_weights)` once, with the
+#    gradients in `trainable_weights` order; `compute_metrics` and the
+#    epoch's logs (`fit`, `evaluate`) read every metric through
+#    `self.get_metrics_result()`. `fit` calls both through attribute look-ups
+#    at each step, so wrappers set on the model instance take effect.
+#    Data-parallel PyTorch (`flowerkit.backends.torch_distributed`) wraps
+#    both to all-reduce gradients and metrics.
+
+
+def torch_around_gradient_apply(model, reduce):
+    """Each training step's gradients pass through `reduce(gradients, data)`
+    (data: the step's batch) before `model.optimizer` applies them, until
+    the returned function is called."""
+    original_step, optimizer = model.train_step, model.optimizer
+    original_apply = optimizer.apply
+    current = {}
+
+    def train_step(data):
+        current["data"] = data
+        return original_step(data)
+
+    def apply(gradients, variables=None, **kwargs):
+        return original_apply(reduce(list(gradients), current["data"]), variables, **kwargs)
+
+    model.train_step, optimizer.apply = train_step, apply
+
+    def restore():
+        model.__dict__.pop("train_step", None)
+        optimizer.__dict__.pop("apply", None)
+
+    return restore
+
+
+def torch_around_metrics_result(model, read):
+    """Keras reads the model's metric results through `read(original_read)`,
+    until the returned function is called."""
+    original = model.get_metrics_result
+    model.get_metrics_result = lambda: read(original)
+    return lambda: model.__dict__.pop("get_metrics_result", None)
+
+
+# 8. `keras.distribution` on the current backend (feature-detected): Keras
+#    3.15 has no torch engine, and its `list_devices()` then fails on a
+#    missing backend module (AttributeError).
+
+
+def keras_distribution_available() -> bool:
+    try:
+        keras.distribution.list_devices()
+    except (AttributeError, NotImplementedError):
+        return False
+    return True

@@ -5,7 +5,9 @@ process (device flags must be set before the backend starts):
 
 Optional environment: FLOWERKIT_TEST_CPU_DEVICES (virtual CPU devices, JAX
 and TensorFlow), FLOWERKIT_TEST_PRESET (default "dense"). Writes the losses
-of every training step, the history and the metrics to RESULT_JSON.
+of every training step, the history and the metrics to RESULT_JSON (its
+"{rank}" replaced by the torchrun RANK, under torchrun), with the trained
+weights beside it (.npz) when RESULT_JSON names a rank.
 """
 
 import json
@@ -21,6 +23,7 @@ if DEVICES > 1:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import flowerkit  # noqa: E402
@@ -41,7 +44,8 @@ class StepLosses(keras.callbacks.Callback):
         self.running[-1].append(float(logs["loss"]))
 
     def losses(self, images: int, batch_size: int, padded: bool) -> list[float]:
-        """padded: every batch counted as full (data-parallel JAX pads the last)."""
+        """padded: every batch counted as full (data-parallel JAX and PyTorch
+        pad the last)."""
         losses = []
         for means in self.running:
             rows = [batch_size] * len(means)
@@ -65,6 +69,8 @@ def logical_cpus_for_tensorflow(count):
 
 def main():
     source, output, result_path, changes = sys.argv[1:5]
+    rank_named = "{rank}" in result_path
+    result_path = result_path.replace("{rank}", os.environ.get("RANK", "0"))
     if keras.backend.backend() == "tensorflow" and DEVICES > 1:
         logical_cpus_for_tensorflow(DEVICES)
     base = dict(image_size=32, head_units=(16,), batch_size=8, epochs=2, class_names=())
@@ -77,7 +83,7 @@ def main():
     steps = StepLosses()
     result = flowerkit.train(recipe, source=source, output_dir=output if output != "-" else None,
                              verbose=0, callbacks=[steps])
-    padded = result.metrics["strategy"] == "keras.distribution.DataParallel"
+    padded = result.metrics["strategy"] in ("keras.distribution.DataParallel", "torch.distributed")
     step_losses = steps.losses(result.metrics["train_images"], recipe.batch_size, padded)
     Path(result_path).write_text(json.dumps({
         "step_losses": step_losses, "running": steps.running,
@@ -85,6 +91,9 @@ def main():
         "metrics": {k: v for k, v in result.metrics.items() if k != "validation_report"},
         "output_dir": str(result.output_dir) if result.output_dir else None,
     }))
+    if rank_named:  # for comparing the processes' weights
+        weights = [keras.ops.convert_to_numpy(v) for v in result.model.weights]
+        np.savez(Path(result_path).with_suffix(".npz"), *weights)
 
 
 if __name__ == "__main__":

@@ -188,3 +188,42 @@ def test_unknown_length_datasets_miscount_steps_and_keep_optimizer_steps_fixes_i
         for images, labels in dataset:
             reference.train_on_batch(images, labels)
     np.testing.assert_allclose(kept.get_weights()[0], reference.get_weights()[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif("keras.backend.backend() != 'torch'", reason="the PyTorch trainer")
+def test_the_torch_train_step_applies_gradients_and_reads_metrics_through_the_wrappers():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = np.ones((3, 4), "float32"), np.zeros((3, 2), "float32")
+    seen = []
+
+    def reduce(gradients, data):
+        seen.append(([tuple(g.shape) for g in gradients], keras.tree.flatten(data)[0].shape[0]))
+        return [g * 0 for g in gradients]  # what the optimizer applies: nothing moves
+
+    def read(original):
+        return {**original(), "mae": 123.0}
+
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    restores = [compat.torch_around_gradient_apply(model, reduce),
+                compat.torch_around_metrics_result(model, read)]
+    history = model.fit(x, y, batch_size=3, epochs=1, verbose=0).history
+    # One step: its gradients in trainable_weights order; the epoch's logs
+    # read through the wrapper.
+    assert seen == [([(4, 2), (2,)], 3)] and history["mae"] == [123.0]
+    for weight, old in zip(model.weights, before):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), old)
+    for restore in restores:
+        restore()
+    history = model.fit(x, y, batch_size=3, epochs=1, verbose=0).history
+    assert len(seen) == 1 and history["mae"] != [123.0]  # the wrappers are gone
+    assert not np.array_equal(keras.ops.convert_to_numpy(model.weights[0]), before[0])
+
+
+def test_keras_distribution_is_feature_detected_per_backend():
+    # Keras 3.15 has no torch engine in keras.distribution; JAX has one.
+    expected = {"jax": True, "torch": False}.get(keras.backend.backend())
+    if expected is None:
+        pytest.skip("TensorFlow's keras.distribution support varies with the device")
+    assert compat.keras_distribution_available() is expected

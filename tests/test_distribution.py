@@ -1,6 +1,6 @@
 """Data-parallel training (flowerkit.distribute): the same losses on one
 device and on several, on virtual CPU devices and in two JAX processes; the
-recipe field and its errors; PyTorch's one-line refusal.
+recipe field and its errors. (PyTorch under torchrun: test_torch_distributed.py.)
 
 Multi-device runs start a fresh Python (tests/distributed_run.py): device
 flags must be set before the backend starts. Agreement asked for: every
@@ -260,38 +260,4 @@ def test_tensorflow_mirrored_strategy_on_two_logical_cpus_matches_one(tmp_path, 
     assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 3)
 
 
-# PyTorch ------------------------------------------------------------------------
-
-
-torch_only = pytest.mark.skipif("os.environ.get('KERAS_BACKEND') != 'torch'", reason="PyTorch backend")
-
-
-@torch_only
-def test_torch_refuses_data_parallel_in_one_line(image_folder, capsys):
-    from flowerkit.cli import main
-
-    status = main(["train", "--preset", "dense", "--data", str(image_folder), "--output",
-                   str(image_folder.parent / "run"), "--distribution", "data_parallel"])
-    error = capsys.readouterr().err.strip()
-    assert status == 2 and "\n" not in error
-    assert "not supported on PyTorch" in error and "KERAS_BACKEND=jax" in error
-
-
-@torch_only
-def test_torch_refuses_to_run_alone_under_torchrun(image_folder, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    recipe = flowerkit.get_preset("dense").replace(image_size=32, epochs=1, batch_size=8)
-    with pytest.raises(FlowerkitError, match="does not train under torchrun"):
-        flowerkit.train(recipe, source=str(image_folder), verbose=0)
-
-
-@torch_only
-def test_torch_auto_refuses_several_gpus(monkeypatch):
-    import torch
-
-    from flowerkit.distribute.plan import resolve
-
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
-    with pytest.raises(FlowerkitError, match="has 8 GPUs.*--distribution none"):
-        resolve(flowerkit.get_preset("codelab"))
-    assert resolve(flowerkit.get_preset("codelab").replace(distribution="none")).devices == 1
+# PyTorch: tests/test_torch_distributed.py

@@ -53,6 +53,10 @@ def test_gpu_script_dry_run(tmp_path):
         for row in rows:
             if row["benchmark"].startswith(("inference", "train_step_f")):
                 assert 0 < row["fraction_of_peak"] and row["peak_gflops"] == limits["peak_gflops"]
+    # PyTorch under torchrun on 1 and 2 gloo processes (bench/torch_scaling.py).
+    scaling = json.loads((out / "torch-scaling-tiny.json").read_text())
+    assert [(r["processes"], r["strategy"]) for r in scaling["rows"]] == [(1, None), (2, "torch.distributed")]
+    assert scaling["scaling_efficiency"] > 0
     page = (out / "README.md").read_text()
     assert "| benchmark | jax CPU | torch CPU" in page and "↳ plain Keras" in page
     assert (out / "README.png").stat().st_size > 10_000

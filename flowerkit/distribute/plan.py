@@ -6,8 +6,11 @@
     TensorFlow  tf.distribute: TPUStrategy (a TPU, found the codelab's way, or
                 --tpu ADDRESS), MultiWorkerMirroredStrategy (TF_CONFIG names
                 several workers), MirroredStrategy (several local devices)
-    PyTorch     not supported: a FlowerkitError saying what to use instead,
-                never a silent single-device run
+    PyTorch     one process per device, launched by torchrun (WORLD_SIZE, RANK,
+                MASTER_ADDR...): gradients and metrics all-reduced over
+                torch.distributed (`flowerkit.backends.torch_distributed`);
+                outside torchrun, several GPUs are refused with the line
+                that launches them, never a silent single-device run
 
 The recipe's `batch_size` is the global batch: with N devices each computes
 the gradient of batch_size / N images, and the N gradients are averaged, so
@@ -17,7 +20,7 @@ grow the batch with the device count (as the codelab does on a TPU), scale
 the learning rate with it (the linear scaling rule: k times the batch, k
 times the learning rate) or keep the batch and the learning rate as they are.
 
-On JAX each process decodes only its part of every global batch
+On JAX and PyTorch each process decodes only its part of every global batch
 (`flowerkit.data.pipelines.ShardedBatches`), padded to a fixed shape with zero-weight rows, so every
 step compiles once and every process runs the same steps; only process 0
 writes the run folder.
@@ -32,6 +35,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flowerkit.backends import torch_distributed
 from flowerkit.backends.devices import backend, initialize_multi_host
 from flowerkit.config.recipe import parse_distribution
 from flowerkit.errors import FlowerkitError
@@ -40,6 +44,7 @@ JAX_DATA_PARALLEL = "keras.distribution.DataParallel"
 MIRRORED = "tf.distribute.MirroredStrategy"
 MULTI_WORKER = "tf.distribute.MultiWorkerMirroredStrategy"
 TPU = "tf.distribute.TPUStrategy"
+TORCH_DATA_PARALLEL = torch_distributed.ENGINE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,19 +254,27 @@ def _tf_config_cluster() -> tuple[int, int] | None:
 def _resolve_torch(mode: str, count: int | None, batch_size: int, tpu: str | None) -> Plan:
     import torch
 
-    instead = ("use KERAS_BACKEND=jax (keras.distribution) or KERAS_BACKEND=tensorflow "
-               "(tf.distribute), which train one recipe on all devices and hosts")
-    if mode == "data_parallel":
-        raise FlowerkitError(f"distribution 'data_parallel' is not supported on PyTorch; {instead}.")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    world = torch_distributed.launched_world_size()
+    if world == 1:
+        gpus = torch.cuda.device_count()
+        if mode == "data_parallel" or (mode == "auto" and gpus > 1):
+            processes = count or max(gpus, 2)
+            raise FlowerkitError(
+                f"data-parallel training on PyTorch runs one process per device: launch it with "
+                f"torchrun --nproc_per_node={processes} -m flowerkit.train ... (or pass "
+                "--distribution none to train on one device)."
+            )
+        return one_device(batch_size)
+    if mode == "none" or (count and count != world):
         raise FlowerkitError(
-            f"flowerkit does not train under torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}): "
-            f"each process would train alone. {instead[0].upper()}{instead[1:]}."
+            f"distribution {'none' if mode == 'none' else f'data_parallel:{count}'} under torchrun "
+            f"(WORLD_SIZE={world}): every process takes part; use 'auto' or 'data_parallel', or "
+            "change --nproc_per_node."
         )
-    gpus = torch.cuda.device_count()
-    if mode == "auto" and gpus > 1:
+    if batch_size % world:  # before any process waits for the others
         raise FlowerkitError(
-            f"This machine has {gpus} GPUs, and flowerkit cannot spread training over them on "
-            f"PyTorch: pass --distribution none to train on one GPU, or {instead}."
+            f"batch_size {batch_size} (the global batch) must be divisible by the {world} "
+            f"processes it is spread over; choose a multiple of {world}."
         )
-    return one_device(batch_size)
+    engine = torch_distributed.DataParallel()
+    return Plan("data_parallel", TORCH_DATA_PARALLEL, world, world, engine.rank, batch_size, engine)

@@ -11,7 +11,7 @@ import numpy as np
 
 from flowerkit.backends.collectives import OneReplica, gather, sharded_forward
 from flowerkit.data.pipelines import ShardedBatches, iterate_batches, one_pass
-from flowerkit.distribute.plan import Plan
+from flowerkit.distribute.plan import TORCH_DATA_PARALLEL, Plan
 from flowerkit.errors import FlowerkitError
 
 
@@ -25,15 +25,20 @@ def is_data_parallel(plan: Plan | None) -> bool:
     return plan is not None and plan.is_data_parallel
 
 
+def torch_plan(plan: Plan | None) -> Plan | None:
+    """`plan` when it is a PyTorch (torchrun) data-parallel one, else None."""
+    return plan if plan is not None and plan.strategy == TORCH_DATA_PARALLEL else None
+
+
 def for_fit(dataset, plan: Plan | None = None):
     """`dataset` as `fit` should get it under `plan`."""
-    plan = jax_plan(plan)
+    plan = jax_plan(plan) or torch_plan(plan)
     if plan is None:
         return dataset  # Keras distributes tf.data and PyDatasets under tf.distribute
     if not hasattr(dataset, "positions"):
         raise FlowerkitError(
-            "data_parallel on JAX reads its images through flowerkit's Pillow pipeline; "
-            "load the data with pipeline='auto' or 'python'."
+            "data_parallel on JAX and PyTorch reads its images through flowerkit's Pillow "
+            "pipeline; load the data with pipeline='auto' or 'python'."
         )
     return ShardedBatches(dataset, plan.global_batch, plan.processes, plan.process_index)
 
@@ -50,6 +55,13 @@ def epoch_callbacks(dataset, plan: Plan | None = None) -> list:
             counter.begin_epoch()
 
     return [PinEpochOrder()]
+
+
+def engine_callbacks(plan: Plan | None = None) -> list:
+    """The engine's own callbacks for `fit` (PyTorch: what makes the
+    processes' `fit` one data-parallel run)."""
+    plan = torch_plan(plan)
+    return plan.engine.callbacks() if plan is not None else []
 
 
 def loss_reduction(plan: Plan | None = None) -> str:

@@ -136,7 +136,8 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose, pl
             callbacks=[
                 # First: the step count is right before any callback saves it.
                 *compat.optimizer_step_callbacks(train),
-                EpochStart(train), *sharding.epoch_callbacks(train, plan), *callbacks,
+                EpochStart(train), *sharding.epoch_callbacks(train, plan),
+                *sharding.engine_callbacks(plan), *callbacks,
                 BadImagesReport(train, validation),
             ],
             shuffle=False,  # the datasets shuffle themselves, every epoch
