@@ -4,14 +4,34 @@ and evaluate, and starting the backend quietly."""
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
+import sys
+from pathlib import Path
 
-from flowerkit.backends import allocator
+from flowerkit.backends import allocator, selection
 from flowerkit.backends.devices import warm_up_quietly
+from flowerkit.errors import FlowerkitError
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{_did_you_mean(message)} (see --help)\n")
+
+
+def _did_you_mean(message: str) -> str:
+    """argparse's "invalid choice: 'trian' (choose from ...)" with the close match."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not found:
+        return ""
+    choices = re.findall(r"'([^']*)'", found.group(2)) or [c.strip() for c in found.group(2).split(",")]
+    return suggestion(found.group(1), choices)
+
+
+def suggestion(text: str, choices) -> str:
+    """`; did you mean 'codelab'?` for a close match among `choices`, else ``."""
+    close = difflib.get_close_matches(text, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def positive_int(text: str) -> int:
@@ -34,11 +54,20 @@ def add_model_arguments(parser, tta_help: str) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def start_backend() -> None:
-    """Imports Keras and its backend with the native start-up noise held
-    back, and makes the process-wide allocator choice that `train()` makes
+def start_backend(model_path=None) -> None:
+    """Chooses the backend where nothing chose one (for a saved model
+    `model_path`, the one it was trained on: `flowerkit.backends.selection`)
+    and says which on stderr, then imports Keras and its backend with the
+    native start-up noise held back and without Keras writing a keras.json,
+    and makes the process-wide allocator choice that `train()` makes
     (`flowerkit.backends.allocator`), so predict, evaluate and serve run as
     fast as training. Commands call it after their arguments are checked, so
     a typo fails in a fraction of a second."""
-    warm_up_quietly()
+    if model_path is not None and not Path(model_path).exists():
+        raise FlowerkitError(f"Model not found: {model_path}")  # before a backend starts
+    chosen = selection.choose_backend(model_path)
+    if chosen:
+        print(f"flowerkit: {chosen}", file=sys.stderr, flush=True)
+    with selection.keras_config_left_alone():
+        warm_up_quietly()
     allocator.configure()

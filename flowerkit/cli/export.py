@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     check_can_export(args.format, quantize=args.quantize)  # fails before a backend starts
-    start_backend()
+    start_backend(args.model)
     # Keras and its backend start here, once the arguments are checked.
     from flowerkit.exporting.convert import export
 

@@ -71,7 +71,7 @@ def run(args) -> int:
         raise FlowerkitError(f"flowerkit serve needs {error.name}: pip install 'flowerkit[serve]'.") from None
     _, kind = resolve_model(args.model)
     if kind == "keras":
-        start_backend()
+        start_backend(args.model)
     predictor = load_predictor(args.model)
     token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE) or None
     settings = ServeSettings(
