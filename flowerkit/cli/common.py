@@ -4,14 +4,13 @@ and evaluate, and starting the backend quietly."""
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import sys
 from pathlib import Path
 
 from flowerkit.backends import allocator, selection
 from flowerkit.backends.devices import warm_up_quietly
-from flowerkit.errors import FlowerkitError
+from flowerkit.errors import FlowerkitError, did_you_mean
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,13 +24,7 @@ def _did_you_mean(message: str) -> str:
     if not found:
         return ""
     choices = re.findall(r"'([^']*)'", found.group(2)) or [c.strip() for c in found.group(2).split(",")]
-    return suggestion(found.group(1), choices)
-
-
-def suggestion(text: str, choices) -> str:
-    """`; did you mean 'codelab'?` for a close match among `choices`, else ``."""
-    close = difflib.get_close_matches(text, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(found.group(1), choices).replace(" Did", "; did")
 
 
 def positive_int(text: str) -> int:
@@ -64,10 +57,32 @@ def start_backend(model_path=None) -> None:
     fast as training. Commands call it after their arguments are checked, so
     a typo fails in a fraction of a second."""
     if model_path is not None and not Path(model_path).exists():
-        raise FlowerkitError(f"Model not found: {model_path}")  # before a backend starts
+        raise FlowerkitError(f"Model file not found: {model_path}")  # before a backend starts
     chosen = selection.choose_backend(model_path)
     if chosen:
         print(f"flowerkit: {chosen}", file=sys.stderr, flush=True)
     with selection.keras_config_left_alone():
         warm_up_quietly()
     allocator.configure()
+
+
+DATA_SOURCES = ("a folder with one subfolder per class, a path,label .csv file, a TFRecord glob "
+                "(local or gs://), or tf_flowers")
+
+
+def check_data_source(source: str | None, flag: str = "--data") -> None:
+    """A local data source that cannot be one fails here, before a backend
+    starts or a run folder is touched, saying what a data source can be."""
+    if source in (None, "", "tf_flowers", "codelab_tfrecords") or source.startswith("gs://"):
+        return
+    if source.rstrip("*").endswith((".tfrec", ".tfrecord")) or any(c in source for c in "*?["):
+        return
+    path = Path(source)
+    if path.suffix.lower() == ".csv":
+        if not path.is_file():
+            raise FlowerkitError(f"CSV data source not found: {source} ({flag}).")
+        return
+    if not path.exists():
+        raise FlowerkitError(f"Data folder not found: {source} ({flag}); a data source is {DATA_SOURCES}.")
+    if not path.is_dir():
+        raise FlowerkitError(f"{flag} {source} is a file, not a data source; a data source is {DATA_SOURCES}.")

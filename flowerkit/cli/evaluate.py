@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flowerkit.cli.common import add_model_arguments, positive_int, start_backend
+from flowerkit.cli.common import add_model_arguments, check_data_source, positive_int, start_backend
 from flowerkit.report.artifacts import write_evaluation
 from flowerkit.report.metrics import format_report
 
@@ -23,6 +23,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    check_data_source(args.data)
     start_backend(args.model)
     # Keras and its backend start here, once the arguments are checked.
     from flowerkit.inference.evaluation import evaluate

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowerkit.cli.common import positive_int, start_backend
+from flowerkit.cli.common import check_data_source, positive_int, start_backend
 from flowerkit.config.recipe import Recipe
 
 
@@ -25,6 +25,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     recipe = Recipe.from_preset(args.preset)  # a bad preset fails before any backend starts
+    check_data_source(args.source, flag="SOURCE")
     start_backend()
     # After start_backend: these import Keras (its start-up noise held back).
     from flowerkit.inspection.report import terminal_table, write_report

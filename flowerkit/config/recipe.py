@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from flowerkit.config.ops import validate_ops
 from flowerkit.config.presets import PRESETS
-from flowerkit.errors import FlowerkitError
+from flowerkit.errors import FlowerkitError, did_you_mean
 
 HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -243,8 +243,9 @@ class Recipe:
             fail(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
         if not 0.0 < self.validation_split < 1.0:
             fail(f"validation_split must be in (0, 1), got {self.validation_split}.")
-        if self.batch_size < 1 or self.epochs < 1:
-            fail("batch_size and epochs must be positive.")
+        for field in ("batch_size", "epochs"):
+            if getattr(self, field) < 1:
+                fail(f"{field} must be at least 1, got {getattr(self, field)}.")
         for field in ("dropout", "feature_dropout"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 fail(f"{field} must be in [0, 1), got {getattr(self, field)}.")
@@ -391,7 +392,9 @@ def field_types() -> dict[str, Any]:
 def get_preset(name: str) -> Recipe:
     """The recipe of a preset in `flowerkit.config.presets.PRESETS`."""
     if name not in PRESETS:
-        raise FlowerkitError(f"Unknown preset {name!r}. Available: {', '.join(PRESETS)}.")
+        raise FlowerkitError(
+            f"Unknown preset {name!r}.{did_you_mean(name, PRESETS)} Available: {', '.join(PRESETS)}."
+        )
     return Recipe(name=name, **PRESETS[name])
 
 
