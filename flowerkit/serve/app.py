@@ -112,10 +112,11 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings()) 
     state = {"ready": False, "failed": None}
 
     async def warm_up():
+        started = time.perf_counter()
         try:
             await batcher.run_in_model_thread(predictor.warm_up, settings.max_batch)
             state["ready"] = True
-            log.info("model warmed up: ready")
+            log.info("ready: the model warmed up in %.1f s", time.perf_counter() - started)
         except Exception as error:
             state["failed"] = str(error)
             log.exception("warming the model up failed")

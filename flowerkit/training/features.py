@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import Subset
 from flowerkit.data.pipelines import BatchSequence, make_dataset
 from flowerkit.distribute import sharding
+from flowerkit import progress
 from flowerkit.processes import process_alive
 
 CACHE_VERSION = 1
@@ -124,6 +126,10 @@ def cached_features(
     return CachedFeatures(features, np.load(folder / "labels.npy"), folder, computed)
 
 
+def _stream(verbose):
+    return io.StringIO() if not verbose else None  # silent: the line goes nowhere
+
+
 def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -> None:
     """Runs the extractor over every image (and flip), with a progress bar,
     straight into a memory-mapped file; the folder appears only when done,
@@ -138,15 +144,17 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose) -
     shape = (views, len(subset), *extractor.output_shape[1:])
     features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
     labels, filled = [], 0
-    progress = keras.utils.Progbar(len(subset), unit_name="image", verbose=verbose)
-    # Shared out over the devices of the active distribution, if any.
-    for outputs, one_hot in sharding.predict_batches(extractor, dataset, views):
-        stop = filled + len(one_hot)
-        for view, output in enumerate(outputs):
-            features[view, filled:stop] = output
-        labels.append(np.asarray(one_hot, np.float32))
-        filled = stop
-        progress.update(filled)
+    label = f"Caching {recipe.backbone} features" + (" (images and flips)" if views == 2 else "")
+    # verbose as `fit` takes it: 0 silent, 2 one line (--quiet), 1 a bar on a terminal.
+    with progress.stage(label, total=len(subset), quiet=verbose != 1, stream=_stream(verbose)) as bar:
+        # Shared out over the devices of the active distribution, if any.
+        for outputs, one_hot in sharding.predict_batches(extractor, dataset, views):
+            stop = filled + len(one_hot)
+            for view, output in enumerate(outputs):
+                features[view, filled:stop] = output
+            labels.append(np.asarray(one_hot, np.float32))
+            bar.update(stop - filled)
+            filled = stop
     features.flush()
     del features
     if filled < len(subset):  # images that broke after indexing: keep what was read
