@@ -98,6 +98,7 @@ def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tm
                                 str(session_image_folder), "--output", str(tmp_path))
     assert status == 0, err
     assert "precision" in out and "confusion matrix" in out
+    assert "Evaluating on the all split: 48 images in " in err  # not a terminal: one line
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert report["images"] == 48
     assert set(report["per_class"]) == {"blue", "green", "red"}
@@ -298,4 +299,5 @@ def test_export_onnx_from_the_cli(trained_run, tmp_path, capsys):
                                 "--output", str(tmp_path / "flowers.onnx"))
     assert status == 0, err
     assert out.startswith(f"flowerkit: onnx: {tmp_path / 'flowers.onnx'}") and "max |p - p_keras|" in out
+    assert "Exporting to onnx and checking it in its runtime: 1 model in " in err
     assert (tmp_path / "labels.txt").read_text().split() == ["blue", "green", "red"]

@@ -231,6 +231,25 @@ def test_report_page_is_valid_and_links_stay_inside_its_folder(planted, tmp_path
         assert f"{suspects[0]['given_probability']:8.2f}  {suspects[0]['given']} -> " in table
 
 
+def test_train_and_inspect_count_the_same_duplicates(planted):
+    """inspect confirms more near copies with backbone features; the counts by
+    hashes alone, which train prints, are the same in both and named so."""
+    from flowerkit.config.recipe import get_preset
+    from flowerkit.data.loading import load_data
+    from flowerkit.inspection.report import terminal_table
+    from flowerkit.inspection.runner import inspect_source
+
+    recipe = get_preset("mobilenet_v2_035").replace(image_size=32, weights=None)
+    findings = inspect_source(recipe, str(planted), folds=2)
+    train_record = load_data(recipe, str(planted)).inspection
+    by_hashes = findings["duplicates"]["hash_only"]
+    assert by_hashes == {"group_count": train_record["duplicate_groups"],
+                         "duplicate_images": train_record["duplicate_images"]}
+    assert findings["duplicates"]["checks"] == "hashes and backbone features"
+    assert (f"({by_hashes['group_count']} groups, {by_hashes['duplicate_images']} extra copies by "
+            "hashes alone, as train counts)") in terminal_table(findings)
+
+
 @pytest.mark.backend_independent
 def test_contact_sheet_captions_keep_class_and_file_name():
     from flowerkit.inspection.report import _caption_path

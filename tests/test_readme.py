@@ -14,6 +14,7 @@ import importlib.util
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ import pytest
 import flowerkit
 from flowerkit.cli import COMMANDS, build_parser
 from flowerkit.cli.train import recipe_from_args
-from tests.helpers import COLOURS, SHARED, make_image_folder, write_image
+from tests.helpers import COLOURS, SHARED, write_image
 
 
 pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
@@ -273,8 +274,9 @@ def _serve_until_ready(command, env, cwd) -> tuple[int, str]:
         server.wait(timeout=30)
 
 
-@pytest.mark.skipif(not SHARED.joinpath("weights/keras_home/models").is_dir(),
-                    reason=f"needs the shared weights in {SHARED}/weights/keras_home/models")
+@pytest.mark.slow  # one start of Keras per command: minutes in all
+@pytest.mark.skipif(not SHARED.joinpath("data/flower_photos").is_dir(),
+                    reason=f"needs the shared photos and weights in {SHARED}")
 def test_every_readme_command_runs_without_keras_backend(tmp_path):
     """KERAS_BACKEND unset, a fresh home with no keras.json, this environment's one
     backend, no network: each README command works or exits 2 with one line
@@ -283,7 +285,11 @@ def test_every_readme_command_runs_without_keras_backend(tmp_path):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir(), work.mkdir()
     (tmp_path / "shared").symlink_to(SHARED)  # `../shared` from the working folder
-    photos = make_image_folder(tmp_path / "photos", per_class=8)
+    photos = tmp_path / "photos"  # real photos: a folder of solid colours is all duplicates, unsplittable
+    for name in ("daisy", "roses", "tulips"):
+        (photos / name).mkdir(parents=True)
+        for path in sorted((SHARED / "data/flower_photos" / name).iterdir())[:8]:
+            shutil.copy(path, photos / name / path.name)
     for name, colour in (("rose.jpg", COLOURS["red"]), ("tulip.png", COLOURS["green"])):
         write_image(work / name, colour)
     env = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "KERAS_HOME")}

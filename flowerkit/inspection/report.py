@@ -186,6 +186,14 @@ def _caption_path(path: str, width: int = 28) -> str:
     return f"{folder}/" * bool(folder) + f"{name[:start]}…{name[-(room - start):]}"
 
 
+def _as_train_counts(duplicates: dict) -> str:
+    hash_only = duplicates.get("hash_only")
+    if not hash_only or duplicates.get("checks") == "hashes":
+        return ""
+    return (f" ({hash_only['group_count']} groups, {hash_only['duplicate_images']} extra copies "
+            "by hashes alone, as train counts)")
+
+
 def terminal_table(findings: dict, rows: int = 10) -> str:
     """A short summary table for the terminal."""
     balance, duplicates, issues = findings["balance"], findings["duplicates"], findings["label_issues"]
@@ -193,8 +201,9 @@ def terminal_table(findings: dict, rows: int = 10) -> str:
     lines = [f"{'class':<{width}}  images", *[f"{n:<{width}}  {c:6d}" for n, c in balance["counts"].items()],
              f"imbalance ratio {balance['imbalance_ratio']:.2f}"
              + (" (class_weight auto weighs the classes)" if balance["auto_class_weight"] else ""),
-             f"duplicate groups {duplicates['group_count']} ({duplicates['exact_groups']} exact), "
-             f"label conflicts {duplicates['conflict_groups']}, crossing a random split "
+             f"duplicate groups {duplicates['group_count']} ({duplicates['exact_groups']} exact) by "
+             f"{duplicates.get('checks', 'hashes')}{_as_train_counts(duplicates)}, label conflicts "
+             f"{duplicates['conflict_groups']}, crossing a random split "
              f"{duplicates['groups_crossing_random_split']}"]
     if issues.get("available"):
         shown = issues["suspects"][:rows]

@@ -59,6 +59,8 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int
         timings["feature_cache"] = cache
     step = time.perf_counter()
     duplicates = find_duplicates(hashes, index.labels, features)
+    # What `train` counts (hashes alone), reported beside the feature-confirmed groups.
+    by_hashes = find_duplicates(hashes, index.labels) if features is not None else duplicates
     timings["duplicate_seconds"] = time.perf_counter() - step
     step = time.perf_counter()
     issues = None
@@ -106,6 +108,9 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int
             "pairs": [{**pair, "first": names[pair["first"]], "second": names[pair["second"]]}
                       for pair in duplicates.pairs],
             "thresholds": duplicates.thresholds,
+            "checks": "hashes and backbone features" if features is not None else "hashes",
+            "hash_only": {"group_count": len(by_hashes.groups),
+                          "duplicate_images": by_hashes.duplicate_images},
             "group_count": len(duplicates.groups),
             "duplicate_images": duplicates.duplicate_images,
             "exact_groups": duplicates.kinds.count("exact"),
