@@ -182,3 +182,11 @@ def assert_same_train_step(reference, candidate, rtol=1e-3, layer_rtol=None):
         else:
             difference, norm = np.linalg.norm(actual - expected), np.linalg.norm(expected)
             assert difference <= layer_rtol * norm + 1e-4 * scale, (difference, norm, expected.shape)
+
+
+def one_error_line(err: str) -> str:
+    """The one `error:` line a CLI printed, with no traceback."""
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    return errors[0]

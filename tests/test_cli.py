@@ -1,6 +1,7 @@
 """The CLIs end to end, as a user runs them: real files; `python -m` in a
 subprocess where the entry point itself is under test, in-process otherwise."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,8 +12,9 @@ import keras
 import pytest
 from PIL import Image
 
-from flowerkit.cli import COMMANDS, main
-from tests.helpers import run_main
+from flowerkit.cli import COMMANDS
+from flowerkit.errors import FlowerkitError
+from tests.helpers import SHARED, one_error_line, run_main, write_image
 
 
 def run(*args, env=None, timeout=600):
@@ -86,6 +88,7 @@ def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tm
                                 str(session_image_folder), "--output", str(tmp_path))
     assert status == 0, err
     assert "precision" in out and "confusion matrix" in out
+    assert "Evaluating on the all split: 48 images in " in err  # not a terminal: one line
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert report["images"] == 48
     assert set(report["per_class"]) == {"blue", "green", "red"}
@@ -156,7 +159,10 @@ def test_importing_an_entry_module_keeps_the_api_function():
         (("train", "--preset", "nope"), "Unknown preset 'nope'"),
         (("train", "--max-images", "-3"), "must be at least 1, got -3"),
         (("train", "--max-images", "0"), "must be at least 1, got 0"),
-        (("train", "--batch-size", "0"), "batch_size and epochs must be positive"),
+        (("train", "--batch-size", "0"), "batch_size must be at least 1, got 0"),
+        (("train", "--epochs", "0", "--data", "."), "Invalid recipe: epochs must be at least 1, got 0."),
+        (("train", "--preset", "mobilenet_v2_35"), "Did you mean 'mobilenet_v2_035'?"),
+        (("trian",), "did you mean 'train'?"),
         (("predict", "/no/model.keras", "x.jpg"), "Model file not found: /no/model.keras"),
         (("predict", "/no/model.keras", "x.jpg", "--top-k", "0"), "must be at least 1, got 0"),
         (("evaluate", "/no/model.keras"), "Model file not found"),
@@ -205,8 +211,101 @@ def test_default_train_offline_fails_fast_with_guidance(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "--data DIR" in result.stderr and "--weights PATH" in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("flowerkit train: error: Could not download tf_flowers (offline?). "
+                            "This works with what is on this machine: flowerkit train --preset ")
+    assert "--data DIR" in error or f"--data {SHARED / 'data/flower_photos'}" in error
+    assert "--weights" in error
     assert time.monotonic() - started < 90
+
+
+def test_offline_advice_names_a_preset_with_cached_weights(tmp_path, monkeypatch):
+    """The codelab's alpha-1.0 weights are not cached, the alpha-0.35 ones are:
+    the advice switches to mobilenet_v2_035 and keeps the --data given."""
+    from flowerkit.cli.offline import offline_advice
+    from flowerkit.config.recipe import Recipe
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    codelab = Recipe.from_preset("codelab")
+    advice = offline_advice("the weights", codelab, "codelab", "photos", None)
+    assert "flowerkit train --preset codelab --weights none --data photos" in advice
+    (tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5").touch()
+    advice = offline_advice("the weights", codelab, "codelab", "photos", "runs/x")
+    assert "flowerkit train --preset mobilenet_v2_035 --data photos --output runs/x" in advice
+
+
+def test_data_that_is_a_file_fails_before_the_run_folder_is_touched(tmp_path, capsys):
+    image = write_image(tmp_path / "rose.jpg", (200, 40, 40))
+    output = tmp_path / "done"
+    output.mkdir()
+    (output / "model.keras").write_text("a finished run")  # would be refused, later
+    status, _, err = run_main(capsys, "train", "--data", str(image), "--output", str(output))
+    assert status == 2
+    assert one_error_line(err) == (
+        f"flowerkit train: error: --data {image} is a file, not a data source; a data source is "
+        "a folder with one subfolder per class, a path,label .csv file, a TFRecord glob "
+        "(local or gs://), or tf_flowers.")
+
+
+def test_a_failed_run_does_not_block_the_next_and_leaves_no_locks(image_folder, tmp_path, capsys):
+    """A first attempt that fails before any epoch (here on a missing weights
+    file) leaves recipe.json and backup/; the next command with another recipe
+    trains there without --overwrite, and no lock file stays."""
+    output = tmp_path / "run"
+    status, _, err = run_main(capsys, "train", "--preset", "mobilenet_v2_035", "--data", str(image_folder),
+                              "--image-size", "32", "--weights", str(tmp_path / "no.h5"), "--output", str(output))
+    assert status == 2 and "Weights file not found" in err
+    assert (output / "recipe.json").is_file() and not (output / ".lock").exists()
+    status, out, err = run_main(capsys, "train", "--preset", "dense", "--data", str(image_folder),
+                                "--image-size", "32", "--epochs", "1", "--output", str(output), "--quiet")
+    assert status == 0, err
+    assert "resuming" not in out and (output / "model.keras").is_file()
+    assert sorted(p.name for p in output.iterdir() if p.name.startswith(".")) == []
+
+
+BACKEND_CHOICE = """
+import json, os, sys
+from flowerkit.cli.common import start_backend
+start_backend(sys.argv[1] if len(sys.argv) > 1 else None)
+import keras
+print(json.dumps([keras.backend.backend(), os.environ["KERAS_BACKEND"]]))
+"""
+
+
+def test_without_keras_backend_the_cli_picks_this_environment_s_backend(trained_run, tmp_path):
+    """KERAS_BACKEND unset and no keras.json: a saved model runs on the backend it
+    was trained on (this environment's), says so on one line, and Keras writes
+    no keras.json; a backend that is not installed is one line."""
+    output, _ = trained_run
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path / "keras_home")
+    here = keras.backend.backend()
+    result = subprocess.run([sys.executable, "-c", BACKEND_CHOICE, str(output / "model.keras")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [here, here]
+    assert f"flowerkit: backend {here} (the model was trained on it; set KERAS_BACKEND to choose)" in result.stderr
+    assert not (tmp_path / "keras_home" / "keras.json").exists()
+    missing = next(name for name in ("tensorflow", "jax", "torch") if importlib.util.find_spec(name) is None)
+    env["KERAS_BACKEND"] = missing
+    result = run("flowerkit", "predict", str(output / "model.keras"), "x.jpg", env=env, timeout=120)
+    assert result.returncode == 2
+    assert one_error_line(result.stderr) == (
+        f"flowerkit predict: error: KERAS_BACKEND chooses the {missing} backend, which is not installed "
+        f"here (pip install 'flowerkit[{missing}]', or set KERAS_BACKEND={here}).")
+
+
+def test_keras_json_chooses_when_keras_backend_is_unset(tmp_path, monkeypatch):
+    from flowerkit.backends import selection
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "theano"}))
+    with pytest.raises(FlowerkitError, match="names the backend 'theano'; flowerkit runs on tensorflow, jax, torch"):
+        selection.choose_backend()
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": keras.backend.backend()}))
+    assert selection.choose_backend() is None and "KERAS_BACKEND" not in os.environ
 
 
 def test_api_names_survive_the_cli(capsys):
@@ -226,4 +325,5 @@ def test_export_onnx_from_the_cli(trained_run, tmp_path, capsys):
                                 "--output", str(tmp_path / "flowers.onnx"))
     assert status == 0, err
     assert out.startswith(f"flowerkit: onnx: {tmp_path / 'flowers.onnx'}") and "max |p - p_keras|" in out
+    assert "Exporting to onnx and checking it in its runtime: 1 model in " in err
     assert (tmp_path / "labels.txt").read_text().split() == ["blue", "green", "red"]

@@ -27,16 +27,11 @@ import pytest
 
 import flowerkit
 from flowerkit import FlowerkitError
-from tests.helpers import COLOURS, make_image_folder, run_main, shared_path, write_image
+from tests.helpers import COLOURS, make_image_folder, one_error_line, run_main, shared_path, write_image
 
 WEIGHTS = "weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"
 
 
-def one_error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
 def leftovers(folder: Path) -> list[str]:

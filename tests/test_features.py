@@ -86,8 +86,12 @@ def test_feature_cache_on_with_random_augmentation_is_an_error():
     assert _recipe(augmentation=("flip",)).caches_features
 
 
-def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_path):
-    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0)
+def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_path, capsys):
+    result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=2)
+    # verbose=2 (--quiet): one labelled line per feature pass, not a bare bar.
+    err = capsys.readouterr().err
+    assert f"Caching mobilenet_v2 features (images and flips): {result.metrics['train_images']} images in " in err
+    assert f"Caching mobilenet_v2 features: {result.metrics['validation_images']} images in " in err
     head = result.metrics["phases"][0]
     assert head["feature_cache"] == "computed" and head["feature_views"] == 2
     # The phase's time after each epoch, the feature pass included (bench.report's yardstick).

@@ -214,5 +214,47 @@ def test_report_page_is_valid_and_links_stay_inside_its_folder(planted, tmp_path
     assert parser.links and all(not Path(link).is_absolute() and ".." not in link for link in parser.links)
     assert all((tmp_path / "out" / link).is_file() for link in parser.links)
     assert findings["duplicates"]["conflict_groups"] == 1
-    assert "conflict.jpg" in paths["exclude"].read_text()
     assert "duplicate groups 3" in terminal_table(findings)
+    # exclude.txt: one file of the exact pair and both conflict copies, not the
+    # re-encoded near copy nor any suspect; review.txt: every suspect, ranked, scored.
+    excluded = [line for line in paths["exclude"].read_text().splitlines() if not line.startswith("#")]
+    pair = {"daisy/exact copy.jpg", f"daisy/{sorted(p.name for p in (planted / 'daisy').iterdir())[0]}"}
+    assert len(excluded) == 3 and "tulips/conflict.jpg" in excluded and len(pair & set(excluded)) == 1
+    assert "daisy/resized.jpg" not in excluded
+    review = paths["review"].read_text().splitlines()
+    assert review[2] == "path\tgiven\tp_given\tpredicted\tp_predicted"
+    suspects = findings["label_issues"].get("suspects", [])
+    assert [line.split("\t")[0] for line in review[3:]] == [s["path"] for s in suspects]
+    if suspects:  # the table's columns say what the numbers are
+        table = terminal_table(findings)
+        assert "  p(given)  given -> predicted" in table
+        assert f"{suspects[0]['given_probability']:8.2f}  {suspects[0]['given']} -> " in table
+
+
+def test_train_and_inspect_count_the_same_duplicates(planted):
+    """inspect confirms more near copies with backbone features; the counts by
+    hashes alone, which train prints, are the same in both and named so."""
+    from flowerkit.config.recipe import get_preset
+    from flowerkit.data.loading import load_data
+    from flowerkit.inspection.report import terminal_table
+    from flowerkit.inspection.runner import inspect_source
+
+    recipe = get_preset("mobilenet_v2_035").replace(image_size=32, weights=None)
+    findings = inspect_source(recipe, str(planted), folds=2)
+    train_record = load_data(recipe, str(planted)).inspection
+    by_hashes = findings["duplicates"]["hash_only"]
+    assert by_hashes == {"group_count": train_record["duplicate_groups"],
+                         "duplicate_images": train_record["duplicate_images"]}
+    assert findings["duplicates"]["checks"] == "hashes and backbone features"
+    assert (f"({by_hashes['group_count']} groups, {by_hashes['duplicate_images']} extra copies by "
+            "hashes alone, as train counts)") in terminal_table(findings)
+
+
+@pytest.mark.backend_independent
+def test_contact_sheet_captions_keep_class_and_file_name():
+    from flowerkit.inspection.report import _caption_path
+
+    assert _caption_path("roses/a.jpg") == "roses/a.jpg"
+    caption = _caption_path("dandelion/2478018280_1be353ca8c_m.jpg")
+    assert caption.startswith("dandelion/2478") and caption.endswith("_m.jpg") and "…" in caption
+    assert len(caption) <= 28

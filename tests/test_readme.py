@@ -14,8 +14,10 @@ import importlib.util
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ import pytest
 import flowerkit
 from flowerkit.cli import COMMANDS, build_parser
 from flowerkit.cli.train import recipe_from_args
+from tests.helpers import COLOURS, SHARED, write_image
 
 
 pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
@@ -220,3 +223,99 @@ def test_ci_runs_the_readmes_test_command():
     assert "\npython3 -m pip install 'tox>=4'\n" in README
     assert "python3 -m pip install --quiet 'tox>=4'" in ci
     assert "\ntox -p all -e tf,jax,torch\n" in README and "tox -p all -e tf,jax,torch" in ci
+
+
+# --- every README command, run as a newcomer would ------------------------------------
+
+SHARED_PHOTOS = "../shared/data/flower_photos"
+_SHELL_TOOLS = ("mkdir", "cp")  # the README's set-up lines that are neither pip nor a flowerkit command
+
+
+def _readme_runs() -> list[tuple[dict, list[str], str]]:
+    """(environment assignments, words, text) of each README command that the
+    test runs: flowerkit's, and the set-up lines (`mkdir`, `cp`), in README order."""
+    runs = []
+    for block in _shell_blocks():
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in re.split(r"\s&&\s", line):
+                words = shlex.split(part, comments=True)
+                env = {}
+                while words and _ENV.match(words[0]):
+                    key, _, value = words.pop(0).partition("=")
+                    env[key] = value
+                if words and (words[0] in _SHELL_TOOLS or _flowerkit_argv(words) is not None):
+                    runs.append((env, words, part))
+    return runs
+
+
+def _cheap(argv: list[str], photos: Path) -> list[str]:
+    """The command on a tiny photo folder, and a short training where the
+    README's would take minutes; `serve` on a free port."""
+    argv = [str(photos) if word in (SHARED_PHOTOS, "photos/") else word for word in argv]
+    if argv[0] == "train":
+        argv += ["--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32", "--batch-size", "8"]
+    if argv[0] == "serve":
+        argv += ["--port", "0"]
+    return argv
+
+
+def _serve_until_ready(command, env, cwd) -> tuple[int, str]:
+    """Starts `flowerkit serve`, waits for its ready line (or its exit), then stops it."""
+    server = subprocess.Popen(command, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in server.stderr:
+            lines.append(line)
+            if "ready: the model warmed up in" in line:
+                return 0, "".join(lines)
+        return server.wait(), "".join(lines)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow  # one start of Keras per command: minutes in all
+@pytest.mark.skipif(not SHARED.joinpath("data/flower_photos").is_dir(),
+                    reason=f"needs the shared photos and weights in {SHARED}")
+def test_every_readme_command_runs_without_keras_backend(tmp_path):
+    """KERAS_BACKEND unset, a fresh home with no keras.json, this environment's one
+    backend, no network: each README command works or exits 2 with one line
+    (a backend it names that is not here, an export this backend cannot make),
+    and no command writes keras.json."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    (tmp_path / "shared").symlink_to(SHARED)  # `../shared` from the working folder
+    photos = tmp_path / "photos"  # real photos: a folder of solid colours is all duplicates, unsplittable
+    for name in ("daisy", "roses", "tulips"):
+        (photos / name).mkdir(parents=True)
+        for path in sorted((SHARED / "data/flower_photos" / name).iterdir())[:8]:
+            shutil.copy(path, photos / name / path.name)
+    for name, colour in (("rose.jpg", COLOURS["red"]), ("tulip.png", COLOURS["green"])):
+        write_image(work / name, colour)
+    env = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "KERAS_HOME")}
+    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+               FLOWERKIT_TF_FLOWERS_URL="http://127.0.0.1:9/flower_photos.tgz")  # no network, surely
+    outcomes = {}
+    for assigned, words, text in _readme_runs():
+        if words[0] in _SHELL_TOOLS:
+            subprocess.run(["bash", "-c", text], cwd=work, env=env, check=True)
+            continue
+        argv = _cheap(_flowerkit_argv(words), photos)
+        started = time.monotonic()
+        command = [sys.executable, "-m", "flowerkit", *argv]
+        if argv[0] == "serve":
+            status, err = _serve_until_ready(command, {**env, **assigned}, work)
+        else:
+            result = subprocess.run(command, env={**env, **assigned}, cwd=work, capture_output=True,
+                                    text=True, timeout=600)
+            status, err = result.returncode, result.stderr
+        shown = shlex.join([*(f"{k}={v}" for k, v in assigned.items()), *argv])
+        assert "Traceback" not in err, f"{shown}:\n{err}"
+        assert status == 0 or (status == 2 and len([l for l in err.splitlines() if "error:" in l]) == 1), \
+            f"{shown} exited {status}:\n{err}"
+        outcomes[shown] = status
+        print(f"{time.monotonic() - started:6.1f} s  exit {status}  {shown}")
+        assert not (home / ".keras" / "keras.json").exists(), f"{shown} wrote keras.json"
+    trained = [shown for shown, status in outcomes.items() if status == 0 and " train " in f" {shown} "]
+    assert trained and (work / "runs/demo/model.keras").is_file(), outcomes
+    assert {"predict", "evaluate", "serve", "inspect"} <= {s.split()[0] for s, st in outcomes.items() if st == 0}, outcomes

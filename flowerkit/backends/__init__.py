@@ -2,6 +2,7 @@
 PyTorch, and between CPU, GPU and TPU, and nothing above it branches on a
 backend's name.
 
+    selection    which backend a command runs on, chosen before Keras is imported
     devices      which backend and device this is (`devices`, `device_kind`)
     policy       what "auto" picks there: fast paths, precision, jit, pipeline
     fastpaths    switching a model's layers to the fast implementations

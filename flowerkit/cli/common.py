@@ -4,14 +4,28 @@ and evaluate, and starting the backend quietly."""
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+from pathlib import Path
 
-from flowerkit.backends import allocator
+from flowerkit import progress
+from flowerkit.backends import allocator, selection
 from flowerkit.backends.devices import warm_up_quietly
+from flowerkit.errors import FlowerkitError, did_you_mean
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{_did_you_mean(message)} (see --help)\n")
+
+
+def _did_you_mean(message: str) -> str:
+    """argparse's "invalid choice: 'trian' (choose from ...)" with the close match."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not found:
+        return ""
+    choices = re.findall(r"'([^']*)'", found.group(2)) or [c.strip() for c in found.group(2).split(",")]
+    return did_you_mean(found.group(1), choices).replace(" Did", "; did")
 
 
 def positive_int(text: str) -> int:
@@ -34,11 +48,59 @@ def add_model_arguments(parser, tta_help: str) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def start_backend() -> None:
-    """Imports Keras and its backend with the native start-up noise held
-    back, and makes the process-wide allocator choice that `train()` makes
-    (`flowerkit.backends.allocator`), so predict, evaluate and serve run as
-    fast as training. Commands call it after their arguments are checked, so
-    a typo fails in a fraction of a second."""
-    warm_up_quietly()
+def choose_backend(model_path=None) -> str:
+    """The backend this command runs on, chosen without importing Keras
+    where nothing chose one (for a saved model `model_path`, the one it was
+    trained on: `flowerkit.backends.selection`), and said on stderr."""
+    if model_path is not None and not Path(model_path).exists():
+        raise FlowerkitError(f"Model file not found: {model_path}")  # before a backend starts
+    chosen = selection.choose_backend(model_path)
+    if chosen:
+        print(f"flowerkit: {chosen}", file=sys.stderr, flush=True)
+    return selection.configured_backend()[0]
+
+
+def start_backend(model_path=None) -> None:
+    """Chooses the backend (`choose_backend`), then imports Keras and its
+    backend with the native start-up noise held back and without Keras
+    writing a keras.json, and makes the process-wide allocator choice that
+    `train()` makes (`flowerkit.backends.allocator`), so predict, evaluate
+    and serve run as fast as training. Commands call it after their
+    arguments are checked, so a typo fails in a fraction of a second."""
+    choose_backend(model_path)
+    with selection.keras_config_left_alone():
+        warm_up_quietly()
     allocator.configure()
+
+
+DATA_SOURCES = ("a folder with one subfolder per class, a path,label .csv file, a TFRecord glob "
+                "(local or gs://), or tf_flowers")
+
+
+def check_data_source(source: str | None, flag: str = "--data") -> None:
+    """A local data source that cannot be one fails here, before a backend
+    starts or a run folder is touched, saying what a data source can be."""
+    if source in (None, "", "tf_flowers", "codelab_tfrecords") or source.startswith("gs://"):
+        return
+    if source.rstrip("*").endswith((".tfrec", ".tfrecord")) or any(c in source for c in "*?["):
+        return
+    path = Path(source)
+    if path.suffix.lower() == ".csv":
+        if not path.is_file():
+            raise FlowerkitError(f"CSV data source not found: {source} ({flag}).")
+        return
+    if not path.exists():
+        raise FlowerkitError(f"Data folder not found: {source} ({flag}); a data source is {DATA_SOURCES}.")
+    if not path.is_dir():
+        raise FlowerkitError(f"{flag} {source} is a file, not a data source; a data source is {DATA_SOURCES}.")
+
+
+def add_quiet_argument(parser) -> None:
+    parser.add_argument("--quiet", action="store_true",
+                        help="one line per stage instead of progress bars (also when not a terminal)")
+
+
+def stage(args, label: str, unit: str = "image"):
+    """A labelled progress stage on stderr: a bar on a terminal, one line
+    with --quiet or when stderr is a file or pipe (`flowerkit.progress`)."""
+    return progress.stage(label, unit=unit, quiet=True if getattr(args, "quiet", False) else None)

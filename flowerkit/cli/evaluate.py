@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flowerkit.cli.common import add_model_arguments, positive_int, start_backend
+from flowerkit.cli.common import (
+    add_model_arguments, add_quiet_argument, check_data_source, positive_int, stage, start_backend,
+)
 from flowerkit.report.artifacts import write_evaluation
 from flowerkit.report.metrics import format_report
 
@@ -20,16 +22,20 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--output", metavar="DIR", help="default: MODEL_DIR/evaluation")
+    add_quiet_argument(parser)
 
 
 def run(args) -> int:
-    start_backend()
+    check_data_source(args.data)
+    start_backend(args.model)
     # Keras and its backend start here, once the arguments are checked.
     from flowerkit.inference.evaluation import evaluate
 
-    report = evaluate(
-        args.model, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta
-    )
+    with stage(args, f"Evaluating on the {args.split} split" + (" with flip TTA" if args.tta else "")) as done:
+        report = evaluate(
+            args.model, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta
+        )
+        done.update(report["images"])
     output = Path(args.output) if args.output else Path(args.model).parent / "evaluation"
     written = write_evaluation(output, report)
     if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from flowerkit.cli.common import positive_int, start_backend
+from flowerkit.cli.common import add_quiet_argument, choose_backend, positive_int, stage, start_backend
 from flowerkit.exporting.formats import FORMATS, check_can_export
 
 
@@ -23,18 +23,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-verify", action="store_true",
                         help="skip running the artefact in its runtime against Keras")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a line")
+    add_quiet_argument(parser)
 
 
 def run(args) -> int:
-    check_can_export(args.format, quantize=args.quantize)  # fails before a backend starts
-    start_backend()
+    backend = choose_backend(args.model)
+    check_can_export(args.format, backend=backend, quantize=args.quantize)  # before the backend starts
+    start_backend(args.model)
     # Keras and its backend start here, once the arguments are checked.
     from flowerkit.exporting.convert import export
 
-    result = export(
-        args.model, args.format, output=args.output, quantize=args.quantize,
-        calibration_data=args.calibration_data, calibration_images=args.calibration_images,
-        verify=not args.no_verify,
-    )
+    label = f"Exporting to {args.format}" + ("" if args.no_verify else " and checking it in its runtime")
+    with stage(args, label, unit="model") as done:
+        result = export(
+            args.model, args.format, output=args.output, quantize=args.quantize,
+            calibration_data=args.calibration_data, calibration_images=args.calibration_images,
+            verify=not args.no_verify,
+        )
+        done.update()
     print(json.dumps(result.to_dict(), indent=2) if args.json else f"flowerkit: {result.summary()}")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowerkit.cli.common import positive_int, start_backend
+from flowerkit.cli.common import add_quiet_argument, check_data_source, positive_int, stage, start_backend
 from flowerkit.config.recipe import Recipe
 
 
@@ -21,17 +21,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--folds", type=positive_int, default=5, help="out-of-fold folds (default: 5)")
     parser.add_argument("--top", type=positive_int, default=10, help="suspects in the terminal table")
     parser.add_argument("--json", action="store_true", help="print inspection.json instead of a table")
+    add_quiet_argument(parser)
 
 
 def run(args) -> int:
     recipe = Recipe.from_preset(args.preset)  # a bad preset fails before any backend starts
+    check_data_source(args.source, flag="SOURCE")
     start_backend()
     # After start_backend: these import Keras (its start-up noise held back).
     from flowerkit.inspection.report import terminal_table, write_report
     from flowerkit.inspection.runner import inspect_source
 
     output = Path(args.output or f"inspection/{Path(str(args.source)).stem or 'data'}")
-    findings = inspect_source(recipe, args.source, folds=args.folds)
+    with stage(args, f"Inspecting {args.source} (hashes, duplicates, {recipe.name} features, "
+                     f"{args.folds}-fold label check)") as done:
+        findings = inspect_source(recipe, args.source, folds=args.folds)
+        done.update(sum(findings["balance"]["counts"].values()))
     paths = write_report(findings, output)
     if args.json:
         print(paths["json"].read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    start_backend()
+    start_backend(args.model)
     # Keras and its backend start here, once the arguments are checked.
     from flowerkit.inference.evaluation import predict
 

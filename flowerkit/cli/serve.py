@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import sys
 
@@ -71,7 +72,7 @@ def run(args) -> int:
         raise FlowerkitError(f"flowerkit serve needs {error.name}: pip install 'flowerkit[serve]'.") from None
     _, kind = resolve_model(args.model)
     if kind == "keras":
-        start_backend()
+        start_backend(args.model)
     predictor = load_predictor(args.model)
     token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE) or None
     settings = ServeSettings(
@@ -83,7 +84,8 @@ def run(args) -> int:
               f"reach this port can use the model (set --token or ${TOKEN_VARIABLE}).", file=sys.stderr)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"flowerkit serve: {predictor.path} ({kind}, {len(predictor.class_names)} classes) on "
-          f"http://{shown}:{args.port}/ (API docs: /docs)", file=sys.stderr, flush=True)
+          f"http://{shown}:{args.port}/ (API docs: /docs); warming the model up", file=sys.stderr, flush=True)
+    _log_to_stderr()
     uvicorn.run(create_app(predictor, settings), host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -95,3 +97,12 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _log_to_stderr() -> None:
+    """The app's own lines (ready, and how long warm-up took) beside uvicorn's."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("flowerkit serve: %(message)s"))
+    log = logging.getLogger("flowerkit.serve")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)

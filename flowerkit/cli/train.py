@@ -10,8 +10,10 @@ import argparse
 from pathlib import Path
 
 from flowerkit.backends import devices
-from flowerkit.cli.common import positive_int, start_backend
+from flowerkit.cli.common import check_data_source, positive_int, start_backend
+from flowerkit.cli.offline import offline_advice
 from flowerkit.config.recipe import Recipe, field_types
+from flowerkit.errors import FlowerkitError, OfflineError
 from flowerkit.inspection.lists import read_path_list, read_relabel_csv
 
 
@@ -164,6 +166,7 @@ def recipe_from_args(args):
 
 def run(args) -> int:
     recipe = recipe_from_args(args)  # a bad flag fails here, before any backend starts
+    check_data_source(args.data)  # and a bad --data, before the run folder is looked at
     start_backend()
     # Keras and its backend start here, once the arguments are checked.
     from flowerkit.training import train
@@ -185,6 +188,8 @@ def run(args) -> int:
             overwrite=args.overwrite,
             tpu=args.tpu,
         )
+    except OfflineError as error:
+        raise FlowerkitError(offline_advice(error.what, recipe, args.preset, args.data, args.output)) from None
     except KeyboardInterrupt:
         print(f"flowerkit: interrupted; run the same command again to resume from the last "
               f"finished epoch ({output})", flush=True)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from flowerkit.config.ops import precomputable_ops, validate_ops
 from flowerkit.config.presets import PRESETS
-from flowerkit.errors import FlowerkitError
+from flowerkit.errors import FlowerkitError, did_you_mean
 
 HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -389,7 +389,9 @@ def field_types() -> dict[str, Any]:
 def get_preset(name: str) -> Recipe:
     """The recipe of a preset in `flowerkit.config.presets.PRESETS`."""
     if name not in PRESETS:
-        raise FlowerkitError(f"Unknown preset {name!r}. Available: {', '.join(PRESETS)}.")
+        raise FlowerkitError(
+            f"Unknown preset {name!r}.{did_you_mean(name, PRESETS)} Available: {', '.join(PRESETS)}."
+        )
     return Recipe(name=name, **PRESETS[name])
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from flowerkit import progress
 from flowerkit.data import manifest
 from flowerkit.data.decode import SUPPORTED, ImageProblem
-from flowerkit.errors import FlowerkitError, FlowerkitWarning
+from flowerkit.errors import FlowerkitError, FlowerkitWarning, OfflineError
 
 TF_FLOWERS_URL = (
     "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
@@ -122,12 +122,13 @@ def download_tf_flowers() -> Path:
             "--data DIR with one subfolder per class."
         ) from None
     except Exception as error:  # get_file raises bare Exception on fetch failures
-        raise FlowerkitError(
+        raise OfflineError(
             f"Could not download tf_flowers from {url} ({error}). "
             "Offline? Pass --data DIR with one subfolder per class "
             "(e.g. --data ../shared/data/flower_photos) and, for pretrained weights, "
             "fill $KERAS_HOME/models (e.g. from ../shared/weights/keras_home/models) "
-            "or pass --weights PATH."
+            "or pass --weights PATH.",
+            what="tf_flowers",
         ) from None
     root = _extract_once(archive, archive.with_name("flower_photos_extracted"), TF_FLOWERS_SHA256)
     return root / "flower_photos" if (root / "flower_photos").is_dir() else root

@@ -3,7 +3,9 @@
     inspection.json   every finding, with paths, scores and thresholds
     inspection.html   thumbnails of each duplicate group and suspect label
     suspects.png      a contact sheet of the top suspects
-    exclude.txt       label conflicts and suspects, for `train --exclude`
+    exclude.txt       what the checks are sure of (exact copies' extra files, label
+                      conflicts), for `train --exclude`
+    review.txt        the ranked label suspects with their scores, to look at
     thumbnails/       the page's images (links are relative, inside the folder)
 
 The page and the terminal table are capped (classes, groups, images per group,
@@ -48,12 +50,14 @@ def write_report(findings: dict, output_dir, top: int = SHOWN_SUSPECTS) -> dict[
         return thumbs[name]
 
     paths = {"json": output / "inspection.json", "html": output / "inspection.html",
-             "sheet": output / "suspects.png", "exclude": output / "exclude.txt"}
+             "sheet": output / "suspects.png", "exclude": output / "exclude.txt",
+             "review": output / "review.txt"}
     paths["json"].write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["html"].write_text(_page(public, thumbnail, top), encoding="utf-8")
     suspects = public["label_issues"].get("suspects", [])[:SHEET_SUSPECTS]
     _contact_sheet(suspects, index, position, paths["sheet"])
     paths["exclude"].write_text(_exclude_file(public), encoding="utf-8")
+    paths["review"].write_text(_review_file(public), encoding="utf-8")
     return paths
 
 
@@ -132,7 +136,8 @@ def _page(findings: dict, thumbnail, top: int) -> str:
         parts.append(f"<h2>Likely label errors</h2><p>{e(issues.get('reason', ''))}</p>")
     parts += ['<p>Contact sheet: <a href="suspects.png">suspects.png</a>; all findings: '
               '<a href="inspection.json">inspection.json</a>; '
-              '<a href="exclude.txt">exclude.txt</a> for <code>train --exclude</code>.</p>',
+              '<a href="exclude.txt">exclude.txt</a> (exact copies, conflicts) for '
+              '<code>train --exclude</code>; <a href="review.txt">review.txt</a>: the suspects to look at.</p>',
               "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -170,7 +175,7 @@ def _contact_sheet(suspects, index, position, path: Path) -> None:
         axis.axis("off")
     for axis, suspect in zip(axes, suspects):
         axis.imshow(decode_image(index.images[position[suspect["path"]]], THUMBNAIL).astype(np.uint8))
-        axis.set_title(f"{suspect['path'][-24:]}\ngiven {suspect['given']} {suspect['given_probability']:.2f}"
+        axis.set_title(f"{_caption_path(suspect['path'])}\ngiven {suspect['given']} {suspect['given_probability']:.2f}"
                        f"\npred {suspect['predicted']} {suspect['predicted_probability']:.2f}", fontsize=7)
     if not suspects:
         axes[0].text(0.5, 0.5, "no suspects", ha="center", va="center")
@@ -179,17 +184,51 @@ def _contact_sheet(suspects, index, position, path: Path) -> None:
 
 
 def _exclude_file(findings: dict) -> str:
+    """Only what the checks are sure of: the extra files of exact copies
+    within one class (the first is kept), and every image of a label conflict."""
     lines = ["# flowerkit inspect: paths for `flowerkit train --exclude FILE` (relative to",
-             f"# {findings['root']}). Review before use; delete the lines to keep.",
-             "# label conflicts (the same image in more than one class):"]
-    for group in findings["duplicates"]["groups"]:
+             f"# {findings['root']}): only what the checks are sure of; suspects are in review.txt.",
+             "# exact copies within a class (the first of each group is kept):"]
+    groups = findings["duplicates"]["groups"]
+    for group in groups:
+        if group.get("kind") == "exact" and not group["conflict"]:
+            lines += [image["path"] for image in group["images"][1:]]
+    lines.append("# label conflicts (the same image in more than one class):")
+    for group in groups:
         if group["conflict"]:
             lines += [image["path"] for image in group["images"]]
-    suspects = findings["label_issues"].get("suspects", [])
-    if suspects:
-        lines.append("# likely label errors, most suspect first:")
-        lines += [s["path"] for s in suspects]
     return "\n".join(lines) + "\n"
+
+
+def _review_file(findings: dict) -> str:
+    """The ranked label suspects with their scores, for a person to look at
+    (copy a line into exclude.txt, or into a relabel CSV, once checked)."""
+    lines = ["# flowerkit inspect: likely label errors, most suspect first; look before acting.",
+             "# p_given: out-of-fold probability of the given label; tab-separated columns.",
+             "path\tgiven\tp_given\tpredicted\tp_predicted"]
+    for s in findings["label_issues"].get("suspects", []):
+        lines.append(f"{s['path']}\t{s['given']}\t{s['given_probability']:.3f}\t"
+                     f"{s['predicted']}\t{s['predicted_probability']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def _caption_path(path: str, width: int = 28) -> str:
+    """The class folder and the file name's start and end, its middle cut:
+    `roses/1043…80_n.jpg`, so the file can be found from the caption."""
+    if len(path) <= width:
+        return path
+    folder, _, name = path.rpartition("/")
+    room = max(width - len(folder) - 2, 9)  # less the "/" and the "…"
+    start = room // 2
+    return f"{folder}/" * bool(folder) + f"{name[:start]}…{name[-(room - start):]}"
+
+
+def _as_train_counts(duplicates: dict) -> str:
+    hash_only = duplicates.get("hash_only")
+    if not hash_only or duplicates.get("checks") == "hashes":
+        return ""
+    return (f" ({hash_only['group_count']} groups, {hash_only['duplicate_images']} extra copies "
+            "by hashes alone, as train counts)")
 
 
 def terminal_table(findings: dict, rows: int = 10) -> str:
@@ -202,12 +241,18 @@ def terminal_table(findings: dict, rows: int = 10) -> str:
              *([f"... {left_out} larger classes (all in inspection.json)"] if left_out else []),
              f"imbalance ratio {balance['imbalance_ratio']:.2f}"
              + (" (class_weight auto weighs the classes)" if balance["auto_class_weight"] else ""),
-             f"duplicate groups {duplicates['group_count']} ({duplicates['exact_groups']} exact), "
-             f"label conflicts {duplicates['conflict_groups']}, crossing a random split "
+             f"duplicate groups {duplicates['group_count']} ({duplicates['exact_groups']} exact) by "
+             f"{duplicates.get('checks', 'hashes')}{_as_train_counts(duplicates)}, label conflicts "
+             f"{duplicates['conflict_groups']}, crossing a random split "
              f"{duplicates['groups_crossing_random_split']}"]
     if issues.get("available"):
+        shown = issues["suspects"][:rows]
         lines.append(f"label suspects {issues['suspect_count']} (out-of-fold accuracy "
-                     f"{issues['out_of_fold_accuracy']:.3f}); top {min(rows, issues['suspect_count'])}:")
-        for s in issues["suspects"][:rows]:
-            lines.append(f"  {s['given_probability']:.2f}  {s['given']} -> {s['predicted']}  {s['path']}")
+                     f"{issues['out_of_fold_accuracy']:.3f}); top {len(shown)}, least likely first "
+                     "(p(given): the out-of-fold probability of the label the file has):")
+        moves = [f"{s['given']} -> {s['predicted']}" for s in shown]
+        move_width = max(len(m) for m in [*moves, "given -> predicted"])
+        lines.append(f"  {'p(given)':>8}  {'given -> predicted':<{move_width}}  file")
+        for s, move in zip(shown, moves):
+            lines.append(f"  {s['given_probability']:8.2f}  {move:<{move_width}}  {s['path']}")
     return "\n".join(lines)

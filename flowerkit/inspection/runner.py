@@ -51,6 +51,8 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int
         timer.seconds["feature_cache"] = cache
     with timer("duplicate_seconds"):
         duplicates = find_duplicates(hashes, index.labels, features)
+        # What `train` counts (hashes alone), reported beside the feature-confirmed groups.
+        by_hashes = find_duplicates(hashes, index.labels) if features is not None else duplicates
     issues = None
     if features is not None:
         with timer("label_issue_seconds"):
@@ -72,7 +74,8 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int
         "balance": balance_report(index.labels, index.class_names),
         "loader": _loader_report(hashes, loader_messages, recipe.image_size),
         "curation": curation,
-        "duplicates": _duplicates_report(duplicates, index, names, _old_split_sides(index, recipe), kept),
+        "duplicates": _duplicates_report(duplicates, by_hashes, features is not None, index, names,
+                                         _old_split_sides(index, recipe), kept),
         "label_issues": _issues(issues, index, names),
         "timings": timer.seconds,
         "_private": {"index": index, "names": names, "issues": issues},
@@ -118,7 +121,8 @@ def _loader_report(hashes, loader_messages, image_size: int) -> dict:
     }
 
 
-def _duplicates_report(duplicates, index, names, sides, kept: int) -> dict:
+def _duplicates_report(duplicates, by_hashes, with_features: bool, index, names, sides,
+                       kept: int) -> dict:
     conflicts = set(duplicates.conflicts)
     groups = [
         {
@@ -134,6 +138,8 @@ def _duplicates_report(duplicates, index, names, sides, kept: int) -> dict:
         "pairs": [{**pair, "first": names[pair["first"]], "second": names[pair["second"]]}
                   for pair in duplicates.pairs],
         "thresholds": duplicates.thresholds,
+        "checks": "hashes and backbone features" if with_features else "hashes",
+        "hash_only": {"group_count": len(by_hashes.groups), "duplicate_images": by_hashes.duplicate_images},
         "group_count": len(duplicates.groups),
         "duplicate_images": duplicates.duplicate_images,
         "exact_groups": duplicates.kinds.count("exact"),

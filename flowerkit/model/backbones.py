@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from flowerkit.errors import FlowerkitError
+from flowerkit.errors import FlowerkitError, OfflineError, did_you_mean
 
 # How a backbone wants its pixels; the model applies it as a Rescaling layer.
 #   "tf":   x / 127.5 - 1          (MobileNet, MobileNetV2, ResNetV2, Xception)
@@ -61,7 +61,8 @@ def get_backbone(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise FlowerkitError(
-            f"Unknown backbone {name!r}. Available: {', '.join(BACKBONES)}."
+            f"Unknown backbone {name!r}.{did_you_mean(name, BACKBONES)} "
+            f"Available: {', '.join(BACKBONES)}."
         ) from None
 
 
@@ -136,11 +137,12 @@ def keras_application(constructor_name: str, input_shape, weights, options: dict
         ) from None
     except Exception as error:  # download failures surface as bare Exception
         if weights == "imagenet" and "fetch failure" in str(error):
-            raise FlowerkitError(
+            raise OfflineError(
                 f"Could not download the ImageNet weights for {constructor_name} "
                 f"({error}). Offline? Put the Keras weight files in "
                 "$KERAS_HOME/models (e.g. copy ../shared/weights/keras_home/models), "
-                "or pass --weights PATH to a weights file, or --weights none."
+                "or pass --weights PATH to a weights file, or --weights none.",
+                what=f"the ImageNet weights for {constructor_name}{_described(options)}",
             ) from None
         raise
     for warning in caught or ():

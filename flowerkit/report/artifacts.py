@@ -75,10 +75,17 @@ def locked(folder: Path):
             f"{folder} is being written by another flowerkit run{_lock_holder(folder)}; "
             "wait for it to finish, or choose another --output."
         ) from None
+    if not (folder / LOCK).exists():  # removed by the run that held it as this one waited
+        lock.release()
+        raise FlowerkitError(f"{folder} was being written by another flowerkit run; try again.")
     try:
         (folder / LOCK_HOLDER).write_text(f"{os.getpid()}\n")
         yield
     finally:
+        # The lock files go while the lock is still held, so the folder ends
+        # as the run left it, finished or failed.
+        for name in (LOCK_HOLDER, LOCK):
+            (folder / name).unlink(missing_ok=True)
         lock.release()
         if created:
             _remove_if_only_locks(folder, created)

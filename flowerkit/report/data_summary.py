@@ -10,7 +10,7 @@ def summary_line(record: dict) -> str:
         parts.append(f"imbalance {record['imbalance_ratio']:.2f}x")
     if "duplicate_groups" in record:
         parts.append(f"{record['duplicate_groups']} duplicate group(s) "
-                     f"({record['duplicate_images']} extra copies)")
+                     f"({record['duplicate_images']} extra copies; by image hashes)")
     if record.get("groups_kept_together"):
         parts.append(f"{record['groups_kept_together']} kept on one side of the split")
     if record.get("conflict_groups"):

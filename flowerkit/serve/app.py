@@ -137,9 +137,10 @@ class ServeState:
 
     async def warm_up(self) -> None:
         try:
+            started = time.perf_counter()
             await self.batcher.run_in_model_thread(self.predictor.warm_up, self.settings.max_batch)
             self.ready = True
-            log.info("model warmed up: ready")
+            log.info("ready: the model warmed up in %.1f s", time.perf_counter() - started)
         except Exception as error:
             self.failed = str(error)
             log.exception("warming the model up failed")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from flowerkit import progress
 from flowerkit.backends.devices import backend
 from flowerkit.backends.policy import resolve_precision
 from flowerkit.config.recipe import Recipe
@@ -174,6 +176,10 @@ def _size(count: int) -> str:
     return f"{count / 1024**3:.1f} GiB" if count >= 1024**3 else f"{count / 1024**2:.0f} MiB"
 
 
+def _stream(verbose):
+    return io.StringIO() if not verbose else None  # silent: the line goes nowhere
+
+
 def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan) -> None:
     """Runs the extractor over every image (and flip), with a progress bar,
     straight into a memory-mapped file; the folder appears only when done,
@@ -189,15 +195,17 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, p
     features = np.lib.format.open_memmap(partial / "features.npy", "w+", np.float32, shape)
     labels = np.lib.format.open_memmap(partial / "labels.npy", "w+", np.int32, (len(subset),))
     filled = 0
-    progress = keras.utils.Progbar(len(subset), unit_name="image", verbose=verbose)
-    # Shared out over the plan's devices, if any.
-    for outputs, one_hot in sharding.predict_batches(extractor, dataset, views, plan):
-        stop = filled + len(one_hot)
-        for view, output in enumerate(outputs):
-            features[view, filled:stop] = output
-        labels[filled:stop] = np.argmax(one_hot, axis=-1)
-        filled = stop
-        progress.update(filled)
+    label = f"Caching {recipe.backbone} features" + (" (images and flips)" if views == 2 else "")
+    # verbose as `fit` takes it: 0 silent, 2 one line (--quiet), 1 a bar on a terminal.
+    with progress.stage(label, total=len(subset), quiet=verbose != 1, stream=_stream(verbose)) as bar:
+        # Shared out over the plan's devices, if any.
+        for outputs, one_hot in sharding.predict_batches(extractor, dataset, views, plan):
+            stop = filled + len(one_hot)
+            for view, output in enumerate(outputs):
+                features[view, filled:stop] = output
+            labels[filled:stop] = np.argmax(one_hot, axis=-1)
+            bar.update(stop - filled)
+            filled = stop
     features.flush()
     labels.flush()
     del features, labels

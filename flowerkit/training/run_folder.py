@@ -60,7 +60,9 @@ class RunFolder:
         self.backup = folder / artifacts.BACKUP
         self.timing = self.backup / "timing.json"
         self.log = folder / artifacts.HISTORY_CSV
-        if overwrite:
+        # A run that never finished an epoch (it failed on its weights, say)
+        # holds nothing to resume: it is started over, whatever its recipe.
+        if overwrite or not self._holds_finished_epoch():
             shutil.rmtree(self.backup, ignore_errors=True)
         if self.backup.exists():
             self._check_resumable(recipe)
@@ -116,6 +118,11 @@ class RunFolder:
 
     def finish(self) -> None:
         shutil.rmtree(self.backup, ignore_errors=True)
+
+    def _holds_finished_epoch(self) -> bool:
+        return any(self.backup.glob("*/epoch-*/training_metadata.json")) or any(
+            self.phase_finished(phase) for phase in (HEAD, FINE_TUNE)
+        )
 
     def _check_resumable(self, recipe: Recipe) -> None:
         saved_path = self.folder / artifacts.RECIPE
