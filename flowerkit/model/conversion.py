@@ -52,13 +52,44 @@ def load_torch_weights(model: keras.Model, path, expected_sha256: str | None = N
     _assign(model, arrays, path)
 
 
+def _cache_paths(source_hash: str) -> tuple[Path, Path]:
+    """The converted copy of the `.pth` with SHA-256 `source_hash`, and its own checksum."""
+    cache = keras_cache_dir() / f"flowerkit-torch-{source_hash[:16]}.npz"
+    return cache, cache.with_name(cache.name + ".sha256")
+
+
+def cached_conversion_exists(source_hash: str | None) -> bool:
+    return bool(source_hash) and all(path.is_file() for path in _cache_paths(source_hash))
+
+
+def load_cached_conversion(model: keras.Model, source_hash: str, source_name: str) -> None:
+    """Loads the converted copy of a `.pth` that is not here any more; a
+    copy that fails its checksum is refused, naming it."""
+    arrays = _read_cache(source_hash)
+    if arrays is None:
+        cache, _ = _cache_paths(source_hash)
+        raise FlowerkitError(
+            f"{cache} does not match its SHA-256 (damaged): delete it and load {source_name} again."
+        )
+    _assign(model, arrays, _cache_paths(source_hash)[0])
+
+
+def _read_cache(source_hash: str) -> dict[str, np.ndarray] | None:
+    cache, checksum = _cache_paths(source_hash)
+    if not (cache.is_file() and checksum.is_file()):
+        return None
+    if checksum.read_text().strip() != file_sha256(cache):
+        return None
+    with np.load(cache) as stored:
+        return dict(stored)
+
+
 def _cached_conversion(path: Path, source_hash: str) -> dict[str, np.ndarray]:
-    cache = keras_cache_dir() / f"{path.stem}.sha256-{source_hash[:16]}.npz"
-    checksum = cache.with_name(cache.name + ".sha256")
-    if cache.is_file() and checksum.is_file():
-        if checksum.read_text().strip() == file_sha256(cache):
-            with np.load(cache) as stored:
-                return dict(stored)
+    arrays = _read_cache(source_hash)
+    if arrays is not None:
+        return arrays
+    cache, checksum = _cache_paths(source_hash)
+    if cache.is_file():
         warnings.warn(f"{cache} does not match its SHA-256: converting {path} again.",
                       FlowerkitWarning, stacklevel=3)
     arrays = convert_state_dict(read_state_dict(path))
