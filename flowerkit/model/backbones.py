@@ -77,7 +77,7 @@ class WeightSource:
             return "here (converted copy in the Keras cache)"
         if self.kind == "keras_hub":
             return "needs a download, or --weights DIR (a local preset folder)"
-        return f"not here: {self.install}" if self.install else "not here (Keras downloads it)"
+        return f"not here: {self.install}"
 
     @property
     def sha256(self) -> str | None:
@@ -170,7 +170,7 @@ def list_backbones() -> list[dict]:
 
 def _keras_file(name: str, pattern: str, file_hash: str | None = None) -> WeightSource:
     return WeightSource(name, "keras_applications", pattern, file_hash,
-                        "copy the Keras file into $KERAS_HOME/models")
+                        "Keras downloads it when online, or copy the file into $KERAS_HOME/models")
 
 
 _APACHE = "Apache-2.0"
@@ -181,7 +181,7 @@ def no_backbone(input_shape, weights, source=None, **options):
 
 
 @register_backbone(
-    "mobilenet_v2", preprocessing="tf", native_size=224, default_size=224, feature_width=1280,
+    "mobilenet_v2", preprocessing="tf", native_size=224, default_size=288, feature_width=1280,
     imagenet_top1=71.3, licence=_APACHE,
     sources=(_keras_file("keras", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_*_no_top.h5"),),
 )
@@ -271,7 +271,7 @@ def efficientnet_lite1(input_shape, weights, source=None, **options):
 
 
 @register_backbone(
-    "efficientnet_lite2", preprocessing="lite", native_size=260, default_size=260,
+    "efficientnet_lite2", preprocessing="lite", native_size=260, default_size=300,
     feature_width=1280, imagenet_top1=77.6, licence=_APACHE, sources=(LITE2_PACKAGE,),
 )
 def efficientnet_lite2(input_shape, weights, source=None, **options):
