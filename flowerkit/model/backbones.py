@@ -211,26 +211,26 @@ def efficientnet_v2_b0(input_shape, weights, source=None, **options):
     return keras_application("EfficientNetV2B0", input_shape, weights, options)
 
 
-@register_backbone(
-    "resnet50_v2", preprocessing="tf", native_size=224, default_size=224, feature_width=2048,
-    imagenet_top1=76.0, licence=_APACHE,
-    sources=(_keras_file("keras", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                         "md5:fac2f116257151a9d068a22e544a4917"),),
-)
-def resnet50_v2(input_shape, weights, source=None, **options):
-    """keras.applications.ResNet50V2."""
-    return keras_application("ResNet50V2", input_shape, weights, options)
+def _plain_keras_application(constructor_name: str) -> Callable:
+    def build(input_shape, weights, source=None, **options):
+        return keras_application(constructor_name, input_shape, weights, options)
+
+    build.__doc__ = f"keras.applications.{constructor_name}."
+    return build
 
 
-@register_backbone(
-    "xception", preprocessing="tf", native_size=299, default_size=299, feature_width=2048,
-    imagenet_top1=79.0, licence=_APACHE,
-    sources=(_keras_file("keras", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                         "md5:b0042744bf5b25fce3cb969f33bebb97"),),
-)
-def xception(input_shape, weights, source=None, **options):
-    """keras.applications.Xception."""
-    return keras_application("Xception", input_shape, weights, options)
+# name: constructor, native size, feature width, published top-1, the no-top file Keras caches, its MD5.
+_PLAIN_KERAS_APPLICATIONS = {
+    "resnet50_v2": ("ResNet50V2", 224, 2048, 76.0, "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "fac2f116257151a9d068a22e544a4917"),
+    "xception": ("Xception", 299, 2048, 79.0, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "b0042744bf5b25fce3cb969f33bebb97"),
+}
+for _name, (_constructor, _size, _width, _top1, _file, _md5) in _PLAIN_KERAS_APPLICATIONS.items():
+    register_backbone(
+        _name, preprocessing="tf", native_size=_size, default_size=_size, feature_width=_width,
+        imagenet_top1=_top1, licence=_APACHE, sources=(_keras_file("keras", _file, f"md5:{_md5}"),),
+    )(_plain_keras_application(_constructor))
 
 
 def _lite_package(variant: int, file_name: str, sha256: str) -> WeightSource:
