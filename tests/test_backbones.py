@@ -15,7 +15,9 @@ from flowerkit.cli import main
 from flowerkit.config.recipe import get_preset
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
 from flowerkit.model import conversion
-from flowerkit.model.backbones import BACKBONES, LITE0_PACKAGE, LITE2_PACKAGE, get_backbone
+from flowerkit.model.backbones import (
+    BACKBONES, LITE0_PACKAGE, LITE2_PACKAGE, SOURCE_KINDS, get_backbone, register_backbone,
+)
 from flowerkit.model.efficientnet_lite import efficientnet_lite
 from flowerkit.model.torch_checkpoint import read_state_dict
 from tests.helpers import shared_path
@@ -192,6 +194,15 @@ def test_weights_spellings_resolve_to_one_meaning():
 
 
 @pytest.mark.backend_independent
+def test_a_builder_registered_without_sources_is_called_as_before(monkeypatch):
+    monkeypatch.setattr("flowerkit.model.backbones.BACKBONES", dict(BACKBONES))
+    calls = []
+    register_backbone("mine", preprocessing="tf")(lambda shape, weights, **options: calls.append(options))
+    get_backbone("mine").load((8, 8, 3), "my_weights.h5", alpha=0.5)
+    assert calls == [{"alpha": 0.5}]
+
+
+@pytest.mark.backend_independent
 def test_every_backbone_describes_itself():
     for spec in BACKBONES.values():
         if spec.name == "none":
@@ -199,7 +210,7 @@ def test_every_backbone_describes_itself():
         assert spec.native_size and spec.default_size and spec.feature_width, spec.name
         assert 60 < spec.imagenet_top1 < 90 and spec.licence and spec.sources, spec.name
         for source in spec.sources:
-            assert source.kind in ("keras_applications", "keras_hub", "pypi")
+            assert source.kind in SOURCE_KINDS and (source.install or source.kind == "keras_hub")
 
 
 @pytest.mark.backend_independent

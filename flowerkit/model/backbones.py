@@ -56,6 +56,10 @@ class WeightSource:
     file_hash: str | None = None
     install: str = ""  # how a user gets it offline
 
+    def __post_init__(self):
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"kind must be one of {SOURCE_KINDS}, not {self.kind!r}")
+
     def local_path(self) -> Path | None:
         """The file on this machine, if it is here."""
         if self.kind == "keras_applications":
@@ -88,7 +92,7 @@ class WeightSource:
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    build: Callable  # (input_shape, weights, **options) -> keras.Model | None
+    build: Callable  # (input_shape, weights, [source,] **options) -> keras.Model | None
     preprocessing: str
     native_size: int | None = None  # the size its weights were trained at
     default_size: int | None = None  # the size flowerkit's presets use it at
@@ -124,9 +128,12 @@ class BackboneSpec:
         return None, weights
 
     def load(self, input_shape, weights, **options):
-        """The backbone, with `weights` resolved (see `resolve_weights`)."""
+        """The backbone, with `weights` resolved (see `resolve_weights`). A
+        builder registered without sources is called as before, without `source`."""
         source, resolved = self.resolve_weights(weights)
-        return self.build(input_shape, resolved, source=source, **options)
+        if self.sources:
+            options["source"] = source
+        return self.build(input_shape, resolved, **options)
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
