@@ -98,17 +98,21 @@ def _cached_conversion(path: Path, source_hash: str) -> dict[str, np.ndarray]:
 
 
 def _write_cache(cache: Path, checksum: Path, arrays: dict) -> None:
-    """Atomic (a temporary file renamed), so a killed run leaves no half file;
-    a read-only cache only costs the conversion next time."""
+    """Atomic (a temporary file renamed), so a killed run leaves no half file
+    (at worst a copy without its checksum, converted again); a read-only
+    cache only costs the conversion next time."""
+    temporary = None
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as file:
+            temporary = Path(file.name)
             np.savez(file, **arrays)
-        os.chmod(file.name, 0o644)
-        os.replace(file.name, cache)
+        temporary.chmod(0o644)
+        os.replace(temporary, cache)
         checksum.write_text(file_sha256(cache) + "\n")
     except OSError:
-        pass
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
 
 
 def convert_state_dict(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
