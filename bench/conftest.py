@@ -52,7 +52,8 @@ SIZES = {
     # Measures properly: the recipes' own sizes, full data.
     "full": dict(image_size=None, batch_size=None, rounds=10, epochs=None, max_images=0,
                  accuracy_batch_size=None, target_accuracy=0.85, min_accuracy=0.85,
-                 accuracy_preset="mobilenet_v2_035,mobilenet_v2_035_finetune,efficientnet_lite0_finetune",
+                 accuracy_preset="mobilenet_v2_035,mobilenet_v2_035_finetune,efficientnet_lite0_finetune,"
+                 "efficientnet_lite2,efficientnet_lite2_finetune",
                  pipeline_batches=20, matmul_size=2048, copy_megabytes=256),
 }
 

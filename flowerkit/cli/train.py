@@ -75,7 +75,7 @@ def _units(text: str) -> tuple[int, ...]:
 
 _SPECIAL_FLAGS = {
     "backbone_kwargs": (_key_values, "KEY=VALUE,..."),
-    "weights": (_optional_str, "imagenet|PATH|PRESET|none"),
+    "weights": (_optional_str, "imagenet|SOURCE|PATH|none"),
     "jit_compile": (_jit, "auto|true|false"),
     "micro_batch": (_auto_or_count, "auto|N"),
     "class_names": (_names, "A,B,..."),

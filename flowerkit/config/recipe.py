@@ -65,8 +65,9 @@ class Recipe:
             the model is built), or "none" for
             the codelab's plain dense network on pixels.
         backbone_kwargs: extra constructor options, e.g. `{"alpha": 0.35}`.
-        weights: "imagenet" (Keras cache / download), a path to a weights
-            file, a keras-hub preset name or folder, or None (random).
+        weights: None (random), "imagenet" (the backbone's first weight
+            source), a source's name (`flowerkit backbones` lists them; a
+            keras-hub preset name too), or a path to a weights file or folder.
         head: "flatten" (the codelab) or "gap" (global average pooling).
         head_units: hidden Dense(relu) layers between the features and the
             softmax (the codelab's dense section uses (500, 50)).

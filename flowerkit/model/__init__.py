@@ -2,11 +2,13 @@
 recipe's model and loading a saved one. The only layer that applies the
 backends' fast paths to a model."""
 
-from flowerkit.model.backbones import BACKBONES, BackboneSpec, get_backbone, register_backbone
+from flowerkit.model.backbones import (
+    BACKBONES, BackboneSpec, WeightSource, get_backbone, list_backbones, register_backbone,
+)
 from flowerkit.model.build import build_model, find_backbone, split_at_features, unfreeze_backbone
 from flowerkit.model.loading import load_model
 
 __all__ = [
     "BACKBONES", "BackboneSpec", "build_model", "find_backbone", "get_backbone", "load_model",
-    "register_backbone", "split_at_features", "unfreeze_backbone",
+    "list_backbones", "register_backbone", "split_at_features", "unfreeze_backbone", "WeightSource",
 ]

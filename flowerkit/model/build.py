@@ -79,7 +79,7 @@ def _build_network(recipe: Recipe, num_classes: int) -> keras.Model:
     scale = PREPROCESSING_SCALES[spec.preprocessing]
     if scale is not None:
         x = keras.layers.Rescaling(scale[0], offset=scale[1], name="preprocessing")(x)
-    backbone = spec.build(recipe.image_shape, recipe.weights, **recipe.backbone_kwargs)
+    backbone = spec.load(recipe.image_shape, recipe.weights, **recipe.backbone_kwargs)
     if backbone is not None:
         backbone.trainable = recipe.trainable_backbone
         _freeze_batch_normalization(backbone)
