@@ -310,6 +310,9 @@ def test_graphs_with_other_layers_are_not_fused():
     activated = keras.Model(inputs, keras.layers.Conv2D(4, 3, activation="relu")(inputs))
     assert not supports_fused_graph(head)
     assert not supports_fused_graph(activated)  # the convolution's own activation: not folded
+    mixed = keras.Model(inputs, keras.layers.Conv2D(4, 3, dtype="mixed_bfloat16")(inputs))
+    assert not supports_fused_graph(mixed)  # computes in bfloat16: left to the layer
+    assert supports_fused_graph(keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)))
     assert not supports_fused_graph(keras.layers.Conv2D(4, 3))
     record = apply_fast_paths(head, "stock", "native")
     assert record["fused_graphs"] == 0 and record["native_layers"] == 2

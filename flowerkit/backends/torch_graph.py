@@ -156,6 +156,8 @@ def _build_plan(model) -> _Plan | None:
     kinds = {name: _layer_kind(layer) for name, (layer, _) in graph.items()}
     if None in kinds.values() or list(kinds.values()).count("input") != 1:
         return None
+    if any(layer.compute_dtype != "float32" for layer, _ in graph.values()):
+        return None  # mixed precision computes in float16/bfloat16: left to the layers
     consumers = {name: [] for name in graph}
     for name, (_, sources) in graph.items():
         for source in sources:
