@@ -18,8 +18,9 @@ instance; saved models stay stock) that runs a plan built once from its graph:
   the front: no padded copy of the input.
 
 Gradients flow through the folding to the convolution's kernel and bias, so
-fine-tuning trains the same weights. The plan only runs on CPU float32 tensors
-with every folded BatchNorm frozen; anything else calls the layers one by one.
+fine-tuning trains the same weights. The plan only runs eagerly on CPU float32
+tensors with every folded BatchNorm frozen; anything else (an ONNX or LiteRT
+export tracing the model included) calls the layers one by one.
 """
 
 from __future__ import annotations
@@ -211,7 +212,10 @@ def _runs(plan: _Plan, inputs, mask) -> bool:
 
     return (
         mask is None
-        and isinstance(inputs, torch.Tensor)
+        # Not while torch.compile or an export traces it (fake or functional
+        # tensor subclasses): exported files keep the stock layers' ops.
+        and type(inputs) is torch.Tensor
+        and not _tracing(torch)
         and inputs.ndim == 4
         and inputs.dtype == torch.float32
         and inputs.device.type == "cpu"
@@ -224,6 +228,12 @@ def _runs(plan: _Plan, inputs, mask) -> bool:
             for _, step in plan.steps if isinstance(step, _Step)
         )
     )
+
+
+def _tracing(torch) -> bool:
+    compiler = torch.compiler
+    return (torch.jit.is_tracing() or compiler.is_compiling()
+            or bool(getattr(compiler, "is_exporting", lambda: False)()))
 
 
 def fused_call(self, inputs, training=None, mask=None, **kwargs):
