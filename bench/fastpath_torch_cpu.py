@@ -11,6 +11,7 @@ VARIANTs (default: stock layers fused native):
   fused          what `torch_layers: auto` runs (flowerkit.backends.torch_graph)
   fused-compile  the same under torch.compile (`jit_compile=True`)
   native         torchvision's MobileNetV2, channels-last, eager (bench.peers)
+  onnx           the model's ONNX export in ONNX Runtime (inference only)
 
 The benchmark's network: MobileNetV2 alpha 0.35, 224x224, batch 64 (the
 mobilenet_v2_035_finetune recipe), random weights. MODES (inference,frozen,
@@ -68,7 +69,23 @@ class _Patched:
          torch_graph._symmetric_padding) = self.saved
 
 
+def onnx_predict(model, recipe):
+    """The model exported to ONNX (as `flowerkit export` writes it), loaded in ONNX Runtime."""
+    import tempfile
+    from pathlib import Path
+
+    from flowerkit.exporting import export, load_exported
+
+    folder = Path(tempfile.mkdtemp(prefix="fastpath_onnx_"))
+    model.save(folder / "model.keras")
+    recipe.save(folder / "recipe.json")
+    return load_exported(export(folder / "model.keras", "onnx", verify=False).path)
+
+
 def step_function(variant, mode, recipe, images, labels):
+    if variant == "onnx":
+        exported = onnx_predict(build_model(recipe), recipe)
+        return lambda: exported(images)
     if variant == "native":
         native = NativeTorch(recipe)
         if mode == "inference":
@@ -91,6 +108,8 @@ def step_function(variant, mode, recipe, images, labels):
 
 
 def measure(mode, variants, batch):
+    if mode != "inference":
+        variants = tuple(variant for variant in variants if variant != "onnx")
     recipe = recipe_for(mode, batch)
     images, labels = random_batch(recipe)
     steps = {variant: step_function(variant, mode, recipe, images, labels) for variant in variants}
