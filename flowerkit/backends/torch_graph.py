@@ -80,7 +80,7 @@ def fused_convolutions(layer) -> int:
 def _plan(model):
     import keras
 
-    if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
+    if not isinstance(model, keras.Model):  # Functional or not: _graph reads its config
         return None
     try:
         return _PLANS[model]
@@ -94,8 +94,8 @@ def _plan(model):
 
 def _graph(model):
     """({layer name: (layer, [input layer names])} in graph order, the output
-    layer's name), from the model's public config, or None for what the plan does not cover (several
-    inputs or outputs, shared layers, nested models)."""
+    layer's name) from the model's public config; None for what the plan does
+    not cover (not Functional, several inputs or outputs, shared layers)."""
     try:
         config = model.get_config()
     except (NotImplementedError, TypeError, ValueError):  # a layer without a config
@@ -238,8 +238,6 @@ def _tracing(torch) -> bool:
 
 def fused_call(self, inputs, training=None, mask=None, **kwargs):
     """Functional.call through the fused plan (see the module docstring)."""
-    import keras
-
     plan = _plan(self)
     if plan is None or kwargs or not _runs(plan, inputs, mask):
         return type(self).call(self, inputs, training=training, mask=mask, **kwargs)
