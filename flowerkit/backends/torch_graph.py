@@ -15,7 +15,7 @@ instance; saved models stay stock) that runs a plan built once from its graph:
   convolution when no gradient is wanted; an in-place clamp otherwise);
 * zero padding, a ZeroPadding2D's or TensorFlow's asymmetric "same", becomes
   the convolution's own symmetric padding with the kernel widened by zeros at
-  the front: no padded copy of the input.
+  the front where no gradient is wanted: no padded copy of the input.
 
 Gradients flow through the folding to the convolution's kernel and bias, so
 fine-tuning trains the same weights. The plan only runs eagerly on CPU float32
@@ -301,19 +301,22 @@ def _convolution(step: _Convolution, images):
         size = images.shape[2 + axis] + sum(explicit[axis])
         _, same = output_size_and_padding(size, weight.shape[2 + axis], conv.strides[axis], conv.padding)
         pads.append((explicit[axis][0] + same[0], explicit[axis][1] + same[1]))
-    symmetric = [_symmetric_padding(*pair) for pair in pads]
-    if None in symmetric:
-        images = functional.pad(images, (*pads[1], *pads[0]))
-        padding, front = (0, 0), (0, 0)
-    else:
-        padding = tuple(pad for pad, _ in symmetric)
-        front = tuple(zeros for _, zeros in symmetric)
-    if front != (0, 0):
-        weight = functional.pad(weight, (front[1], 0, front[0], 0))
-    groups = images.shape[1] if isinstance(conv, keras.layers.DepthwiseConv2D) else conv.groups
     wants_gradient = torch.is_grad_enabled() and (
         images.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     )
+    symmetric = [_symmetric_padding(*pair) for pair in pads]
+    widened = None not in symmetric and any(zeros for _, zeros in symmetric)
+    # A widened kernel beats a padded copy forward, but its backward ran slower
+    # than the copy (docs/fast-paths.md): copy where a gradient is wanted.
+    if None in symmetric or (widened and wants_gradient):
+        images = functional.pad(images, (*pads[1], *pads[0]))
+        padding = (0, 0)
+    else:
+        padding = tuple(pad for pad, _ in symmetric)
+        front = tuple(zeros for _, zeros in symmetric)
+        if widened:
+            weight = functional.pad(weight, (front[1], 0, front[0], 0))
+    groups = images.shape[1] if isinstance(conv, keras.layers.DepthwiseConv2D) else conv.groups
     fused = _fused_convolution_op()
     if not wants_gradient and fused is not None:
         attribute, scalars = _post_op(step)
