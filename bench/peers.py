@@ -65,9 +65,10 @@ def plain_keras_model(recipe, num_classes: int = 5) -> keras.Model:
 @functools.cache
 def import_torchvision():
     """torchvision, or its pure-PyTorch model definitions alone where its
-    compiled operators do not load (PyPI's torchvision is linked against
-    CUDA's torch, and the CPU index may be out of reach): the models need
-    none of those operators. Returns (module, version)."""
+    compiled operators do not load: PyPI's torchvision 0.28.0 links its
+    `_C.so` against CUDA's torch (libc10_cuda.so, libtorch_cuda.so), which
+    the CPU build lacks, and the CPU index with a matching build may be out of
+    reach. The models need none of those operators. Returns (module, version)."""
     version = importlib.metadata.version("torchvision")  # PackageNotFoundError: not installed
     try:
         import torchvision  # optional heavy dependency: torchvision

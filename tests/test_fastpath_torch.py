@@ -1,5 +1,6 @@
-"""flowerkit.backends.torch_kernels: convolutions and frozen BatchNorm on PyTorch
-without Keras's layout copies.
+"""flowerkit.backends.torch_kernels and torch_graph: convolutions and frozen
+BatchNorm on PyTorch without Keras's layout copies, and a backbone run as one
+torch computation with BatchNorm, ReLU6 and padding folded into its convolutions.
 
 The native calls must compute what the stock layers compute, forward and
 gradient, for every configuration the backbones use; a switched model trains
@@ -18,11 +19,13 @@ import keras
 from flowerkit import compat
 from flowerkit.backends.fastpaths import apply_fast_paths
 from flowerkit.backends.policy import torch_layers_implementation
+from flowerkit.backends.torch_graph import supports_fused_graph
 from flowerkit.backends.torch_kernels import is_native, supports_native
 from tests.helpers import (
     assert_same_train_step,
     efficientnet_lite0_backbone,
     one_train_step,
+    shared_path,
     small_images,
     small_mobilenet_v2,
 )
@@ -184,6 +187,135 @@ def test_fit_step_is_the_same_when_fine_tuning():
         steps.append(one_train_step(model, x, y))
     assert len(steps[0][1]) > 50  # the backbone's kernels trained, not only the head
     assert_same_train_step(*steps)
+
+
+# --- the fused backbone (torch_graph) ----------------------------------------------
+
+
+def _freeze_batch_normalization(model):
+    for layer in compat.all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def _random_statistics(model, seed=0):
+    """Frozen BatchNorm layers with statistics far from 0 and 1, so that a
+    wrong fold shows."""
+    rng = np.random.default_rng(seed)
+    for layer in compat.all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            for variable, low, high in ((layer.moving_mean, -0.1, 0.1), (layer.moving_variance, 0.5, 2.0),
+                                        (layer.gamma, 0.8, 1.2), (layer.beta, -0.1, 0.1)):
+                variable.assign(rng.uniform(low, high, size=variable.shape).astype("float32"))
+    return model
+
+
+def _stock_and_fused(model, x):
+    """Per setting ("stock", "native"): the output without gradients (oneDNN's
+    fused convolution on the fused path), the output with them, and the
+    gradients of a random projection of it for the inputs and every
+    trainable weight."""
+    import torch
+
+    results, records = [], []
+    for setting in ("stock", "native"):
+        records.append(apply_fast_paths(model, "stock", setting))
+        with torch.no_grad():
+            inference = keras.ops.convert_to_numpy(model(x, training=False))
+        inputs = torch.tensor(x, requires_grad=True)
+        outputs = model(inputs, training=False)
+        cotangent = torch.from_numpy(np.random.default_rng(1).normal(size=tuple(outputs.shape)).astype("float32"))
+        gradients = torch.autograd.grad((outputs * cotangent).sum(), [inputs, *(w.value for w in model.trainable_weights)])
+        results.append([inference, outputs.detach().numpy(), *(g.numpy() for g in gradients)])
+    # A weight behind saturated ReLU6s may get no gradient at all: weight
+    # gradients are held to the largest of them.
+    weight_scale = max(float(np.abs(g).max()) for g in results[0][3:])
+    for index, (stock, fused) in enumerate(zip(*results)):
+        scale = float(np.abs(stock).max()) if index < 3 else weight_scale
+        assert scale > 1e-3
+        np.testing.assert_allclose(fused, stock, rtol=1e-5, atol=1e-5 * scale)
+    return records
+
+
+@needs_torch
+def test_fused_mobilenet_v2_equals_stock_forward_and_gradient():
+    # ImageNet weights: with random ones the input gradient vanishes (~1e-10).
+    backbone = keras.applications.MobileNetV2(alpha=0.35, input_shape=(40, 40, 3), weights=None, include_top=False)
+    backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
+    _freeze_batch_normalization(backbone)
+    assert len(backbone.trainable_weights) == 52  # the kernel of every convolution
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, 40, 40, 3)).astype("float32")
+    stock, fused = _stock_and_fused(backbone, x)
+    assert stock["fused_graphs"] == 0 and stock["torch_layers"] == "stock"
+    # All 52 convolutions, each with its BatchNorm (and ReLU6 where one follows).
+    assert fused["fused_graphs"] == 1 and fused["fused_convolutions"] == 52
+
+
+def _block_model(size, padding, strides, pad_layer, relu_max, second_reader):
+    """A small Functional graph: [ZeroPadding2D] -> convolution -> frozen
+    BatchNorm -> ReLU, then a depthwise convolution and an add; with
+    `second_reader` the BatchNorm's output is also read by the add, so the
+    ReLU cannot be folded into the convolution."""
+    inputs = keras.Input((size, size + 1, 3))
+    x = keras.layers.ZeroPadding2D(pad_layer)(inputs) if pad_layer else inputs
+    x = keras.layers.Conv2D(4, 3, strides=strides, padding=padding, bias_initializer="random_normal")(x)
+    normalized = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU(relu_max)(normalized)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    outputs = keras.layers.Add()([x, normalized if second_reader else x])
+    return _random_statistics(keras.Model(inputs, outputs))
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    "size, padding, strides, pad_layer, relu_max, second_reader",
+    [
+        (9, "same", 2, None, 6.0, False),  # TensorFlow's "same": one more row and column after
+        (8, "same", 2, None, None, False),
+        (8, "valid", 2, ((0, 1), (0, 1)), 6.0, False),  # MobileNetV2's padding before a strided conv
+        (9, "valid", 1, ((2, 1), (0, 3)), 6.0, False),  # more before than after: padded as a copy
+        (8, "valid", 1, 1, 6.0, True),
+    ],
+)
+def test_fused_blocks_equal_stock(size, padding, strides, pad_layer, relu_max, second_reader):
+    model = _block_model(size, padding, strides, pad_layer, relu_max, second_reader)
+    x = np.random.default_rng(size).normal(size=(2, size, size + 1, 3)).astype("float32")
+    _, fused = _stock_and_fused(model, x)
+    assert fused["fused_graphs"] == 1 and fused["fused_convolutions"] == 2
+
+
+@needs_torch
+def test_fused_backbone_falls_back_to_the_layers_for_a_batch_norm_that_trains():
+    model = _block_model(8, "same", 1, None, 6.0, False)
+    apply_fast_paths(model, "stock", "native")
+    norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    norm.trainable = True  # batch statistics in training: nothing folds
+    x = np.random.default_rng(0).normal(size=(4, 8, 9, 3)).astype("float32")
+    before = norm.moving_mean.numpy().copy()
+    outputs = keras.ops.convert_to_numpy(model(x, training=True))
+    assert not np.allclose(norm.moving_mean.numpy(), before)  # Keras's own BatchNorm ran
+    apply_fast_paths(model, "stock", "stock")
+    norm.moving_mean.assign(before)
+    np.testing.assert_allclose(outputs, keras.ops.convert_to_numpy(model(x, training=True)), rtol=1e-5, atol=1e-5)
+
+
+@needs_torch
+def test_graphs_with_other_layers_are_not_fused():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    head = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    activated = keras.Model(inputs, keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    assert not supports_fused_graph(head)
+    assert not supports_fused_graph(activated)  # the convolution's own activation: not folded
+    mixed = keras.Model(inputs, keras.layers.Conv2D(4, 3, dtype="mixed_bfloat16")(inputs))
+    assert not supports_fused_graph(mixed)  # computes in bfloat16: left to the layer
+    assert supports_fused_graph(keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)))
+    assert not supports_fused_graph(keras.layers.Conv2D(4, 3))
+    record = apply_fast_paths(head, "stock", "native")
+    assert record["fused_graphs"] == 0 and record["native_layers"] == 2
 
 
 # --- the C allocator (keep_freed_memory) ------------------------------------------

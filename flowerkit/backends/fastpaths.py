@@ -23,7 +23,10 @@ slower than with them.
 
 On PyTorch, `apply_fast_paths` switches convolutions and frozen BatchNorm
 layers the same way to calls without Keras's layout copies
-(`flowerkit.backends.torch_kernels`).
+(`flowerkit.backends.torch_kernels`), and a backbone made only of
+convolutions, frozen BatchNorm, ReLU, padding and adds (MobileNetV2's) to one
+torch computation with BatchNorm and ReLU6 folded into each convolution
+(`flowerkit.backends.torch_graph`).
 
 On JAX and PyTorch, RandomZoom, RandomRotation and RandomTranslation resample
 the whole batch at once instead of Keras's image-by-image or channel-by-channel
@@ -46,7 +49,7 @@ import types
 
 from flowerkit import compat
 from flowerkit.backends import affine as affine_layers
-from flowerkit.backends import torch_kernels
+from flowerkit.backends import torch_graph, torch_kernels
 from flowerkit.backends.devices import backend as current_backend
 from flowerkit.backends.devices import device_kind
 from flowerkit.backends.geometry import shifted_depthwise_conv
@@ -149,7 +152,7 @@ def apply_fast_paths(
     choice, e.g. {"depthwise_conv": "shifted", "setting": "auto",
     "backend": "jax", "device_kind": "CPU", "shifted_layers": 17,
     "stock_layers": 0, "torch_layers": "stock", "native_layers": 0,
-    "pointwise_conv": "matmul", "matmul_layers": 35,
+    "fused_graphs": 0, "fused_convolutions": 0, "pointwise_conv": "matmul", "matmul_layers": 35,
     "affine_augmentation": "batched", "affine_layers": 0}.
     """
     import keras
@@ -157,7 +160,8 @@ def apply_fast_paths(
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"apply_fast_paths needs a Keras model or layer, got {type(model).__name__}.")
     record = fast_path_record(setting, torch_layers, pointwise_conv, affine)
-    counts = {"shifted": 0, "native": 0, "matmul": 0, "batched": 0, "stock_depthwise": 0}
+    counts = {"shifted": 0, "native": 0, "fused": 0, "matmul": 0, "batched": 0, "stock_depthwise": 0,
+              "fused_convolutions": 0}
     changed = False
     # Also the layers held inside custom layers, such as keras-hub's
     # MBConvBlock, which `model.layers` does not reach.
@@ -171,18 +175,23 @@ def apply_fast_paths(
         changed = _set_own_call(layer, function) or changed
         if kind is not None:
             counts[kind] += 1
+        if kind == "fused":
+            counts["fused_convolutions"] += torch_graph.fused_convolutions(layer)
         if isinstance(layer, keras.layers.DepthwiseConv2D) and kind != "shifted":
             counts["stock_depthwise"] += 1
     if changed:
         _forget_compiled_functions(model)
     # A path that switched no layer did not run: say "stock".
-    for field, kind in (("depthwise_conv", "shifted"), ("torch_layers", "native"),
+    counts["native_or_fused"] = counts["native"] + counts["fused"]
+    for field, kind in (("depthwise_conv", "shifted"), ("torch_layers", "native_or_fused"),
                         ("pointwise_conv", "matmul"), ("affine_augmentation", "batched")):
         if counts[kind] == 0:
             record[field] = "stock"
     record["shifted_layers"] = counts["shifted"]
     record["stock_layers"] = counts["stock_depthwise"]
     record["native_layers"] = counts["native"]
+    record["fused_graphs"] = counts["fused"]
+    record["fused_convolutions"] = counts["fused_convolutions"]
     record["matmul_layers"] = counts["matmul"]
     record["affine_layers"] = counts["batched"]
     return record
@@ -194,6 +203,8 @@ def _fast_call(layer, record: dict):
     convolution, which wins over a 1x1 convolution as matmul."""
     if record["depthwise_conv"] == "shifted" and supports_shifted(layer):
         return "shifted", _shifted_call
+    if record["torch_layers"] == "native" and torch_graph.supports_fused_graph(layer):
+        return "fused", torch_graph.fused_call
     if record["torch_layers"] == "native" and torch_kernels.supports_native(layer):
         return "native", torch_kernels.native_call(layer)
     if record["pointwise_conv"] == "matmul" and supports_matmul(layer):
@@ -211,7 +222,7 @@ def _set_own_call(layer, function) -> bool:
     else put on the instance is left alone.
     """
     current = getattr(vars(layer).get("call"), "__func__", None)
-    ours = (_shifted_call, _matmul_call, *torch_kernels.NATIVE_CALLS)
+    ours = (_shifted_call, _matmul_call, torch_graph.fused_call, *torch_kernels.NATIVE_CALLS)
     if current is function or (current is not None and current not in ours):
         return False
     if function is None:

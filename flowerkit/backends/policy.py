@@ -146,3 +146,27 @@ def keeps_freed_memory(backend_name: str, device: str) -> bool:
     """Whether glibc should keep freed memory (`flowerkit.backends.allocator`):
     PyTorch on a CPU, which allocates every activation through malloc."""
     return backend_name == "torch" and device.upper() == "CPU"
+
+
+# Inference engines per backend on a CPU, fastest first (after Keras itself,
+# which every run has). TensorFlow: its ONNX export ran 1.9x Keras's inference
+# (issue 34, batch 64). JAX: its ONNX export served 12 req/s against 44 for
+# Keras (bench/results serve rows). PyTorch: its ONNX export ran at 0.67x the
+# fused Keras model (docs/fast-paths.md).
+ENGINES = ("keras", "onnx", "litert")
+FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": (), "torch": ()}
+
+
+def inference_engine(backend: str, device_kind: str, available=(), setting: str = "auto") -> str:
+    """Which engine runs `predict`, `evaluate` and `serve`: "keras" (the
+    backend's own), or "onnx"/"litert" on an export cached beside the model.
+    "auto" picks the first of `FASTER_ENGINES_ON_CPU` that is `available`
+    on a CPU, "keras" on GPUs and TPUs; a named engine is forced."""
+    if setting not in ("auto", *ENGINES):
+        raise ValueError(f"Unknown engine {setting!r}: use one of auto, {', '.join(ENGINES)}.")
+    if setting != "auto":
+        return setting
+    if device_kind.upper() != "CPU":
+        return "keras"
+    return next((engine for engine in FASTER_ENGINES_ON_CPU.get(backend.lower(), ()) if engine in available),
+                "keras")
