@@ -75,6 +75,7 @@ def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
     return np.packbits(coefficients > median, axis=-1)
 
 
+@functools.lru_cache(maxsize=4096)  # a dataset has a few hundred distinct sides at most
 def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.ndarray:
     """(8, length): pixels start..stop of a row averaged into `size` cells
     (area resampling), then the 8 lowest DCT frequencies of those cells: a
@@ -85,21 +86,33 @@ def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.n
     return _DCT32[:8] @ (np.clip(overlap, 0, None) / np.diff(edges)[:, None])
 
 
-@functools.lru_cache(maxsize=256)  # photos of a dataset share a few sizes
-def _crop_projections(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(crops, 8, height) and (crops, width, 8): every crop's projections."""
-    rows = [_crop_projection(height, round(height * top), height - round(height * bottom))
-            for _, top, _, bottom in CROP_BOXES]
-    columns = [_crop_projection(width, round(width * left), width - round(width * right)).T
-               for left, _, right, _ in CROP_BOXES]
-    return np.asarray(rows), np.asarray(columns)
+# Crops share their top and bottom cuts (5 distinct pairs for 17 crops):
+# each distinct row projection is applied to the pixels once.
+_ROW_CUTS = tuple(dict.fromkeys((top, bottom) for _, top, _, bottom in CROP_BOXES))
+_ROW_OF_CROP = np.array([_ROW_CUTS.index((top, bottom)) for _, top, _, bottom in CROP_BOXES])
+
+
+# Cached per side, not per (height, width): rows depend on the height alone
+# and columns on the width, and a folder of photos has far more sizes than sides.
+@functools.lru_cache(maxsize=1024)
+def _row_projections(height: int) -> np.ndarray:
+    """(distinct row cuts, 8, height): each cut's projection of the image's rows."""
+    return np.asarray([_crop_projection(height, round(height * top), height - round(height * bottom))
+                       for top, bottom in _ROW_CUTS])
+
+
+@functools.lru_cache(maxsize=1024)
+def _column_projections(width: int) -> np.ndarray:
+    """(crops, width, 8): every crop's projection of the image's columns."""
+    return np.asarray([_crop_projection(width, round(width * left), width - round(width * right)).T
+                       for left, _, right, _ in CROP_BOXES])
 
 
 def crop_hashes(grey) -> np.ndarray:
     """(len(CROP_BOXES), 8) pHashes of the crops of a greyscale Pillow image."""
     pixels = np.asarray(grey, np.float64)
-    rows, columns = _crop_projections(*pixels.shape)
-    coefficients = ((rows @ pixels) @ columns).reshape(len(CROP_BOXES), 64)
+    rows, columns = _row_projections(pixels.shape[0]), _column_projections(pixels.shape[1])
+    coefficients = (((rows @ pixels)[_ROW_OF_CROP]) @ columns).reshape(len(CROP_BOXES), 64)
     median = np.partition(coefficients[:, 1:], 31, axis=1)[:, 31:32]  # 63 values: the 32nd
     return np.packbits(coefficients > median, axis=1)
 
