@@ -31,7 +31,7 @@ import numpy as np
 from filelock import FileLock
 
 from flowerkit.data.decode import (
-    ImageProblem, _load, apply_orientation, check_format, exif_orientation, open_image, to_rgb,
+    ImageProblem, apply_orientation, check_format, exif_orientation, load_pixels, open_image, to_rgb,
 )
 from flowerkit.errors import FlowerkitWarning
 from flowerkit.processes import process_alive
@@ -130,7 +130,7 @@ def read_record(image):
         mode, size = opened.mode, opened.size
         orientation = exif_orientation(opened)
         opened.draft("RGB", (64, 64))  # JPEGs decode DCT-scaled: a fraction of a full decode
-        _load(opened)
+        load_pixels(opened)
         try:
             rgb = apply_orientation(to_rgb(opened), orientation)
         except Exception as error:  # Pillow raises many types for broken data
