@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import shared_path
 
 from flowerkit.data.duplicates import (
-    CROP_BITS, EXACT_LIMIT, STRICT_BITS, components, find_duplicates, nearest_neighbours,
+    CROP_BITS, EXACT_LIMIT, STRICT_BITS, components, find_duplicates, mixed_groups, nearest_neighbours,
 )
 from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
 from flowerkit.data.manifest import read_record
@@ -111,6 +111,17 @@ def test_components_of_a_long_chain_and_a_star():
                           np.r_[chain[::-1] + 1, np.arange(1300, 1400)])
     assert (group_of[:1000] == 0).all() and (group_of[1300:1400] == 1200).all()
     assert (group_of[1000:1200] == np.arange(1000, 1200)).all()
+
+
+def test_mixed_groups_equal_a_scan_of_each_group():
+    rng = np.random.default_rng(3)
+    group_of = components(3000, rng.integers(0, 3000, 1500), rng.integers(0, 3000, 1500))
+    values = rng.integers(0, 3, 3000)
+    mixed = mixed_groups(group_of, values)
+    groups = [g for g in np.unique(group_of) if (group_of == g).sum() > 1]
+    assert len(groups) > 100 and 0 < mixed[groups].sum() < len(groups)
+    for group in groups:
+        assert mixed[group] == (len(set(values[group_of == group].tolist())) > 1)
 
 
 def _reference_group_split(labels, validation_fraction, seed, group_of):
