@@ -201,7 +201,7 @@ def test_a_script_without_a_main_guard_still_reads_every_file(image_folder, tmp_
     script.write_text(textwrap.dedent(f"""
         from flowerkit.data import manifest
         from flowerkit.data.sources import index_folder
-        manifest.POOL_FROM = 1
+        manifest.POOL_FROM = manifest.POOL_MIN_CPUS = 1
         print(len(index_folder({str(image_folder)!r}, quiet=True)))
     """))
     run = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,

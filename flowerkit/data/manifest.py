@@ -9,9 +9,9 @@ and of 17 crops of it, the mode and size in pixels, or the reason it cannot
 be read. Columns are numpy arrays in one uncompressed .npz (~300 bytes a
 row with its path).
 
-Many new files (`POOL_FROM`) are read by one spawned worker process per CPU
-(hashing is Python work that holds the GIL), a few in threads; both give
-the same rows.
+Many new files (`POOL_FROM`, on `POOL_MIN_CPUS` CPUs or more) are read by
+one spawned worker process per CPU (hashing is Python work that holds the
+GIL), others in threads; both give the same rows.
 
 Writes take a file lock, merge with what is on disk (a concurrent run may
 have added rows), and replace the file atomically (temporary name, then
@@ -342,12 +342,13 @@ def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool 
 def read_files(images, stats, progress=None, workers: int = 4, processes: int | None = None) -> Manifest:
     """Rows of the files `images` (`stats`: their (size, mtime) pairs),
     sorted by path. Many files are read by `processes` worker processes
-    (default: one per CPU from `POOL_FROM` files on; per-image Python work
-    holds the GIL, so threads alone use one core), a few by `workers`
-    threads (Pillow releases the GIL while decoding)."""
+    (default: one per CPU from `POOL_FROM` files and `POOL_MIN_CPUS` CPUs
+    on; per-image Python work holds the GIL, so threads alone use about one
+    core), a few by `workers` threads (Pillow releases the GIL while decoding)."""
     stats = np.asarray(stats, np.int64).reshape(len(images), 2)
     if processes is None:
-        processes = _cpu_count() if len(images) >= POOL_FROM else 1
+        cpus = _cpu_count()
+        processes = cpus if len(images) >= POOL_FROM and cpus >= POOL_MIN_CPUS else 1
     parts, left = [], np.arange(len(images))
     if processes > 1 and len(images) > 1:
         parts, left = _read_in_processes(images, stats, progress, processes)
@@ -358,6 +359,10 @@ def read_files(images, stats, progress=None, workers: int = 4, processes: int | 
 
 
 POOL_FROM = 2000  # fewer new files are read in threads: starting processes costs ~1 s
+# On 2 CPUs, threads already use most of both (Pillow's decoding) and the
+# workers' start-up costs more than they gain: 1.4-2.4x slower on a shared
+# 2-CPU machine (bench/results/manifest_cold.json).
+POOL_MIN_CPUS = 4
 POOL_CHUNK = 256  # files per task sent to a worker process
 THREAD_CHUNK = 32  # files per task of a thread
 
