@@ -2,10 +2,12 @@
 updated for what changed, safe when a writer dies or runs beside another;
 and the progress lines of the index and hash passes."""
 
+import dataclasses
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -175,3 +177,36 @@ def test_index_and_hash_passes_print_one_line_each_when_quiet(image_folder, kera
 def test_progress_on_a_stream_that_is_no_terminal_is_one_line(image_folder, keras_home, capsys):
     index_folder(image_folder)  # quiet=None: capsys's stderr is not a terminal
     assert capsys.readouterr().err.startswith("Indexing images: 30 images in ")
+
+
+def test_rows_read_by_worker_processes_equal_those_read_in_threads(image_folder, keras_home):
+    (image_folder / "red" / "empty.jpg").write_bytes(b"")
+    (image_folder / "blue" / "notes.jpg").write_text("not an image")
+    files = sorted(str(p) for p in image_folder.rglob("*.jpg"))
+    stats = [(os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    threads = manifest.read_files(files, stats, processes=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlowerkitWarning)  # no fallback to threads
+        pooled = manifest.read_files(files, stats, processes=2)
+    assert [p.decode() for p in pooled.paths] == files
+    for field in dataclasses.fields(manifest.Manifest):
+        assert np.array_equal(getattr(pooled, field.name), getattr(threads, field.name)), field.name
+    assert sorted(set(pooled.reasons.tolist())) == [b"", b"empty file", b"not an image"]
+
+
+def test_a_script_without_a_main_guard_still_reads_every_file(image_folder, tmp_path, keras_home):
+    # Spawned workers re-run such a script and stop at its first pool: the
+    # parent warns and reads the files itself.
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        from flowerkit.data import manifest
+        from flowerkit.data.sources import index_folder
+        manifest.POOL_FROM = manifest.POOL_MIN_CPUS = 1
+        print(len(index_folder({str(image_folder)!r}, quiet=True)))
+    """))
+    run = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["30"]
+    assert "FlowerkitWarning: Reading the remaining images in this process" in run.stderr
+    assert len(manifest.load(image_folder)) == 30

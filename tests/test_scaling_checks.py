@@ -10,13 +10,15 @@ import pytest
 from tests.helpers import shared_path
 
 from flowerkit.data.duplicates import (
-    CROP_BITS, EXACT_LIMIT, STRICT_BITS, components, find_duplicates, nearest_neighbours,
+    CROP_BITS, EXACT_LIMIT, STRICT_BITS, components, find_duplicates, mixed_groups, nearest_neighbours,
 )
 from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
 from flowerkit.data.manifest import read_record
 from flowerkit.data.sources import ImageIndex, split_index
 from flowerkit.data.splitting import group_split
-from flowerkit.inspection.label_issues import find_label_issues, fold_assignment
+from flowerkit.inspection.label_issues import (
+    _another_class_above, find_label_issues, fit_softmax, fold_assignment, predict_softmax,
+)
 
 pytestmark = pytest.mark.backend_independent
 
@@ -113,6 +115,17 @@ def test_components_of_a_long_chain_and_a_star():
     assert (group_of[1000:1200] == np.arange(1000, 1200)).all()
 
 
+def test_mixed_groups_equal_a_scan_of_each_group():
+    rng = np.random.default_rng(3)
+    group_of = components(3000, rng.integers(0, 3000, 1500), rng.integers(0, 3000, 1500))
+    values = rng.integers(0, 3, 3000)
+    mixed = mixed_groups(group_of, values)
+    groups = [g for g in np.unique(group_of) if (group_of == g).sum() > 1]
+    assert len(groups) > 100 and 0 < mixed[groups].sum() < len(groups)
+    for group in groups:
+        assert mixed[group] == (len(set(values[group_of == group].tolist())) > 1)
+
+
 def _reference_group_split(labels, validation_fraction, seed, group_of):
     """group_split's validation positions as before issue 31 (a scan per group)."""
     ids, sizes = np.unique(group_of, return_counts=True)
@@ -186,6 +199,42 @@ def test_label_folds_and_suspects_equal_the_earlier_ranking():
     assert np.allclose(issues.thresholds, thresholds, rtol=1e-6)
     assert issues.suspects.tolist() == order[suspect[order]].tolist()
     assert len(set(issues.suspects[:40].tolist()) & set(range(20))) >= 15
+
+
+def _reference_fit_softmax(features, labels, classes, steps, l2=1e-2, learning_rate=0.5):
+    """fit_softmax as before issue 31 (n x classes one-hot targets)."""
+    def softmax(logits):
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    mean, scale = features.mean(axis=0), features.std(axis=0) + np.float32(1e-6)
+    x, y = (features - mean) / scale, np.eye(classes, dtype=np.float32)[labels]
+    weights, bias = np.zeros((x.shape[1], classes), np.float32), np.zeros(classes, np.float32)
+    velocity_w, velocity_b = np.zeros_like(weights), np.zeros_like(bias)
+    rate, l2, momentum = np.float32(learning_rate / np.sqrt(x.shape[1])), np.float32(l2), np.float32(0.9)
+    for _ in range(steps):
+        look_w, look_b = weights + momentum * velocity_w, bias + momentum * velocity_b
+        error = (softmax(x @ look_w + look_b) - y) / len(x)
+        velocity_w = momentum * velocity_w - rate * (x.T @ error + l2 * look_w)
+        velocity_b = momentum * velocity_b - rate * error.sum(axis=0)
+        weights, bias = weights + velocity_w, bias + velocity_b
+    return weights, bias, mean, scale, softmax(((features - mean) / scale) @ weights + bias)
+
+
+def test_softmax_head_and_suspect_mask_equal_the_one_hot_code():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 6, 300)
+    features = (rng.normal(size=(300, 12)) + np.eye(6, 12)[labels] * 2).astype(np.float32)
+    model = fit_softmax(features, labels, 6, steps=20)
+    *reference, probabilities = _reference_fit_softmax(features, labels, 6, steps=20)
+    for got, expected in zip(model, reference):
+        assert np.array_equal(got, expected)
+    assert np.array_equal(predict_softmax(model, features), probabilities)
+    thresholds = np.array([probabilities[labels == c, c].mean() for c in range(6)])
+    above = probabilities >= thresholds[None, :]
+    above[np.arange(300), labels] = False
+    assert 0 < above.any(axis=1).sum() < 300
+    assert np.array_equal(_another_class_above(probabilities, labels, thresholds, chunk=7), above.any(axis=1))
 
 
 def _flipped(code, count, rng):

@@ -120,11 +120,13 @@ def inspect_image(image) -> int:
         check_format(opened)
         orientation = exif_orientation(opened)
         opened.draft("RGB", (16, 16))
-        _load(opened)
+        load_pixels(opened)
     return orientation
 
 
-def _load(opened) -> None:
+def load_pixels(opened) -> None:
+    """Decodes an opened image's pixels (at its draft size, if one was set);
+    raises `ImageProblem` for data that cannot be decoded."""
     try:
         opened.load()
     except ImageProblem:
@@ -181,7 +183,7 @@ def decode_image(image, image_size: int) -> np.ndarray:
         orientation = exif_orientation(opened)
         # JPEG draft: decode at the smallest DCT scale still >= the target.
         opened.draft("RGB", (image_size, image_size))
-        _load(opened)
+        load_pixels(opened)
         rgb = apply_orientation(to_rgb(opened), orientation)
         width, height = rgb.size
         side = min(width, height)

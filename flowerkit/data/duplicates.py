@@ -86,8 +86,9 @@ def find_duplicates(
     pairs = _listed(exact, (first, second, bits, cosine), unit)
     group_of = components(count, np.concatenate([exact[0], first]), np.concatenate([exact[1], second]))
     groups = _groups(group_of)
-    kinds = ["exact" if len(np.unique(content[g])) == 1 else "near" for g in groups]
-    conflicts = [k for k, g in enumerate(groups) if len(np.unique(labels[g])) > 1]
+    leaders = np.array([g[0] for g in groups], np.int64)
+    kinds = np.where(mixed_groups(group_of, content)[leaders], "near", "exact").tolist()
+    conflicts = np.flatnonzero(mixed_groups(group_of, labels)[leaders]).tolist()
     thresholds = {
         "strict_bits": strict_bits,
         "strict_cosine": STRICT_COSINE if features is not None else None,
@@ -251,6 +252,17 @@ def components(count: int, first, second) -> np.ndarray:
         if np.array_equal(hooked, parent):
             return parent
         parent = hooked
+
+
+def mixed_groups(group_of: np.ndarray, values) -> np.ndarray:
+    """(n,) bool: at a group's id (its first member's position), whether its
+    members' `values` (integers, one per image) differ. Two scatters, O(n)."""
+    values = np.asarray(values, np.int64)
+    low = np.full(len(group_of), np.iinfo(np.int64).max)
+    high = np.full(len(group_of), np.iinfo(np.int64).min)
+    np.minimum.at(low, group_of, values)
+    np.maximum.at(high, group_of, values)
+    return low != high
 
 
 def _groups(group_of: np.ndarray) -> list[list[int]]:

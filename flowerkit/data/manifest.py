@@ -9,6 +9,10 @@ and of 17 crops of it, the mode and size in pixels, or the reason it cannot
 be read. Columns are numpy arrays in one uncompressed .npz (~300 bytes a
 row with its path).
 
+Many new files (`POOL_FROM`, on `POOL_MIN_CPUS` CPUs or more) are read by
+one spawned worker process per CPU (hashing is Python work that holds the
+GIL), others in threads; both give the same rows.
+
 Writes take a file lock, merge with what is on disk (a concurrent run may
 have added rows), and replace the file atomically (temporary name, then
 `os.replace`): a run killed mid-write leaves the previous manifest whole.
@@ -21,17 +25,19 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import multiprocessing
 import os
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 
 from flowerkit.data.decode import (
-    ImageProblem, _load, apply_orientation, check_format, exif_orientation, open_image, to_rgb,
+    ImageProblem, apply_orientation, check_format, exif_orientation, load_pixels, open_image, to_rgb,
 )
 from flowerkit.errors import FlowerkitWarning
 from flowerkit.processes import process_alive
@@ -75,6 +81,7 @@ def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
     return np.packbits(coefficients > median, axis=-1)
 
 
+@functools.lru_cache(maxsize=4096)  # a dataset has a few hundred distinct sides at most
 def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.ndarray:
     """(8, length): pixels start..stop of a row averaged into `size` cells
     (area resampling), then the 8 lowest DCT frequencies of those cells: a
@@ -85,21 +92,33 @@ def _crop_projection(length: int, start: int, stop: int, size: int = 32) -> np.n
     return _DCT32[:8] @ (np.clip(overlap, 0, None) / np.diff(edges)[:, None])
 
 
-@functools.lru_cache(maxsize=256)  # photos of a dataset share a few sizes
-def _crop_projections(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(crops, 8, height) and (crops, width, 8): every crop's projections."""
-    rows = [_crop_projection(height, round(height * top), height - round(height * bottom))
-            for _, top, _, bottom in CROP_BOXES]
-    columns = [_crop_projection(width, round(width * left), width - round(width * right)).T
-               for left, _, right, _ in CROP_BOXES]
-    return np.asarray(rows), np.asarray(columns)
+# Crops share their top and bottom cuts (5 distinct pairs for 17 crops):
+# each distinct row projection is applied to the pixels once.
+_ROW_CUTS = tuple(dict.fromkeys((top, bottom) for _, top, _, bottom in CROP_BOXES))
+_ROW_OF_CROP = np.array([_ROW_CUTS.index((top, bottom)) for _, top, _, bottom in CROP_BOXES])
+
+
+# Cached per side, not per (height, width): rows depend on the height alone
+# and columns on the width, and a folder of photos has far more sizes than sides.
+@functools.lru_cache(maxsize=1024)
+def _row_projections(height: int) -> np.ndarray:
+    """(distinct row cuts, 8, height): each cut's projection of the image's rows."""
+    return np.asarray([_crop_projection(height, round(height * top), height - round(height * bottom))
+                       for top, bottom in _ROW_CUTS])
+
+
+@functools.lru_cache(maxsize=1024)
+def _column_projections(width: int) -> np.ndarray:
+    """(crops, width, 8): every crop's projection of the image's columns."""
+    return np.asarray([_crop_projection(width, round(width * left), width - round(width * right)).T
+                       for left, _, right, _ in CROP_BOXES])
 
 
 def crop_hashes(grey) -> np.ndarray:
     """(len(CROP_BOXES), 8) pHashes of the crops of a greyscale Pillow image."""
     pixels = np.asarray(grey, np.float64)
-    rows, columns = _crop_projections(*pixels.shape)
-    coefficients = ((rows @ pixels) @ columns).reshape(len(CROP_BOXES), 64)
+    rows, columns = _row_projections(pixels.shape[0]), _column_projections(pixels.shape[1])
+    coefficients = (((rows @ pixels)[_ROW_OF_CROP]) @ columns).reshape(len(CROP_BOXES), 64)
     median = np.partition(coefficients[:, 1:], 31, axis=1)[:, 31:32]  # 63 values: the 32nd
     return np.packbits(coefficients > median, axis=1)
 
@@ -117,7 +136,7 @@ def read_record(image):
         mode, size = opened.mode, opened.size
         orientation = exif_orientation(opened)
         opened.draft("RGB", (64, 64))  # JPEGs decode DCT-scaled: a fraction of a full decode
-        _load(opened)
+        load_pixels(opened)
         try:
             rgb = apply_orientation(to_rgb(opened), orientation)
         except Exception as error:  # Pillow raises many types for broken data
@@ -230,12 +249,15 @@ def build(paths, sizes, mtimes, records, sort: bool = True) -> Manifest:
     return manifest.take(np.argsort(manifest.paths, kind="stable")) if sort else manifest
 
 
+def stacked(parts) -> Manifest:
+    """The rows of `parts` one after another (in no sorted order)."""
+    return Manifest(**{f.name: np.concatenate([getattr(part, f.name) for part in parts])
+                       for f in dataclasses.fields(Manifest)})
+
+
 def merge(older: Manifest, newer: Manifest) -> Manifest:
     """Rows of both, sorted by path; a path in both keeps `newer`'s row."""
-    both = Manifest(**{
-        f.name: np.concatenate([getattr(older, f.name), getattr(newer, f.name)])
-        for f in dataclasses.fields(Manifest)
-    })
+    both = stacked([older, newer])
     order = np.argsort(both.paths, kind="stable")  # older first among equal paths
     paths = both.paths[order]
     last = np.ones(len(order), bool)
@@ -288,11 +310,13 @@ def _remove_orphans(path: Path) -> None:
             orphan.unlink(missing_ok=True)
 
 
-def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool = True) -> Manifest:
+def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool = True,
+            processes: int | None = None) -> Manifest:
     """The manifest rows of `images` (paths; `stats`: their (size, mtime)
     pairs), aligned with them: fresh rows from disk, the others read now
-    (counted on `progress`, a `flowerkit.progress.Stage`). `whole`: `images`
-    are all of the source, so rows of other files (deleted) are dropped."""
+    (counted on `progress`, a `flowerkit.progress.Stage`; `workers` and
+    `processes` as in `read_files`). `whole`: `images` are all of the
+    source, so rows of other files (deleted) are dropped."""
     stored = load(source)
     paths = encode_paths(images)
     stats = np.asarray(stats, np.int64).reshape(len(paths), 2)
@@ -303,13 +327,7 @@ def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool 
     deleted = whole and len(stored) > len(np.unique(rows[fresh]))
     if not len(stale) and not deleted:
         return stored.take(rows)
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow releases the GIL
-        records = []
-        for record in pool.map(safe_record, [images[i] for i in stale], chunksize=16):
-            records.append(record)
-            if progress is not None:
-                progress.update()
-    read = build(paths[stale], stats[stale, 0], stats[stale, 1], records)
+    read = read_files([images[i] for i in stale], stats[stale], progress, workers, processes)
     try:
         save(source, read, keep=np.unique(paths) if whole else None)
     except OSError as error:  # a full disk or a read-only cache: slower next time, not wrong
@@ -317,3 +335,85 @@ def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool 
                       f"({error}); the next run reads these files again.", FlowerkitWarning, stacklevel=3)
     stored = merge(stored, read)
     return stored.take(stored.find(paths, stats[:, 0], stats[:, 1])[0])
+
+
+# ---------------------------------------------------------------- reading files
+
+def read_files(images, stats, progress=None, workers: int = 4, processes: int | None = None) -> Manifest:
+    """Rows of the files `images` (`stats`: their (size, mtime) pairs),
+    sorted by path. Many files are read by `processes` worker processes
+    (default: one per CPU from `POOL_FROM` files and `POOL_MIN_CPUS` CPUs
+    on; per-image Python work holds the GIL, so threads alone use about one
+    core), a few by `workers` threads (Pillow releases the GIL while decoding)."""
+    stats = np.asarray(stats, np.int64).reshape(len(images), 2)
+    if processes is None:
+        cpus = _cpu_count()
+        processes = cpus if len(images) >= POOL_FROM and cpus >= POOL_MIN_CPUS else 1
+    parts, left = [], np.arange(len(images))
+    if processes > 1 and len(images) > 1:
+        parts, left = _read_in_processes(images, stats, progress, processes)
+    if len(left):
+        parts.append(_read_in_threads([images[i] for i in left], stats[left], progress, workers))
+    rows = stacked([empty(), *parts])
+    return rows.take(np.argsort(rows.paths, kind="stable"))
+
+
+POOL_FROM = 2000  # fewer new files are read in threads: starting processes costs ~1 s
+# On 2 CPUs, threads already use most of both (Pillow's decoding) and the
+# workers' start-up costs more than they gain: 1.4-2.4x slower on a shared
+# 2-CPU machine (bench/results/manifest_cold.json).
+POOL_MIN_CPUS = 4
+POOL_CHUNK = 256  # files per task sent to a worker process
+THREAD_CHUNK = 32  # files per task of a thread
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _read_in_threads(images, stats, progress, workers: int) -> Manifest:
+    """Rows read by `workers` threads, a chunk of files per task (a task
+    per file costs as much as hashing a small image)."""
+    chunks = [images[start : start + THREAD_CHUNK] for start in range(0, len(images), THREAD_CHUNK)]
+    records = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for chunk in pool.map(_safe_records, chunks):
+            records.extend(chunk)
+            if progress is not None:
+                progress.update(len(chunk))
+    return build(images, stats[:, 0], stats[:, 1], records, sort=False)
+
+
+def _safe_records(images) -> list:
+    return [safe_record(image) for image in images]
+
+
+def _read_in_processes(images, stats, progress, processes: int) -> tuple[list[Manifest], np.ndarray]:
+    """Rows read by spawned processes (never forked: the parent may hold
+    JAX's or TensorFlow's threads), a chunk of files per task; and the
+    positions of the files left unread if the workers stopped."""
+    chunk = max(1, min(POOL_CHUNK, len(images) // (4 * processes)))  # a few tasks a worker at least
+    parts, done = [], np.zeros(len(images), bool)
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+            tasks = {pool.submit(_read_chunk, list(images[s : s + chunk]), stats[s : s + chunk]): s
+                     for s in range(0, len(images), chunk)}
+            for task in as_completed(tasks):
+                parts.append(task.result())
+                done[tasks[task] : tasks[task] + chunk] = True
+                if progress is not None:
+                    progress.update(len(parts[-1]))
+    except BrokenProcessPool as error:  # a worker killed, or an unguarded __main__ re-run by spawn
+        warnings.warn(f"Reading the remaining images in this process: the worker processes stopped "
+                      f"({error}). A script that calls flowerkit at import time needs "
+                      f"`if __name__ == \"__main__\":`.", FlowerkitWarning, stacklevel=2)
+    return parts, np.flatnonzero(~done)
+
+
+def _read_chunk(images, stats) -> Manifest:
+    """One worker process's task: the rows of some files, in order."""
+    return build(images, stats[:, 0], stats[:, 1], _safe_records(images), sort=False)

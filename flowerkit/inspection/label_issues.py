@@ -58,7 +58,7 @@ def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = 
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + np.float32(1e-6)
     x = (features - mean) / scale
-    y = np.eye(classes, dtype=np.float32)[labels]
+    rows = np.arange(len(x))
     weights = np.zeros((x.shape[1], classes), np.float32)
     bias = np.zeros(classes, np.float32)
     velocity_w, velocity_b = np.zeros_like(weights), np.zeros_like(bias)
@@ -66,7 +66,9 @@ def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = 
     l2, momentum = np.float32(l2), np.float32(0.9)
     for _ in range(steps):
         look_w, look_b = weights + momentum * velocity_w, bias + momentum * velocity_b
-        error = (_softmax(x @ look_w + look_b) - y) / len(x)
+        error = _softmax(x @ look_w + look_b)  # minus the one-hot labels, without building them
+        error[rows, labels] -= 1
+        error /= len(x)
         velocity_w = momentum * velocity_w - rate * (x.T @ error + l2 * look_w)
         velocity_b = momentum * velocity_b - rate * error.sum(axis=0)
         weights, bias = weights + velocity_w, bias + velocity_b
@@ -79,9 +81,11 @@ def predict_softmax(model, features) -> np.ndarray:
 
 
 def _softmax(logits):
-    logits = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
+    """Softmax over rows, in place: n x classes is the one large array here."""
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
 
 
 def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: int = 0,
@@ -104,10 +108,19 @@ def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: 
     counts = np.bincount(labels, minlength=classes)
     totals = np.bincount(labels, weights=self_confidence, minlength=classes)
     thresholds = np.where(counts > 0, totals / np.maximum(counts, 1), 1.0)
-    above = probabilities >= thresholds[None, :]
-    above[np.arange(len(labels)), labels] = False
-    suspect = (self_confidence < thresholds[labels]) & above.any(axis=1)
+    suspect = (self_confidence < thresholds[labels]) & _another_class_above(probabilities, labels, thresholds)
     order = np.argsort(self_confidence, kind="stable")
     suspects = order[suspect[order]]
     return LabelIssues(probabilities, self_confidence, probabilities.argmax(axis=1), thresholds,
                        suspects, folds)
+
+
+def _another_class_above(probabilities, labels, thresholds, chunk: int = 65_536) -> np.ndarray:
+    """(n,) bool: some class other than the given one reaches its threshold
+    (rows in chunks: no n x classes mask)."""
+    found = np.zeros(len(labels), bool)
+    for start in range(0, len(labels), chunk):
+        above = probabilities[start : start + chunk] >= thresholds[None, :]
+        above[np.arange(len(above)), labels[start : start + chunk]] = False
+        found[start : start + chunk] = above.any(axis=1)
+    return found

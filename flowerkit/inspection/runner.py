@@ -1,7 +1,9 @@
 """`flowerkit inspect`: every check on one data source, in one pass.
 
-    index -> hashes (bytes + pHash) -> backbone features (the feature cache)
-          -> duplicates (hash candidates confirmed by feature cosine)
+    index -> hashes (bytes, pHash of each image and of its crops; the manifest)
+          -> backbone features (the feature cache)
+          -> duplicates (close hashes by multi-index lookups, confirmed by feature
+             cosine; cropped copies among feature neighbours: `data.duplicates`)
           -> out-of-fold label suspects -> balance -> report files
 """
 
@@ -21,7 +23,7 @@ from flowerkit.data.sources import index_source, split_index
 from flowerkit.data.splitting import curate, group_split, relative_name, source_root
 from flowerkit.errors import FlowerkitWarning
 from flowerkit.data.balance import balance_report
-from flowerkit.data.duplicates import find_duplicates
+from flowerkit.data.duplicates import find_duplicates, mixed_groups
 from flowerkit.data.hashing import hash_index
 from flowerkit.inspection.label_issues import FOLDS, find_label_issues
 from flowerkit.model.build import build_model, split_at_features
@@ -123,15 +125,18 @@ def _loader_report(hashes, loader_messages, image_size: int) -> dict:
 
 def _duplicates_report(duplicates, by_hashes, with_features: bool, index, names, sides,
                        kept: int) -> dict:
-    conflicts = set(duplicates.conflicts)
+    conflicts = np.zeros(len(duplicates.groups), bool)
+    conflicts[duplicates.conflicts] = True
+    leaders = [members[0] for members in duplicates.groups]
+    crossing = mixed_groups(duplicates.group_of, sides)[leaders].tolist()
     groups = [
         {
             "kind": kind,
-            "conflict": g in conflicts,
-            "crosses_random_split": len({sides[m] for m in members}) > 1,
+            "conflict": bool(conflict),
+            "crosses_random_split": crosses,
             "images": [{"path": names[m], "label": index.class_names[index.labels[m]]} for m in members],
         }
-        for g, (members, kind) in enumerate(zip(duplicates.groups, duplicates.kinds))
+        for members, kind, conflict, crosses in zip(duplicates.groups, duplicates.kinds, conflicts, crossing)
     ]
     return {
         "groups": groups,
