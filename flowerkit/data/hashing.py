@@ -58,6 +58,9 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
                     bar.update()
             unknown = np.zeros(len(records))
             rows = manifest.build([""] * len(records), unknown, unknown, records, sort=False)
+        elif index.rows is not None and len(index.rows) == len(index):
+            rows = index.rows  # read (or found fresh) when the folder was indexed
+            bar.update(len(rows))
         else:
             rows = _file_rows(index, bar, workers)
     problems = {int(p): rows.reasons[p].decode() for p in np.flatnonzero(rows.reasons != b"")}
@@ -129,8 +132,8 @@ class _BucketTable:
         self.sorted_keys = sorted_keys
         self.bounds = None
         if width <= 24:  # value v's keys: positions bounds[v] .. bounds[v + 1]
-            values = np.arange((1 << width) + 1, dtype=np.uint64)
-            self.bounds = np.searchsorted(sorted_keys, values).astype(np.int32)
+            counts = np.bincount(sorted_keys.astype(np.intp), minlength=1 << width)
+            self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
 
     def find(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.bounds is not None:

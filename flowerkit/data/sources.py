@@ -44,6 +44,9 @@ class ImageIndex:
     images: tuple[str | bytes, ...]
     source: str = ""
     orientations: tuple[int, ...] = ()
+    # The manifest rows of file images (`flowerkit.data.manifest`), aligned
+    # with `images`: hashing reuses them instead of a second stat per file.
+    rows: manifest.Manifest | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,6 +62,7 @@ class ImageIndex:
             labels=self.labels[indices],
             images=tuple(self.images[i] for i in indices),
             orientations=tuple(self.orientations[i] for i in indices) if self.orientations else (),
+            rows=self.rows.take(indices) if self.rows is not None else None,
         )
 
     def orientation_array(self) -> np.ndarray:
@@ -233,7 +237,7 @@ def index_folder(root, class_names=(), quiet: bool | None = None) -> ImageIndex:
         labels += [label] * len(found)
     total = len(files) + len(skipped)
     candidates = [path for path, _ in files]
-    keep, orientations = _index_files(root, candidates, [stat for _, stat in files], skipped, quiet)
+    keep, orientations, rows = _index_files(root, candidates, [stat for _, stat in files], skipped, quiet)
     labels = np.asarray(labels, dtype=np.int32)[keep]
     counts = np.bincount(labels, minlength=len(folders))
     empty = [name for name, count in zip(folders, counts) if count == 0]
@@ -258,6 +262,7 @@ def index_folder(root, class_names=(), quiet: bool | None = None) -> ImageIndex:
         images=tuple(candidates[i] for i in keep),
         source=str(root),
         orientations=orientations,
+        rows=rows,
     )
     _check_not_empty(index)
     return index
@@ -291,18 +296,19 @@ def _class_files(folder: Path, skipped: list) -> list[tuple[str, tuple[int, int]
         for entry in entries:
             if _is_hidden(entry.name):
                 continue
-            try:
-                target = os.stat(entry.path)  # follows symlinks
+            try:  # the one stat per file (DirEntry.stat follows symlinks)
+                target = entry.stat()
             except OSError as error:
                 skipped.append((_os_reason(error, "unreadable"), entry.path))
                 continue
-            if stat.S_ISDIR(target.st_mode):
-                pending.append(entry.path)
-            elif stat.S_ISREG(target.st_mode):
+            if stat.S_ISREG(target.st_mode):
                 files.append((entry.path, (target.st_size, target.st_mtime_ns)))
+            elif stat.S_ISDIR(target.st_mode):
+                pending.append(entry.path)
             else:
                 skipped.append(("not a regular file", entry.path))
-    return sorted(files)
+    files.sort()
+    return files
 
 
 def _os_reason(error: OSError, default: str) -> str:
@@ -314,9 +320,9 @@ def _os_reason(error: OSError, default: str) -> str:
 
 
 def _index_files(source, candidates, stats, skipped: list, quiet=None):
-    """The positions of the readable `candidates` and their orientations,
-    from the manifest of `source` (new or changed files are read now, with
-    progress). `stats`: each candidate's (size, mtime), or None where it
+    """The positions of the readable `candidates`, their orientations and
+    their manifest rows, from the manifest of `source` (new or changed files
+    are read now, with progress). `stats`: each candidate's (size, mtime), or None where it
     cannot be stat'ed; the unreadable go to `skipped` as (reason, path)."""
     listed = [i for i, stat_pair in enumerate(stats) if stat_pair is not None]
     with progress.stage("Indexing images", total=len(listed), quiet=quiet) as bar:
@@ -326,7 +332,7 @@ def _index_files(source, candidates, stats, skipped: list, quiet=None):
     skipped += [(reason.decode(), candidates[listed[row]])
                 for row, reason in zip(np.flatnonzero(~readable).tolist(), rows.reasons[~readable])]
     keep = [listed[row] for row in np.flatnonzero(readable).tolist()]
-    return keep, tuple(rows.orientations[readable].tolist())
+    return keep, tuple(rows.orientations[readable].tolist()), rows.take(readable)
 
 
 def _stat_pair(path: str, skipped: list):
@@ -374,7 +380,7 @@ def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
     labels = [names.index(row[1].strip()) for row in rows]
     skipped = []
     stats = [_stat_pair(candidate, skipped) for candidate in candidates]
-    keep, orientations = _index_files(path, candidates, stats, skipped, quiet)
+    keep, orientations, kept_rows = _index_files(path, candidates, stats, skipped, quiet)
     _warn_skipped(path.parent, skipped, len(candidates))
     kept_labels = np.asarray(labels, dtype=np.int32)[keep]
     empty = [name for c, name in enumerate(names) if not (kept_labels == c).any()]
@@ -389,6 +395,7 @@ def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
         images=tuple(candidates[i] for i in keep),
         source=str(path),
         orientations=orientations,
+        rows=kept_rows,
     )
 
 
