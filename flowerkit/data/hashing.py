@@ -14,7 +14,9 @@ held in memory (TFRecords) are hashed on every call. Keras-free."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,6 +29,8 @@ from flowerkit.data.sources import ImageIndex
 HASH_BITS = 64
 # Modes that the loader converts to RGB (counted as "odd" in the report).
 PLAIN_MODES = ("RGB",)
+PAIRS_VERSION = 1  # of `close_pairs`'s results as kept by `kept_close_pairs`
+KEPT_PAIRS = 16  # newest search results kept: one per dataset and threshold in use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +125,44 @@ def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     first, second, bits = found
     _, unique = np.unique(first * count + second, return_index=True)
     return first[unique], second[unique], bits[unique]
+
+
+def kept_close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`close_pairs`, kept under `$KERAS_HOME/flowerkit/pairs/` and keyed by
+    the hashes and the threshold: on an unchanged dataset the search is one
+    small file read. A result that cannot be read or kept is searched again."""
+    codes = np.ascontiguousarray(phash, np.uint8)
+    described = f"{PAIRS_VERSION}\0{threshold}\0{codes.shape}\0".encode() + codes.tobytes()
+    path = manifest.flowerkit_cache() / "pairs" / f"{hashlib.sha256(described).hexdigest()[:32]}.npy"
+    try:
+        kept = np.load(path, allow_pickle=False)
+        if kept.ndim == 2 and len(kept) == 3:
+            return kept[0], kept[1], kept[2]
+    except (OSError, ValueError):  # not searched yet, or a damaged file
+        pass
+    pairs = close_pairs(phash, threshold)
+    try:
+        _keep_pairs(path, np.stack(pairs).astype(np.int64))
+    except OSError:  # a full disk or a read-only cache: slower next time, not wrong
+        pass
+    return pairs
+
+
+def _keep_pairs(path, pairs: np.ndarray) -> None:
+    """Writes `pairs` atomically (a temporary file renamed), then drops all
+    but the newest `KEPT_PAIRS` results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".pairs-", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, pairs)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    kept = sorted(path.parent.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in kept[KEPT_PAIRS:]:
+        old.unlink(missing_ok=True)
 
 
 class _BucketTable:
