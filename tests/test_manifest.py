@@ -63,6 +63,9 @@ def test_hashing_an_indexed_folder_reuses_its_rows_without_a_second_stat(image_f
     assert (whole.phash == restated.phash).all() and (whole.content == restated.content).all()
     assert (part.crops == restated.crops[[7, 2, 29]]).all()
     assert part.modes.tolist() == ["RGB"] * 3
+    swapped = dataclasses.replace(picked, images=picked.images[::-1])
+    with pytest.raises(pytest.fail.Exception, match="stat'ed again"):
+        hash_index(swapped, quiet=True)  # rows of other images are not reused
 
 
 def test_added_changed_and_deleted_files_are_all_that_is_read(image_folder, keras_home, reads):
