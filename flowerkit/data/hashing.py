@@ -57,7 +57,11 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
         if index.in_memory or not index.source:
             records = []
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for record in pool.map(manifest.safe_record, index.images, chunksize=16):
+                # Positions, not bytes: map submits every argument at once, and
+                # TFRecord images are read from their shards by the workers.
+                images = index.images
+                for record in pool.map(lambda position: manifest.safe_record(images[position]),
+                                       range(len(images)), chunksize=16):
                     records.append(record)
                     bar.update()
             unknown = np.zeros(len(records))

@@ -6,6 +6,7 @@ warning. Splitting and sampling an index live here too."""
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import errno
 import operator
@@ -29,20 +30,54 @@ TF_FLOWERS_SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e5
 CODELAB_TFRECORDS = "gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec"
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class RecordImages(collections.abc.Sequence):
+    """The encoded images of TFRecord shards as a sequence of bytes, each
+    read from its shard when asked for (one seek and read): the dataset is
+    never held in memory, and epochs keep their order (any position, any
+    time). `offsets`/`lengths`: where each image's bytes lie in its shard."""
+
+    shards: tuple[str, ...]
+    shard: np.ndarray  # (n,) int32: position in `shards`
+    offsets: np.ndarray  # (n,) int64
+    lengths: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return self.take(np.arange(len(self))[position])
+        with _open_shard(self.shards[self.shard[position]]) as handle:
+            handle.seek(int(self.offsets[position]))
+            return handle.read(int(self.lengths[position]))
+
+    def take(self, indices) -> "RecordImages":
+        return RecordImages(self.shards, self.shard[indices], self.offsets[indices], self.lengths[indices])
+
+
+def _open_shard(path: str):
+    if "://" not in path:
+        return open(path, "rb")
+    import tensorflow as tf  # heavy: only for shards in cloud storage (gs://), which need it
+
+    return tf.io.gfile.GFile(path, "rb")
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageIndex:
     """Images and their labels, before any decoding.
 
     Each entry of `images` is what the decoders open: a file path (str), or
-    the encoded bytes of an image where the source has no files (TFRecords
-    are read into memory). `orientations`: the EXIF orientation (1..8) of
+    the encoded bytes of an image where the source has no files (TFRecords:
+    a `RecordImages`, read from the shards on access). `orientations`: the EXIF orientation (1..8) of
     each image, read once when indexing, for the tf.data pipeline (Pillow
     reads it from the file itself); empty means all upright.
     """
 
     class_names: tuple[str, ...]
     labels: np.ndarray
-    images: tuple[str | bytes, ...]
+    images: tuple[str | bytes, ...] | RecordImages
     source: str = ""
     orientations: tuple[int, ...] = ()
     # The manifest rows of file images (`flowerkit.data.manifest`), aligned
@@ -61,7 +96,8 @@ class ImageIndex:
         return dataclasses.replace(
             self,
             labels=self.labels[indices],
-            images=_pick(self.images, indices),
+            images=self.images.take(indices) if isinstance(self.images, RecordImages)
+            else _pick(self.images, indices),
             orientations=_pick(self.orientations, indices) if self.orientations else (),
             rows=self.rows.take(indices) if self.rows is not None else None,
         )
@@ -409,7 +445,9 @@ def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
 
 
 def read_tfrecords(pattern: str) -> ImageIndex:
-    """Reads TFRecords in the codelab's format into memory.
+    """Indexes TFRecords in the codelab's format: each readable record's
+    image bytes are checked now, and kept as a place in its shard
+    (`RecordImages`) that the pipelines read again per epoch.
 
     Features: `image` (JPEG bytes) and `class` (int64) are required; `label`
     (class name bytes) names the classes when present. `size` and
@@ -433,14 +471,15 @@ def read_tfrecords(pattern: str) -> ImageIndex:
         "class": tf.io.FixedLenFeature([], tf.int64),
         "label": tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
-    images, classes, names, orientations, damaged = [], [], {}, [], []
-    total = 0
-    for file in files:
-        position = 0
+    places, classes, names, orientations, damaged = [], [], {}, [], []
+    for shard, file in enumerate(files):
+        position = end = 0
         try:
             for position, record in enumerate(tf.data.TFRecordDataset(file), start=1):
-                total += 1
                 where = f"{file} record {position}"
+                raw = record.numpy()
+                start = end + 12  # a record: its length (8 bytes), their CRC (4), the bytes, their CRC (4)
+                end = start + len(raw) + 4
                 try:
                     example = tf.io.parse_single_example(record, features)
                 except tf.errors.InvalidArgumentError:
@@ -456,7 +495,7 @@ def read_tfrecords(pattern: str) -> ImageIndex:
                 if label < 0:
                     damaged.append(("records with a negative class", where))
                     continue
-                images.append(data)
+                places.append((shard, start + raw.find(data), len(data)))  # the bytes are stored verbatim
                 classes.append(label)
                 orientations.append(orientation)
                 names.setdefault(label, example["label"].numpy().decode("utf-8", "replace") or f"class_{label}")
@@ -465,13 +504,14 @@ def read_tfrecords(pattern: str) -> ImageIndex:
                 error, tf.errors.DataLossError) else "unreadable files"
             damaged.append((reason, f"{file} after record {position}"))
     _warn_skipped(pattern, damaged, None)
-    if not images:
+    if not places:
         raise FlowerkitError(f"No readable records in TFRecords {pattern}")
     num_classes = max(names) + 1
+    shard, offsets, lengths = np.asarray(places, dtype=np.int64).T
     index = ImageIndex(
         class_names=tuple(names.get(i, f"class_{i}") for i in range(num_classes)),
         labels=np.asarray(classes, dtype=np.int32),
-        images=tuple(images),
+        images=RecordImages(tuple(files), shard.astype(np.int32), offsets, lengths),
         source=pattern,
         orientations=tuple(orientations),
     )
