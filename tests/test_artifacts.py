@@ -22,6 +22,17 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
+def test_a_1000_class_confusion_matrix_is_one_line_per_row_in_metrics_json(tmp_path):
+    matrix = [[(row * 7 + column) % 5 for column in range(1000)] for row in range(1000)]
+    metrics = {"confusion_matrix": matrix, "history": {"loss": [0.5, 0.25]}, "classes": ["a", "b"],
+               "per_class": [{"name": "a", "recall": 1.0}], "empty": [], "label": "flowerkit-0-1"}
+    artifacts.write_json(tmp_path / "metrics.json", metrics)
+    text = (tmp_path / "metrics.json").read_text()
+    assert json.loads(text) == metrics
+    assert 1000 < len(text.splitlines()) < 1020
+    assert '"loss": [0.5, 0.25]' in text and '\n    [0, 1, 2, 3, 4, 0, 1,' in text
+
+
 def test_plots_leave_the_matplotlib_backend_alone(tmp_path):
     before = matplotlib.get_backend()
     plots.plot_training_curves({"accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6], "loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, tmp_path / "c.png")

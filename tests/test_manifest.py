@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import COLOURS, REPO, make_image_folder, write_image
 
 from flowerkit import FlowerkitWarning
-from flowerkit.data import manifest
+from flowerkit.data import hashing, manifest
 from flowerkit.data.hashing import hash_index
 from flowerkit.data.sources import index_csv, index_folder
 
@@ -52,6 +52,21 @@ def test_a_second_index_reads_no_file(image_folder, keras_home, reads):
     assert again.images == first.images and again.orientations == first.orientations
     assert (again.labels == first.labels).all()
     assert hashes.modes.tolist() == ["RGB"] * 30 and (hashes.sizes == [48, 40]).all()
+
+
+def test_hashing_an_indexed_folder_reuses_its_rows_without_a_second_stat(image_folder, keras_home,
+                                                                          monkeypatch):
+    index = index_folder(image_folder, quiet=True)
+    restated = hash_index(dataclasses.replace(index, rows=None), quiet=True)
+    picked = index.subset([7, 2, 29])
+    monkeypatch.setattr(hashing, "_file_rows", lambda *args: pytest.fail("files stat'ed again"))
+    whole, part = hash_index(index, quiet=True), hash_index(picked, quiet=True)
+    assert (whole.phash == restated.phash).all() and (whole.content == restated.content).all()
+    assert (part.crops == restated.crops[[7, 2, 29]]).all()
+    assert part.modes.tolist() == ["RGB"] * 3
+    swapped = dataclasses.replace(picked, images=picked.images[::-1])
+    with pytest.raises(pytest.fail.Exception, match="stat'ed again"):
+        hash_index(swapped, quiet=True)  # rows of other images are not reused
 
 
 def test_added_changed_and_deleted_files_are_all_that_is_read(image_folder, keras_home, reads):

@@ -12,7 +12,8 @@ from tests.helpers import shared_path
 from flowerkit.data.duplicates import (
     CROP_BITS, EXACT_LIMIT, STRICT_BITS, components, find_duplicates, mixed_groups, nearest_neighbours,
 )
-from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
+from flowerkit.data import hashing
+from flowerkit.data.hashing import ImageHashes, close_pairs, kept_close_pairs, pack_bits, popcount
 from flowerkit.data.manifest import read_record
 from flowerkit.data.sources import ImageIndex, split_index
 from flowerkit.data.splitting import group_split
@@ -87,6 +88,25 @@ def test_close_pairs_equal_every_pair_within_the_threshold(threshold):
     first, second, bits = close_pairs(phash, threshold)
     assert set(zip(first.tolist(), second.tolist())) == expected and len(first) == len(expected)
     assert (bits == distance[first, second]).all()
+
+
+def test_a_search_on_the_same_hashes_is_read_back_not_run_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    phash = np.unique(planted_hashes(500).phash, axis=0)
+    searched = kept_close_pairs(phash, 4)
+    other = kept_close_pairs(phash[1:], 4)  # other hashes: a search of their own
+    monkeypatch.setattr(hashing, "close_pairs", lambda *args: pytest.fail("searched again"))
+    again = kept_close_pairs(phash, 4)
+    assert all((a == b).all() for a, b in zip(again, searched)) and len(searched[0]) > 10
+    assert not np.array_equal(other[0], searched[0])  # positions in other hashes
+    with pytest.raises(pytest.fail.Exception):
+        kept_close_pairs(phash, 5)  # another threshold is another search
+    kept = sorted((tmp_path / "flowerkit" / "pairs").iterdir())
+    assert len(kept) == 2 and all(not p.name.startswith(".") for p in kept)
+    kept[0].write_bytes(b"damaged")
+    monkeypatch.setattr(hashing, "close_pairs", close_pairs)
+    for hashes, expected in ((phash, searched), (phash[1:], other)):
+        assert all((a == b).all() for a, b in zip(kept_close_pairs(hashes, 4), expected))
 
 
 def test_duplicate_groups_equal_a_brute_force_search():

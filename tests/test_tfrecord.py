@@ -53,6 +53,26 @@ def test_reads_codelab_tfrecords(tmp_path):
 
 
 @pytest.mark.skipif(not HAS_TF, reason="TFRecords need TensorFlow (absent in this env by design)")
+def test_tfrecord_images_are_read_from_their_shards_not_held(tmp_path):
+    import tensorflow as tf
+
+    from flowerkit.data.sources import RecordImages
+
+    write_codelab_tfrecords(tmp_path)
+    written = [tf.train.Example.FromString(record.numpy()).features.feature["image"].bytes_list.value[0]
+               for shard in sorted(tmp_path.glob("*.tfrec")) for record in tf.data.TFRecordDataset(str(shard))]
+    index = index_source(str(tmp_path / "*.tfrec"))
+    assert isinstance(index.images, RecordImages) and list(index.images) == written
+    picked = index.subset([7, 2])
+    assert isinstance(picked.images, RecordImages) and list(picked.images) == [written[7], written[2]]
+    shard = tmp_path / "flowers01-5.tfrec"  # record 7 is the third of the second shard
+    data = shard.read_bytes()
+    start = data.find(written[7])
+    shard.write_bytes(data[:start] + bytes(len(written[7])) + data[start + len(written[7]):])
+    assert picked.images[0] == bytes(len(written[7])) and picked.images[1] == written[2]
+
+
+@pytest.mark.skipif(not HAS_TF, reason="TFRecords need TensorFlow (absent in this env by design)")
 def test_tfrecord_pipeline_and_damage(tmp_path):
     from flowerkit.data.pipelines import iterate_batches, make_dataset
 

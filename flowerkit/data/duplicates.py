@@ -17,9 +17,9 @@ Duplicate pairs are joined into groups (connected components); a group with
 more than one class is a label conflict.
 
 Nothing is n x n: identical hashes and contents are grouped by sorting,
-close hashes found by multi-index hashing (`hashing.close_pairs`), feature
-neighbours by an approximate nearest-neighbour index (faiss HNSW) beyond
-`EXACT_LIMIT` images. `pairs` lists the pairs that joined the groups (each
+close hashes found by multi-index hashing (`hashing.close_pairs`, its result
+kept for the next run on the same hashes), feature neighbours by an
+approximate nearest-neighbour index (faiss HNSW) beyond `EXACT_LIMIT` images. `pairs` lists the pairs that joined the groups (each
 image to its group's first holder of the same bytes or hash, and the close
 pairs between those), not every pair of members. Keras-free."""
 
@@ -29,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from flowerkit.data.hashing import ImageHashes, close_pairs, pack_bits, popcount
+from flowerkit.data.hashing import ImageHashes, kept_close_pairs, pack_bits, popcount
 
 STRICT_BITS = 4  # resized / re-encoded copies of the photos: <= 2 bits
 STRICT_COSINE = 0.80  # with features, even a close hash needs this much (pHash collides)
@@ -151,7 +151,7 @@ def _hash_edges(phash: np.ndarray, readable: np.ndarray, threshold: int):
     ids = _ids(pack_bits(phash), readable)
     same_first, same_second = _star_edges(ids)
     leaders = np.flatnonzero(readable)[np.unique(ids[readable], return_index=True)[1]]
-    first, second, bits = close_pairs(phash[leaders], threshold)
+    first, second, bits = kept_close_pairs(phash[leaders], threshold)
     return (np.concatenate([same_first, leaders[first]]), np.concatenate([same_second, leaders[second]]),
             np.concatenate([np.zeros(len(same_first), np.int64), bits]))
 

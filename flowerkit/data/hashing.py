@@ -14,7 +14,9 @@ held in memory (TFRecords) are hashed on every call. Keras-free."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,6 +29,8 @@ from flowerkit.data.sources import ImageIndex
 HASH_BITS = 64
 # Modes that the loader converts to RGB (counted as "odd" in the report).
 PLAIN_MODES = ("RGB",)
+PAIRS_VERSION = 1  # of `close_pairs`'s results as kept by `kept_close_pairs`
+KEPT_PAIRS = 16  # newest search results kept: one per dataset and threshold in use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,16 +57,30 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
         if index.in_memory or not index.source:
             records = []
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for record in pool.map(manifest.safe_record, index.images, chunksize=16):
+                # Positions, not bytes: map submits every argument at once, and
+                # TFRecord images are read from their shards by the workers.
+                images = index.images
+                for record in pool.map(lambda position: manifest.safe_record(images[position]),
+                                       range(len(images)), chunksize=16):
                     records.append(record)
                     bar.update()
             unknown = np.zeros(len(records))
             rows = manifest.build([""] * len(records), unknown, unknown, records, sort=False)
+        elif _rows_match(index):
+            rows = index.rows  # read (or found fresh) when the folder was indexed
+            bar.update(len(rows))
         else:
             rows = _file_rows(index, bar, workers)
     problems = {int(p): rows.reasons[p].decode() for p in np.flatnonzero(rows.reasons != b"")}
     return ImageHashes(rows.content, rows.phash, rows.modes.astype(str), rows.pixels.astype(np.int64),
                        problems, rows.crops)
+
+
+def _rows_match(index: ImageIndex) -> bool:
+    """Whether the index carries the manifest rows of exactly its images (an
+    index whose images were replaced since does not)."""
+    rows = index.rows
+    return rows is not None and np.array_equal(rows.paths, manifest.encode_paths(index.images))
 
 
 def _file_rows(index: ImageIndex, bar, workers: int) -> manifest.Manifest:
@@ -120,6 +138,44 @@ def close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     return first[unique], second[unique], bits[unique]
 
 
+def kept_close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`close_pairs`, kept under `$KERAS_HOME/flowerkit/pairs/` and keyed by
+    the hashes and the threshold: on an unchanged dataset the search is one
+    small file read. A result that cannot be read or kept is searched again."""
+    codes = np.ascontiguousarray(phash, np.uint8)
+    described = f"{PAIRS_VERSION}\0{threshold}\0{codes.shape}\0".encode() + codes.tobytes()
+    path = manifest.flowerkit_cache() / "pairs" / f"{hashlib.sha256(described).hexdigest()[:32]}.npy"
+    try:
+        kept = np.load(path, allow_pickle=False)
+        if kept.ndim == 2 and len(kept) == 3:
+            return kept[0], kept[1], kept[2]
+    except (OSError, ValueError):  # not searched yet, or a damaged file
+        pass
+    pairs = close_pairs(phash, threshold)
+    try:
+        _keep_pairs(path, np.stack(pairs).astype(np.int64))
+    except OSError:  # a full disk or a read-only cache: slower next time, not wrong
+        pass
+    return pairs
+
+
+def _keep_pairs(path, pairs: np.ndarray) -> None:
+    """Writes `pairs` atomically (a temporary file renamed), then drops all
+    but the newest `KEPT_PAIRS` results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".pairs-", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, pairs)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    kept = sorted(path.parent.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in kept[KEPT_PAIRS:]:
+        old.unlink(missing_ok=True)
+
+
 class _BucketTable:
     """Where each substring value starts in the sorted keys, and how many
     hold it: a direct table for substrings of up to 24 bits where the keys
@@ -129,9 +185,9 @@ class _BucketTable:
     def __init__(self, sorted_keys: np.ndarray, width: int):
         self.sorted_keys = sorted_keys
         self.bounds = None
-        if width <= 24 and len(sorted_keys) << 6 >= 1 << width:  # value v's keys: bounds[v] .. bounds[v + 1]
-            values = np.arange((1 << width) + 1, dtype=np.uint64)
-            self.bounds = np.searchsorted(sorted_keys, values).astype(np.int32)
+        if width <= 24 and len(sorted_keys) << 6 >= 1 << width:  # value v's keys: positions bounds[v] .. bounds[v + 1]
+            counts = np.bincount(sorted_keys.astype(np.intp), minlength=1 << width)
+            self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
 
     def find(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.bounds is not None:

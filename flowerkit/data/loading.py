@@ -137,7 +137,7 @@ def check_before_split(index: ImageIndex, recipe: Recipe, record: dict, quiet: b
         "duplicate_groups": len(duplicates.groups),
         "duplicate_images": duplicates.duplicate_images,
         "conflict_groups": len(duplicates.conflicts),
-        "odd_modes": sum(mode not in ("RGB", "") for mode in hashes.modes),
+        "odd_modes": int(np.isin(hashes.modes, ("RGB", ""), invert=True).sum()),
         "thresholds": duplicates.thresholds,
     }
     group_of = duplicates.group_of

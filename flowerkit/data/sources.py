@@ -6,8 +6,10 @@ warning. Splitting and sampling an index live here too."""
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import errno
+import operator
 import os
 import stat
 import warnings
@@ -28,22 +30,59 @@ TF_FLOWERS_SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e5
 CODELAB_TFRECORDS = "gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec"
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class RecordImages(collections.abc.Sequence):
+    """The encoded images of TFRecord shards as a sequence of bytes, each
+    read from its shard when asked for (one seek and read): the dataset is
+    never held in memory, and epochs keep their order (any position, any
+    time). `offsets`/`lengths`: where each image's bytes lie in its shard."""
+
+    shards: tuple[str, ...]
+    shard: np.ndarray  # (n,) int32: position in `shards`
+    offsets: np.ndarray  # (n,) int64
+    lengths: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return self.take(np.arange(len(self))[position])
+        with _open_shard(self.shards[self.shard[position]]) as handle:
+            handle.seek(int(self.offsets[position]))
+            return handle.read(int(self.lengths[position]))
+
+    def take(self, indices) -> "RecordImages":
+        return RecordImages(self.shards, self.shard[indices], self.offsets[indices], self.lengths[indices])
+
+
+def _open_shard(path: str):
+    if "://" not in path:
+        return open(path, "rb")
+    import tensorflow as tf  # heavy: only for shards in cloud storage (gs://), which need it
+
+    return tf.io.gfile.GFile(path, "rb")
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageIndex:
     """Images and their labels, before any decoding.
 
     Each entry of `images` is what the decoders open: a file path (str), or
-    the encoded bytes of an image where the source has no files (TFRecords
-    are read into memory). `orientations`: the EXIF orientation (1..8) of
+    the encoded bytes of an image where the source has no files (TFRecords:
+    a `RecordImages`, read from the shards on access). `orientations`: the EXIF orientation (1..8) of
     each image, read once when indexing, for the tf.data pipeline (Pillow
     reads it from the file itself); empty means all upright.
     """
 
     class_names: tuple[str, ...]
     labels: np.ndarray
-    images: tuple[str | bytes, ...]
+    images: tuple[str | bytes, ...] | RecordImages
     source: str = ""
     orientations: tuple[int, ...] = ()
+    # The manifest rows of file images (`flowerkit.data.manifest`), aligned
+    # with `images`: hashing reuses them instead of a second stat per file.
+    rows: manifest.Manifest | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -57,8 +96,10 @@ class ImageIndex:
         return dataclasses.replace(
             self,
             labels=self.labels[indices],
-            images=tuple(self.images[i] for i in indices),
-            orientations=tuple(self.orientations[i] for i in indices) if self.orientations else (),
+            images=self.images.take(indices) if isinstance(self.images, RecordImages)
+            else _pick(self.images, indices),
+            orientations=_pick(self.orientations, indices) if self.orientations else (),
+            rows=self.rows.take(indices) if self.rows is not None else None,
         )
 
     def orientation_array(self) -> np.ndarray:
@@ -70,6 +111,14 @@ class ImageIndex:
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return dict(zip(self.class_names, counts.tolist()))
+
+
+def _pick(items: tuple, indices: np.ndarray) -> tuple:
+    """items[i] for each i, as a tuple (itemgetter: one C loop, not a Python one)."""
+    if len(indices) == 0:
+        return ()
+    picked = operator.itemgetter(*indices.tolist())(items)
+    return picked if len(indices) > 1 else (picked,)
 
 
 def index_source(source: str | None, quiet: bool | None = None) -> ImageIndex:
@@ -234,7 +283,7 @@ def index_folder(root, class_names=(), quiet: bool | None = None) -> ImageIndex:
         labels += [label] * len(found)
     total = len(files) + len(skipped)
     candidates = [path for path, _ in files]
-    keep, orientations = _index_files(root, candidates, [stat for _, stat in files], skipped, quiet)
+    keep, orientations, rows = _index_files(root, candidates, [stat for _, stat in files], skipped, quiet)
     labels = np.asarray(labels, dtype=np.int32)[keep]
     counts = np.bincount(labels, minlength=len(folders))
     empty = [name for name, count in zip(folders, counts) if count == 0]
@@ -259,6 +308,7 @@ def index_folder(root, class_names=(), quiet: bool | None = None) -> ImageIndex:
         images=tuple(candidates[i] for i in keep),
         source=str(root),
         orientations=orientations,
+        rows=rows,
     )
     _check_not_empty(index)
     return index
@@ -292,18 +342,19 @@ def _class_files(folder: Path, skipped: list) -> list[tuple[str, tuple[int, int]
         for entry in entries:
             if _is_hidden(entry.name):
                 continue
-            try:
-                target = os.stat(entry.path)  # follows symlinks
+            try:  # the one stat per file (DirEntry.stat follows symlinks)
+                target = entry.stat()
             except OSError as error:
                 skipped.append((_os_reason(error, "unreadable"), entry.path))
                 continue
-            if stat.S_ISDIR(target.st_mode):
-                pending.append(entry.path)
-            elif stat.S_ISREG(target.st_mode):
+            if stat.S_ISREG(target.st_mode):
                 files.append((entry.path, (target.st_size, target.st_mtime_ns)))
+            elif stat.S_ISDIR(target.st_mode):
+                pending.append(entry.path)
             else:
                 skipped.append(("not a regular file", entry.path))
-    return sorted(files)
+    files.sort()
+    return files
 
 
 def _os_reason(error: OSError, default: str) -> str:
@@ -315,9 +366,9 @@ def _os_reason(error: OSError, default: str) -> str:
 
 
 def _index_files(source, candidates, stats, skipped: list, quiet=None):
-    """The positions of the readable `candidates` and their orientations,
-    from the manifest of `source` (new or changed files are read now, with
-    progress). `stats`: each candidate's (size, mtime), or None where it
+    """The positions of the readable `candidates`, their orientations and
+    their manifest rows, from the manifest of `source` (new or changed files
+    are read now, with progress). `stats`: each candidate's (size, mtime), or None where it
     cannot be stat'ed; the unreadable go to `skipped` as (reason, path)."""
     listed = [i for i, stat_pair in enumerate(stats) if stat_pair is not None]
     with progress.stage("Indexing images", total=len(listed), quiet=quiet) as bar:
@@ -327,7 +378,7 @@ def _index_files(source, candidates, stats, skipped: list, quiet=None):
     skipped += [(reason.decode(), candidates[listed[row]])
                 for row, reason in zip(np.flatnonzero(~readable).tolist(), rows.reasons[~readable])]
     keep = [listed[row] for row in np.flatnonzero(readable).tolist()]
-    return keep, tuple(rows.orientations[readable].tolist())
+    return keep, tuple(rows.orientations[readable].tolist()), rows.take(readable)
 
 
 def _stat_pair(path: str, skipped: list):
@@ -375,7 +426,7 @@ def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
     labels = [names.index(row[1].strip()) for row in rows]
     skipped = []
     stats = [_stat_pair(candidate, skipped) for candidate in candidates]
-    keep, orientations = _index_files(path, candidates, stats, skipped, quiet)
+    keep, orientations, kept_rows = _index_files(path, candidates, stats, skipped, quiet)
     _warn_skipped(path.parent, skipped, len(candidates))
     kept_labels = np.asarray(labels, dtype=np.int32)[keep]
     empty = [name for c, name in enumerate(names) if not (kept_labels == c).any()]
@@ -390,11 +441,14 @@ def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
         images=tuple(candidates[i] for i in keep),
         source=str(path),
         orientations=orientations,
+        rows=kept_rows,
     )
 
 
 def read_tfrecords(pattern: str) -> ImageIndex:
-    """Reads TFRecords in the codelab's format into memory.
+    """Indexes TFRecords in the codelab's format: each readable record's
+    image bytes are checked now, and kept as a place in its shard
+    (`RecordImages`) that the pipelines read again per epoch.
 
     Features: `image` (JPEG bytes) and `class` (int64) are required; `label`
     (class name bytes) names the classes when present. `size` and
@@ -418,14 +472,15 @@ def read_tfrecords(pattern: str) -> ImageIndex:
         "class": tf.io.FixedLenFeature([], tf.int64),
         "label": tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
-    images, classes, names, orientations, damaged = [], [], {}, [], []
-    total = 0
-    for file in files:
-        position = 0
+    places, classes, names, orientations, damaged = [], [], {}, [], []
+    for shard, file in enumerate(files):
+        position = end = 0
         try:
             for position, record in enumerate(tf.data.TFRecordDataset(file), start=1):
-                total += 1
                 where = f"{file} record {position}"
+                raw = record.numpy()
+                start = end + 12  # a record: its length (8 bytes), their CRC (4), the bytes, their CRC (4)
+                end = start + len(raw) + 4
                 try:
                     example = tf.io.parse_single_example(record, features)
                 except tf.errors.InvalidArgumentError:
@@ -441,7 +496,7 @@ def read_tfrecords(pattern: str) -> ImageIndex:
                 if label < 0:
                     damaged.append(("records with a negative class", where))
                     continue
-                images.append(data)
+                places.append((shard, start + raw.find(data), len(data)))  # the bytes are stored verbatim
                 classes.append(label)
                 orientations.append(orientation)
                 names.setdefault(label, example["label"].numpy().decode("utf-8", "replace") or f"class_{label}")
@@ -450,13 +505,14 @@ def read_tfrecords(pattern: str) -> ImageIndex:
                 error, tf.errors.DataLossError) else "unreadable files"
             damaged.append((reason, f"{file} after record {position}"))
     _warn_skipped(pattern, damaged, None)
-    if not images:
+    if not places:
         raise FlowerkitError(f"No readable records in TFRecords {pattern}")
     num_classes = max(names) + 1
+    shard, offsets, lengths = np.asarray(places, dtype=np.int64).T
     index = ImageIndex(
         class_names=tuple(names.get(i, f"class_{i}") for i in range(num_classes)),
         labels=np.asarray(classes, dtype=np.int32),
-        images=tuple(images),
+        images=RecordImages(tuple(files), shard.astype(np.int32), offsets, lengths),
         source=pattern,
         orientations=tuple(orientations),
     )

@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from flowerkit.data.decode import decode_image
+from flowerkit.report.artifacts import json_text
 
 THUMBNAIL = 128
 SHOWN_SUSPECTS = 60
@@ -52,7 +53,7 @@ def write_report(findings: dict, output_dir, top: int = SHOWN_SUSPECTS) -> dict[
     paths = {"json": output / "inspection.json", "html": output / "inspection.html",
              "sheet": output / "suspects.png", "exclude": output / "exclude.txt",
              "review": output / "review.txt"}
-    paths["json"].write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths["json"].write_text(json_text(public, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["html"].write_text(_page(public, thumbnail, top), encoding="utf-8")
     suspects = public["label_issues"].get("suspects", [])[:SHEET_SUSPECTS]
     _contact_sheet(suspects, index, position, paths["sheet"])

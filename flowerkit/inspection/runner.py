@@ -159,6 +159,7 @@ def _features(recipe: Recipe, index, verbose):
     extractor, _ = split_at_features(model)
     cached = features_lib.cached_features(
         extractor, recipe, Subset(index, None), 1, resolve_pipeline(), verbose)
+    # A view of the memory-mapped cache (float32 already): pages are read as the checks use them.
     flat = np.asarray(cached.features[0], np.float32).reshape(len(index), -1)
     return flat, "computed" if cached.computed else "hit"
 

@@ -11,6 +11,8 @@ import contextlib
 import errno
 import json
 import os
+import re
+import uuid
 from pathlib import Path
 
 from flowerkit.config.recipe import Recipe
@@ -111,7 +113,27 @@ def _lock_holder(folder: Path) -> str:
 
 def write_json(path: Path, data) -> None:
     with replacing(path) as partial:
-        partial.write_text(json.dumps(data, indent=2) + "\n")
+        partial.write_text(json_text(data) + "\n")
+
+
+def json_text(data, ensure_ascii: bool = True) -> str:
+    """`data` as JSON indented by 2, except that a list of numbers stays on
+    one line: a 1,000-class confusion matrix is 1,000 lines, not a million."""
+    marker = f"flowerkit-{uuid.uuid4().hex}-"  # a string no real value holds
+    numbers = []
+
+    def mark(value):
+        if isinstance(value, dict):
+            return {key: mark(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            if value and all(isinstance(item, (int, float)) for item in value):
+                numbers.append(json.dumps(value, ensure_ascii=ensure_ascii))
+                return f"{marker}{len(numbers) - 1}"
+            return [mark(item) for item in value]
+        return value
+
+    text = json.dumps(mark(data), indent=2, ensure_ascii=ensure_ascii)
+    return re.sub(re.escape(f'"{marker}') + r'(\d+)"', lambda found: numbers[int(found.group(1))], text)
 
 
 def write_recipe(output_dir: Path, recipe: Recipe) -> None:
