@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from flowerkit.backends.collectives import OneReplica, gather, sharded_forward
+from flowerkit.data.decode import mirror_images
 from flowerkit.data.pipelines import ShardedBatches, iterate_batches, one_pass
 from flowerkit.distribute.plan import Plan
 from flowerkit.errors import FlowerkitError
@@ -80,8 +81,7 @@ def predict_batches(model, dataset, views: int = 1, plan: Plan | None = None):
         for images, one_hot in iterate_batches(dataset):
             outputs = [np.asarray(model.predict_on_batch(images))]
             if views == 2:
-                flipped = np.ascontiguousarray(images[:, :, ::-1])
-                outputs.append(np.asarray(model.predict_on_batch(flipped)))
+                outputs.append(np.asarray(model.predict_on_batch(mirror_images(images))))
             yield outputs, np.asarray(one_hot)
         return
     forward = sharded_forward(model, sharded.engine)
@@ -89,7 +89,7 @@ def predict_batches(model, dataset, views: int = 1, plan: Plan | None = None):
     for images, one_hot, weights in one_pass(for_fit(dataset, sharded)):
         outputs = [forward(images)]
         if views == 2:
-            outputs.append(forward(np.ascontiguousarray(images[:, :, ::-1])))
+            outputs.append(forward(mirror_images(images)))
         keep = gather(weights) > 0
         yield [output[keep] for output in outputs], gather(one_hot)[keep]
 
