@@ -35,14 +35,8 @@ from flowerkit.errors import FlowerkitError, FlowerkitWarning
 PIPELINES = ("auto", "tf", "python")
 
 
-def make_dataset(
-    index: ImageIndex,
-    image_size: int,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    pipeline: str = "auto",
-):
+def make_dataset(index: ImageIndex, image_size: int, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, pipeline: str = "auto"):
     """A batched dataset of (images, one-hot labels) for `index`.
 
     pipeline: "tf" (tf.data), "python" (PyDataset) or "auto" (tf.data on the
@@ -54,14 +48,8 @@ def make_dataset(
     return build_dataset(index, image_size, batch_size, shuffle, seed, pipeline)[0]
 
 
-def build_dataset(
-    index: ImageIndex,
-    image_size: int,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    pipeline: str = "auto",
-):
+def build_dataset(index: ImageIndex, image_size: int, batch_size: int, shuffle: bool = False,
+                  seed: int = 0, pipeline: str = "auto"):
     """`make_dataset`'s dataset and its `PipelineState` (None for a
     PyDataset, which keeps its own record)."""
     if resolve_pipeline(pipeline) == "tf":
