@@ -158,12 +158,11 @@ def test_report_rejects_files_without_rows(tmp_path):
         main([str(tmp_path / "empty.json")])
 
 
+@pytest.mark.backends("tensorflow")
 def test_tiny_suite_writes_every_field(tmp_path, backend):
     """The benchmark suite's speed rows at its tiny size write every field.
     Its accuracy rows, whose code is the same on every backend, and the
     JAX and PyTorch suites: tests/test_gpu_dry_run.py."""
-    if backend != "tensorflow":
-        pytest.skip("JAX's and PyTorch's suites run in bench/gpu.sh --dry-run (tests/test_gpu_dry_run.py)")
     shared_path("data/flower_photos")
     output = tmp_path / "run.json"
     result = subprocess.run(

@@ -71,9 +71,8 @@ def test_all_layers_reaches_layers_held_by_custom_layers():
     assert model in compat.all_layers(model) and model not in compat.all_layers(model, include_self=False)
 
 
+@pytest.mark.backends("jax")  # the JAX trainer exists on the JAX backend only
 def test_the_jax_trainer_has_the_step_functions_the_micro_batched_step_calls():
-    if keras.backend.backend() != "jax":
-        pytest.skip("the JAX trainer exists on the JAX backend only (checked in the jax environment)")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     assert compat.has_jax_trainer(model)
     assert list(inspect.signature(model.compute_loss_and_updates).parameters) == [
@@ -154,7 +153,7 @@ def test_supports_jit_decides_whether_compile_keeps_jit():
     assert model.jit_compile is True
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow trainer's (entry 6)")
+@pytest.mark.backends("tensorflow")  # the TensorFlow trainer's (entry 6)
 def test_unknown_length_datasets_miscount_steps_and_keep_optimizer_steps_fixes_it():
     import tensorflow as tf
 

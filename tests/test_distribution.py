@@ -157,7 +157,7 @@ def test_sharded_batches_split_each_global_batch_and_pad_the_last(image_folder):
 # JAX ------------------------------------------------------------------------
 
 
-jax_only = pytest.mark.skipif("os.environ.get('KERAS_BACKEND') != 'jax'", reason="JAX backend")
+jax_only = pytest.mark.backends("jax")
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ def test_jax_asking_for_more_devices_than_there_are(image_folder):
 # TensorFlow -------------------------------------------------------------------
 
 
-@pytest.mark.skipif("os.environ.get('KERAS_BACKEND') != 'tensorflow'", reason="TensorFlow backend")
+@pytest.mark.backends("tensorflow")
 def test_tensorflow_mirrored_strategy_on_two_logical_cpus_matches_one(tmp_path, session_image_folder):
     output = tmp_path / "run"
     runs = [

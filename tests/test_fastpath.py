@@ -35,11 +35,7 @@ from flowerkit.backends.policy import (
 )
 from flowerkit.backends.torch_kernels import is_native
 
-ON_JAX = keras.backend.backend() == "jax"
-needs_jax = pytest.mark.skipif(
-    not ON_JAX, reason="JAX-only check (jax.grad, or the auto policy's JAX+CPU case); "
-    "run with KERAS_BACKEND=jax",
-)
+needs_jax = pytest.mark.backends("jax")  # jax.grad, or the auto policy's JAX+CPU case
 
 
 # --- the policy -------------------------------------------------------------
@@ -88,7 +84,7 @@ def test_record_describes_the_current_backend():
         "shifted" if compat.fast_paths_supported() else "stock")
 
 
-@pytest.mark.skipif(ON_JAX, reason="checks the TensorFlow/PyTorch backends; this run is on JAX")
+@pytest.mark.backends("tensorflow", "torch")
 def test_apply_is_a_noop_off_jax():
     model = keras.Sequential(
         [keras.Input((8, 8, 4)), keras.layers.DepthwiseConv2D(3, padding="same")]
@@ -260,10 +256,7 @@ print(json.dumps({"flowerkit_imported": any(m.startswith("flowerkit") for m in s
 """
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() == "tensorflow",
-    reason="TensorFlow has no fast path to switch layers to; JAX and PyTorch do",
-)
+@pytest.mark.backends("jax", "torch")  # TensorFlow has no fast path to switch layers to
 def test_saved_switched_model_loads_in_plain_keras(tmp_path):
     # In a fresh process of this backend; loading on the others is
     # tests/test_cross_backend.py's, from fixtures each backend saved.

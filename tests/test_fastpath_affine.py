@@ -12,11 +12,8 @@ from flowerkit.backends.fastpaths import apply_fast_paths
 from flowerkit.backends.policy import affine_implementation
 from flowerkit.backends.affine import is_batched_affine
 
-BATCHED_BACKEND = keras.backend.backend() in ("jax", "torch")
-needs_batched = pytest.mark.skipif(
-    not BATCHED_BACKEND, reason="batched resampling exists for JAX and PyTorch (TensorFlow's own "
-    "kernel is batched); run with KERAS_BACKEND=jax or torch",
-)
+# Batched resampling exists for JAX and PyTorch (TensorFlow's own kernel is batched).
+needs_batched = pytest.mark.backends("jax", "torch")
 
 
 @pytest.mark.parametrize(
@@ -73,7 +70,7 @@ def test_batched_affine_equals_stock(make):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=False)), x)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="jax.jit: run with KERAS_BACKEND=jax")
+@pytest.mark.backends("jax")  # jax.jit
 def test_batched_affine_compiles_with_xla():
     """Inside a jitted training step the batched path gives the stock pixels."""
     import jax

@@ -30,10 +30,7 @@ from tests.helpers import (
     small_mobilenet_v2,
 )
 
-ON_TORCH = keras.backend.backend() == "torch"
-needs_torch = pytest.mark.skipif(
-    not ON_TORCH, reason="PyTorch-only path (torch.nn.functional, autograd); run with KERAS_BACKEND=torch"
-)
+needs_torch = pytest.mark.backends("torch")  # torch.nn.functional, autograd
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import write_image
 
 from flowerkit.data.decode import decode_image
-from flowerkit.data.pipelines import ImageBatches, epoch_order, iterate_batches, make_dataset
+from flowerkit.data.pipelines import ImageBatches, build_dataset, epoch_order, iterate_batches, make_dataset
 from flowerkit.data.sources import index_folder
 from flowerkit.errors import FlowerkitWarning
 
@@ -120,7 +120,7 @@ def test_fit_reads_each_epoch_in_its_own_order(image_folder):
     model.compile(optimizer="sgd", loss="categorical_crossentropy", run_eagerly=True)
     for first_epoch, epochs in ((0, 3), (4, 6)):
         seen.clear()
-        _fit(model, data, None, epochs, first_epoch, [], 0)
+        _fit(model, data, None, epochs, first_epoch, [], 0, plan=None)
         per_epoch = np.concatenate(seen).astype(int).reshape(epochs - first_epoch, len(index))
         for epoch, order in zip(range(first_epoch, epochs), per_epoch):
             np.testing.assert_array_equal(order, epoch_order(len(index), 5, epoch))
@@ -153,11 +153,11 @@ def test_file_broken_after_indexing_is_named_in_one_warning_per_pass(image_folde
     broken_path = index.images[5]
     with open(broken_path, "wb") as broken:
         broken.write(b"garbage")
-    data = make_dataset(index, 16, 4, shuffle=True, seed=0, pipeline=pipeline)
+    data, state = build_dataset(index, 16, 4, shuffle=True, seed=0, pipeline=pipeline)
     for _ in range(2):  # each pass (epoch) reports what it lost
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            read = sum(len(x) for x, _ in iterate_batches(data))
+            read = sum(len(x) for x, _ in iterate_batches(data, state))
         assert read == len(index) - 1
         messages = [str(w.message) for w in caught if issubclass(w.category, FlowerkitWarning)]
         assert len(messages) == 1, messages
@@ -186,12 +186,47 @@ def test_fit_reports_a_file_broken_after_indexing(image_folder, pipeline):
     index = index_folder(image_folder)
     broken_path = index.images[2]
     Path(broken_path).write_bytes(b"garbage")
-    data = make_dataset(index, 16, 8, shuffle=True, seed=0, pipeline=pipeline)
+    data, state = build_dataset(index, 16, 8, shuffle=True, seed=0, pipeline=pipeline)
     model = keras.Sequential([
         keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
         keras.layers.Dense(len(index.class_names), activation="softmax"),
     ])
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     with pytest.warns(FlowerkitWarning, match=f"went bad after indexing.*{Path(broken_path).name}"):
-        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[BadImagesReport(data)],
+        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[BadImagesReport(state)],
                   steps_per_epoch=len(data) if pipeline == "python" else None)  # python: endless
+
+
+@pytest.mark.skipif(not _has_tensorflow(), reason="tf.data pipeline needs TensorFlow (absent in this env by design)")
+def test_tf_pipeline_state_travels_beside_the_dataset_through_a_map(image_folder):
+    import tensorflow as tf
+
+    index = index_folder(image_folder)
+    broken_path = index.images[4]
+    Path(broken_path).write_bytes(b"garbage")
+    plain = make_dataset(index, 16, 8, pipeline="tf")
+    assert isinstance(plain, tf.data.Dataset) and not hasattr(plain, "report_bad_images")
+    dataset, state = build_dataset(index, 16, 8, shuffle=True, seed=0, pipeline="tf")
+    mapped = dataset.map(lambda images, labels: (images / 255, labels))  # would drop any attribute
+    with pytest.warns(FlowerkitWarning, match=f"went bad after indexing.*{Path(broken_path).name}"):
+        images = np.concatenate([x for x, _ in iterate_batches(mapped, state)])
+    assert len(images) == len(index) - 1 and images.max() <= 1
+
+
+@pytest.mark.skipif(not _has_tensorflow(), reason="tf.data pipeline needs TensorFlow (absent in this env by design)")
+def test_epoch_callbacks_pin_a_shuffled_tf_pipeline_to_each_epochs_order(image_folder):
+    from flowerkit.distribute.plan import MIRRORED, Plan
+    from flowerkit.distribute.sharding import epoch_callbacks
+
+    index = index_folder(image_folder)
+    dataset, state = build_dataset(index, 16, 64, shuffle=True, seed=3, pipeline="tf")
+    plan = Plan("data_parallel", MIRRORED, 2, 1, 0, 64)
+    assert epoch_callbacks(state, None) == []  # one device: each iteration is the next epoch
+    assert epoch_callbacks(build_dataset(index, 16, 64, pipeline="tf")[1], plan) == []  # not shuffled
+    (pin,) = epoch_callbacks(state, plan)
+    for epoch in (0, 1):
+        pin.on_epoch_begin(epoch)
+        expected = index.labels[epoch_order(len(index), 3, epoch)]
+        for _ in range(2):  # tf.distribute's extra iteration takes the same epoch's order
+            labels = np.concatenate([y for _, y in iterate_batches(dataset, state)]).argmax(1)
+            np.testing.assert_array_equal(labels, expected)

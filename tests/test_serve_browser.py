@@ -26,9 +26,10 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SCREENSHOT_DIR = os.environ.get("FLOWERKIT_SCREENSHOT_DIR")
 
 
+pytestmark = pytest.mark.backends(BROWSER_BACKEND)
+
+
 def _require_browser():
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != BROWSER_BACKEND:
-        pytest.skip(f"the browser test runs in the {BROWSER_BACKEND} tox env only")
     missing = [name for name, found in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not found]
     try:
         import selenium  # noqa: F401

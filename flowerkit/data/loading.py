@@ -12,7 +12,7 @@ from flowerkit.config.recipe import Recipe
 from flowerkit.data.balance import imbalance_ratio
 from flowerkit.data.duplicates import find_duplicates
 from flowerkit.data.hashing import hash_index
-from flowerkit.data.pipelines import make_dataset
+from flowerkit.data.pipelines import PipelineState, build_dataset
 from flowerkit.data.sources import ImageIndex, index_source, sample_index, split_index
 from flowerkit.data.splitting import curate, group_split
 from flowerkit.errors import FlowerkitError
@@ -22,10 +22,12 @@ SUBSETS = ("train", "validation", "all")
 
 @dataclasses.dataclass(frozen=True)
 class Subset:
-    """Images of one subset and the batched dataset that reads them."""
+    """Images of one subset, the batched dataset that reads them and, for
+    tf.data, that pipeline's state (`flowerkit.data.pipelines.PipelineState`)."""
 
     index: ImageIndex
     dataset: Any
+    state: PipelineState | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -105,17 +107,15 @@ def load_data(
         if max_images:
             share = round(max_images * len(chosen_index) / len(index))
             chosen_index = sample_index(chosen_index, max(share, 1), recipe.seed)
-        chosen[name] = Subset(
+        dataset, state = build_dataset(
             chosen_index,
-            make_dataset(
-                chosen_index,
-                recipe.image_size,
-                recipe.batch_size,
-                shuffle=name == "train",
-                seed=recipe.seed,
-                pipeline=pipeline,
-            ),
+            recipe.image_size,
+            recipe.batch_size,
+            shuffle=name == "train",
+            seed=recipe.seed,
+            pipeline=pipeline,
         )
+        chosen[name] = Subset(chosen_index, dataset, state)
     return FlowerData(class_names=index.class_names, subsets=chosen, source=index.source,
                       inspection=inspection)
 

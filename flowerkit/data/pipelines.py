@@ -13,6 +13,7 @@ preprocessing. Labels come out one-hot.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -34,23 +35,26 @@ from flowerkit.errors import FlowerkitError, FlowerkitWarning
 PIPELINES = ("auto", "tf", "python")
 
 
-def make_dataset(
-    index: ImageIndex,
-    image_size: int,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    pipeline: str = "auto",
-):
+def make_dataset(index: ImageIndex, image_size: int, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, pipeline: str = "auto"):
     """A batched dataset of (images, one-hot labels) for `index`.
 
     pipeline: "tf" (tf.data), "python" (PyDataset) or "auto" (tf.data on the
     TensorFlow backend, PyDataset elsewhere). A shuffled PyDataset is endless,
     one epoch after another: give `fit` steps_per_epoch=len(dataset).
+    A tf.data dataset comes without its `PipelineState` (`build_dataset`,
+    and `load_data`'s subsets, keep it beside the dataset).
     """
+    return build_dataset(index, image_size, batch_size, shuffle, seed, pipeline)[0]
+
+
+def build_dataset(index: ImageIndex, image_size: int, batch_size: int, shuffle: bool = False,
+                  seed: int = 0, pipeline: str = "auto"):
+    """`make_dataset`'s dataset and its `PipelineState` (None for a
+    PyDataset, which keeps its own record)."""
     if resolve_pipeline(pipeline) == "tf":
         return _tf_dataset(index, image_size, batch_size, shuffle, seed)
-    return ImageBatches(index, image_size, batch_size, shuffle=shuffle, seed=seed)
+    return ImageBatches(index, image_size, batch_size, shuffle=shuffle, seed=seed), None
 
 
 def resolve_pipeline(pipeline: str = "auto") -> str:
@@ -63,10 +67,11 @@ def resolve_pipeline(pipeline: str = "auto") -> str:
     return pipeline
 
 
-def iterate_batches(dataset):
+def iterate_batches(dataset, state: PipelineState | None = None):
     """(images, one-hot labels) numpy batches of a dataset made by
     `make_dataset`, without the placeholders (sample weight 0) that stand in
-    for images that failed to decode."""
+    for images that failed to decode; a tf.data dataset's bad images are
+    reported when its `state` is given."""
     if isinstance(dataset, keras.utils.PyDataset):
         batches = one_pass(dataset)
     else:
@@ -78,31 +83,24 @@ def iterate_batches(dataset):
             images, labels = images[keep], labels[keep]
         if len(images):
             yield images, labels
-    report_bad_images(dataset)
-
-
-def report_bad_images(dataset) -> None:
-    """Warns (one `FlowerkitWarning`) about the images of `dataset` that
-    failed to decode in its last full pass although they were readable when
-    indexed. Each pipeline keeps that record; `fit` passes end in
-    `BadImagesReport`."""
-    report = getattr(dataset, "report_bad_images", None)
-    if report is not None:
-        report()
+    if isinstance(dataset, ImageBatches):
+        dataset.report_bad_images()
+    elif state is not None:
+        state.report_bad_images()
 
 
 class BadImagesReport(keras.callbacks.Callback):
-    """Reports bad images at the end of each epoch of `fit`, for datasets
-    whose end Keras does not announce (tf.data; a PyDataset reports in its
-    own `on_epoch_end`)."""
+    """Reports bad images at the end of each epoch of `fit`, for the
+    tf.data pipelines of these states, whose end Keras does not announce (a
+    PyDataset reports in its own `on_epoch_end`; its state is None)."""
 
-    def __init__(self, *datasets):
+    def __init__(self, *states: PipelineState | None):
         super().__init__()
-        self.datasets = [d for d in datasets if not isinstance(d, keras.utils.PyDataset)]
+        self.states = [state for state in states if state is not None]
 
     def on_epoch_end(self, epoch, logs=None):
-        for dataset in self.datasets:
-            report_bad_images(dataset)
+        for state in self.states:
+            state.report_bad_images()
 
 
 def _warn_bad_images(index: ImageIndex, reasons: dict[int, str]) -> None:
@@ -139,6 +137,22 @@ class _DeliveredPositions:
         self.delivered = set()
         if missing:
             _warn_bad_images(self.index, {position: "failed to decode" for position in missing})
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineState:
+    """What a tf.data pipeline keeps beside its dataset, never on it (an
+    attribute would be lost by any `.map()`): which images each pass
+    delivered and, when shuffled, which epoch's order the next pass takes."""
+
+    delivered: _DeliveredPositions
+    epochs: EpochCounter | None = None  # shuffled pipelines only
+
+    def report_bad_images(self) -> None:
+        """Warns (one `FlowerkitWarning`) about the images that failed to
+        decode in the last full pass although they were readable when
+        indexed."""
+        self.delivered.report()
 
 
 def one_pass(dataset: BatchSequence):
@@ -198,10 +212,7 @@ def _tf_dataset(index, image_size, batch_size, shuffle, seed):
             return tf.identity(images), labels
 
     dataset = dataset.map(record).prefetch(tf.data.AUTOTUNE)
-    dataset.report_bad_images = delivered.report
-    if shuffle:
-        dataset.flowerkit_epochs = epochs  # see EpochCounter
-    return dataset
+    return dataset, PipelineState(delivered, epochs if shuffle else None)
 
 
 def _tf_records_in_order(index: ImageIndex, shuffle: bool, seed: int, epochs: EpochCounter):

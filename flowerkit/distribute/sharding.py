@@ -10,7 +10,8 @@ import keras
 import numpy as np
 
 from flowerkit.backends.collectives import OneReplica, gather, sharded_forward
-from flowerkit.data.pipelines import ShardedBatches, iterate_batches, one_pass
+from flowerkit.data.decode import mirror_images
+from flowerkit.data.pipelines import PipelineState, ShardedBatches, iterate_batches, one_pass
 from flowerkit.distribute.plan import TORCH_DATA_PARALLEL, Plan
 from flowerkit.errors import FlowerkitError
 
@@ -43,10 +44,10 @@ def for_fit(dataset, plan: Plan | None = None):
     return ShardedBatches(dataset, plan.global_batch, plan.processes, plan.process_index)
 
 
-def epoch_callbacks(dataset, plan: Plan | None = None) -> list:
-    """Callbacks that keep a shuffled tf.data pipeline on the same order per
-    epoch as on one device (`flowerkit.data.pipelines.EpochCounter`)."""
-    counter = getattr(dataset, "flowerkit_epochs", None)
+def epoch_callbacks(state: PipelineState | None, plan: Plan | None = None) -> list:
+    """Callbacks that keep a shuffled tf.data pipeline (of this state) on the
+    same order per epoch as on one device (`flowerkit.data.pipelines.EpochCounter`)."""
+    counter = state.epochs if state is not None else None
     if counter is None or not is_data_parallel(plan):
         return []
 
@@ -80,20 +81,20 @@ def any_process(flag: bool, plan: Plan | None = None) -> bool:
     return bool(gather(np.asarray([flag])).any())
 
 
-def predict_batches(model, dataset, views: int = 1, plan: Plan | None = None):
+def predict_batches(model, dataset, views: int = 1, plan: Plan | None = None,
+                    state: PipelineState | None = None):
     """(probabilities or features per view, one-hot labels) for each batch of
-    `dataset` (made by `make_dataset`), views being the images and, for
-    views=2, their mirror images. Under a JAX plan each process decodes its
-    part of each batch, the devices share the work, and every process gets
-    every row."""
+    `dataset` (made by `build_dataset`, with its `state`), views being the
+    images and, for views=2, their mirror images. Under a JAX plan each
+    process decodes its part of each batch, the devices share the work, and
+    every process gets every row."""
     sharded = jax_plan(plan)
     if sharded is None:
         model = one_replica(model, plan)
-        for images, one_hot in iterate_batches(dataset):
+        for images, one_hot in iterate_batches(dataset, state):
             outputs = [np.asarray(model.predict_on_batch(images))]
             if views == 2:
-                flipped = np.ascontiguousarray(images[:, :, ::-1])
-                outputs.append(np.asarray(model.predict_on_batch(flipped)))
+                outputs.append(np.asarray(model.predict_on_batch(mirror_images(images))))
             yield outputs, np.asarray(one_hot)
         return
     forward = sharded_forward(model, sharded.engine)
@@ -101,7 +102,7 @@ def predict_batches(model, dataset, views: int = 1, plan: Plan | None = None):
     for images, one_hot, weights in one_pass(for_fit(dataset, sharded)):
         outputs = [forward(images)]
         if views == 2:
-            outputs.append(forward(np.ascontiguousarray(images[:, :, ::-1])))
+            outputs.append(forward(mirror_images(images)))
         keep = gather(weights) > 0
         yield [output[keep] for output in outputs], gather(one_hot)[keep]
 

@@ -42,8 +42,7 @@ import numpy as np
 
 from flowerkit import __version__
 from flowerkit.data.loading import load_data
-from flowerkit.data.pipelines import iterate_batches
-from flowerkit.data.pipelines import make_dataset
+from flowerkit.data.pipelines import build_dataset, iterate_batches
 from flowerkit.data.sources import sample_index
 from flowerkit.errors import FlowerkitError
 from flowerkit.backends.devices import backend as current_backend
@@ -276,8 +275,8 @@ def _photos(recipe, source, calibration_count: int, validation_count: int | None
     def decode(index, count):
         if count is not None:
             index = sample_index(index, count, recipe.seed)
-        dataset = make_dataset(index, recipe.image_size, batch_size=64)
-        batches = list(iterate_batches(dataset))
+        dataset, state = build_dataset(index, recipe.image_size, batch_size=64)
+        batches = list(iterate_batches(dataset, state))
         images = np.concatenate([x for x, _ in batches]).astype(np.float32)
         return images, np.concatenate([y for _, y in batches]).argmax(axis=1)
 

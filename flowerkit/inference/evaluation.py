@@ -28,7 +28,7 @@ def evaluate(
     run = load_run(model_path)
     recipe = run.recipe.replace(batch_size=batch_size, image_size=run.image_size)
     data = load_data(recipe, source, subsets=(split,))
-    predictions = predict_dataset(run.model, data[split].dataset, tta=tta)
+    predictions = predict_dataset(run.model, data[split].dataset, tta=tta, state=data[split].state)
     report = classification_report(predictions.labels, predictions.predicted, data.class_names)
     if tta:
         tta_predicted = predictions.tta_probabilities.argmax(axis=1)

@@ -38,16 +38,17 @@ def _check_tta(tta) -> None:
         raise FlowerkitError(f"tta must be 'flip' or None, got {tta!r}.")
 
 
-def predict_dataset(model, dataset, sample_positions=range(9), tta=None) -> Predictions:
+def predict_dataset(model, dataset, sample_positions=range(9), tta=None, state=None) -> Predictions:
     """Predicts every batch; keeps the images at `sample_positions` for plots.
 
-    With tta="flip", also the flip-averaged probabilities.
+    With tta="flip", also the flip-averaged probabilities. state: a tf.data
+    dataset's `PipelineState`, to report images that failed to decode.
     """
     _check_tta(tta)
     wanted = sorted(int(p) for p in sample_positions)
     probabilities, tta_probabilities, labels, samples = [], [], [], []
     seen = 0
-    for images, one_hot in iterate_batches(dataset):
+    for images, one_hot in iterate_batches(dataset, state):
         probabilities.append(np.asarray(model.predict_on_batch(images)))
         if tta:
             tta_probabilities.append(flip_averaged(model.predict_on_batch, images, probabilities[-1]))
@@ -96,9 +97,10 @@ def predict_subset(model, subset, sample_positions, plan=None):
     """`predict_dataset` for a `Subset`, shared out over the devices and
     processes of `plan` (`flowerkit.distribute.plan`; None: one device)."""
     if jax_plan(plan) is None:
-        return predict_dataset(one_replica(model, plan), subset.dataset, sample_positions=sample_positions)
+        return predict_dataset(one_replica(model, plan), subset.dataset, sample_positions=sample_positions,
+                               state=subset.state)
     probabilities, labels = [], []
-    for (outputs,), one_hot in predict_batches(model, subset.dataset, plan=plan):
+    for (outputs,), one_hot in predict_batches(model, subset.dataset, plan=plan, state=subset.state):
         probabilities.append(outputs)
         labels.append(one_hot.argmax(axis=1))
     if not probabilities:

@@ -36,7 +36,7 @@ from flowerkit.backends.policy import resolve_precision
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import Subset
 from flowerkit.data.manifest import flowerkit_cache
-from flowerkit.data.pipelines import BatchSequence, make_dataset
+from flowerkit.data.pipelines import BatchSequence, build_dataset
 from flowerkit.distribute import sharding
 from flowerkit.distribute.plan import Plan
 from flowerkit.errors import FlowerkitError
@@ -184,7 +184,7 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, p
     """Runs the extractor over every image (and flip), with a progress bar,
     straight into a memory-mapped file; the folder appears only when done,
     so an interrupted run leaves no half-filled cache behind."""
-    dataset = make_dataset(
+    dataset, state = build_dataset(
         subset.index, recipe.image_size, recipe.batch_size, shuffle=False, pipeline=pipeline
     )
     partial = folder.with_name(f".partial-{folder.name}-{os.getpid()}")
@@ -199,7 +199,7 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, p
     # verbose as `fit` takes it: 0 silent, 2 one line (--quiet), 1 a bar on a terminal.
     with progress.stage(label, total=len(subset), quiet=verbose != 1, stream=_stream(verbose)) as bar:
         # Shared out over the plan's devices, if any.
-        for outputs, one_hot in sharding.predict_batches(extractor, dataset, views, plan):
+        for outputs, one_hot in sharding.predict_batches(extractor, dataset, views, plan, state):
             stop = filled + len(one_hot)
             for view, output in enumerate(outputs):
                 features[view, filled:stop] = output

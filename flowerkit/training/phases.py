@@ -53,7 +53,7 @@ def train_head(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose
     if not recipe.caches_features:
         model_lib.compile_model(model, recipe, steps_per_epoch, weights, plan)
         history = _fit(model, data.train.dataset, data.validation.dataset, recipe.epochs, 0,
-                       callbacks, verbose, plan)
+                       callbacks, verbose, plan, _states(data))
         return _result(HEAD, started, history, {"feature_cache": "off"})
     extractor, head = model_lib.split_at_features(model)
     pipeline = resolve_pipeline()
@@ -105,7 +105,7 @@ def fine_tune(model, data: FlowerData, recipe: Recipe, callbacks: list, verbose,
                             phase=FINE_TUNE)
     history = _fit(
         wrapper, data.train.dataset, data.validation.dataset,
-        recipe.epochs + recipe.fine_tune_epochs, recipe.epochs, callbacks, verbose, plan,
+        recipe.epochs + recipe.fine_tune_epochs, recipe.epochs, callbacks, verbose, plan, _states(data),
     )
     info = {"trainable_weights": len(wrapper.trainable_weights), "layers": recipe.fine_tune_layers or "all"}
     return _result(FINE_TUNE, started, history, info)
@@ -115,12 +115,19 @@ def _class_weights(data: FlowerData, recipe: Recipe):
     return class_weights(data.train.index.labels, len(data.class_names), recipe.class_weight)
 
 
+def _states(data: FlowerData) -> tuple:
+    """The training and validation pipelines' states (None: a PyDataset)."""
+    return data.train.state, data.validation.state
+
+
 def _result(name, started, history: dict, info: dict) -> PhaseResult:
     epochs = len(next(iter(history.values()), []))
     return PhaseResult(name, epochs, time.perf_counter() - started, info, history)
 
 
-def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose, plan) -> dict:
+def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose, plan,
+         states=(None, None)) -> dict:
+    train_state, validation_state = states
     with warnings.catch_warnings():
         # tf.data with ignore_errors() has unknown length, which Keras reports
         # as "ran out of data" at the end of the first epoch: expected here.
@@ -136,9 +143,9 @@ def _fit(model, train, validation, epochs, initial_epoch, callbacks, verbose, pl
             callbacks=[
                 # First: the step count is right before any callback saves it.
                 *compat.optimizer_step_callbacks(train),
-                EpochStart(train), *sharding.epoch_callbacks(train, plan),
+                EpochStart(train), *sharding.epoch_callbacks(train_state, plan),
                 *sharding.engine_callbacks(plan), *callbacks,
-                BadImagesReport(train, validation),
+                BadImagesReport(train_state, validation_state),
             ],
             shuffle=False,  # the datasets shuffle themselves, every epoch
             verbose=verbose,
