@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 
-from flowerkit.backends import devices as runtime
 from flowerkit.training import record
 
 

@@ -67,8 +67,8 @@ CHILD = textwrap.dedent("""
                     die()
 
         fit = phases._fit
-        phases._fit = lambda model, train, validation, epochs, initial, callbacks, verbose: fit(
-            model, train, validation, epochs, initial, [*callbacks, Kill()], verbose)
+        phases._fit = lambda model, train, validation, epochs, initial, callbacks, *rest, **kw: fit(
+            model, train, validation, epochs, initial, [*callbacks, Kill()], *rest, **kw)
     elif point == "caching_features":  # the cache's memory-mapped file half filled
         import flowerkit.distribute.sharding as distribution
 

@@ -26,7 +26,7 @@ from flowerkit.serve.app import ServeSettings, create_app  # noqa: E402
 from flowerkit.serve.loading import load_predictor  # noqa: E402
 from flowerkit.serve.predictors import Predictor  # noqa: E402
 from tests.helpers import REPO  # noqa: E402
-from tests.serve_fixtures import FLOWER_CLASSES, free_port, photos, save_tiny_run, wait_ready  # noqa: E402
+from tests.serve_fixtures import FLOWER_CLASSES, free_port, photos, save_tiny_run  # noqa: E402
 
 TOLERANCE = 1e-5
 

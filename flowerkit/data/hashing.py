@@ -23,7 +23,6 @@ import numpy as np
 
 from flowerkit import progress
 from flowerkit.data import manifest
-from flowerkit.data.decode import ImageProblem
 from flowerkit.data.sources import ImageIndex
 
 HASH_BITS = 64
