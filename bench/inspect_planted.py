@@ -91,7 +91,7 @@ def main():
     planted = plant(root, rng)
     every = planted["cropped"] | planted["uncropped"]
     started = time.perf_counter()
-    findings = inspect_source(get_preset("mobilenet_v2_035"), str(root), verbose=0)
+    findings = inspect_source(get_preset("mobilenet_v2_035"), str(root), quiet=True)
     seconds = time.perf_counter() - started
     with_features = [[image["path"] for image in group["images"]]
                      for group in findings["duplicates"]["groups"]]

@@ -1,6 +1,7 @@
 """The frozen-feature cache: hits, misses, invalidation, and results that
 match training without it."""
 
+import json
 import os
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_cache_miss_then_hit_with_flipped_view(image_folder):
 
 @pytest.mark.parametrize(
     "change",
-    ["image_size", "alpha", "weights", "precision", "pipeline", "views", "image_mtime", "image_added"],
+    ["image_size", "alpha", "weights", "precision", "pipeline", "image_mtime", "image_added"],
 )
 def test_every_key_change_recomputes(image_folder, tmp_path, change):
     recipe, views, pipeline = _recipe(), 2, "python"
@@ -64,8 +65,6 @@ def test_every_key_change_recomputes(image_folder, tmp_path, change):
         recipe = recipe.replace(precision="mixed_bfloat16")
     elif change == "pipeline":
         pipeline = "tf"
-    elif change == "views":
-        views = 1
     elif change == "image_mtime":
         for path in (image_folder / "red").iterdir():
             os.utime(path, ns=(0, 0))
@@ -75,6 +74,50 @@ def test_every_key_change_recomputes(image_folder, tmp_path, change):
         pytest.importorskip("tensorflow", reason="the tf.data pipeline needs TensorFlow (absent by design)")
     second = _features(recipe, image_folder, views, pipeline)
     assert second.computed and second.folder != first.folder
+
+
+def test_a_subset_of_cached_images_is_gathered_not_computed(image_folder, monkeypatch):
+    """Inspect's whole folder after train's split: view 0 of the train and
+    validation caches, in the folder's order, equal to computing it."""
+    recipe = _recipe().replace(class_names=("blue", "green", "red"))
+    extractor, _ = split_at_features(build_model(recipe, compile=False))
+    data = load_data(recipe, str(image_folder), subsets=("train", "validation", "all"))
+    features.cached_features(extractor, recipe, data.train, 2, "python", verbose=0)
+    features.cached_features(extractor, recipe, data.validation, 1, "python", verbose=0)
+    gathered = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
+    assert not gathered.computed and gathered.features.shape == (1, 30, 1280)
+    np.testing.assert_array_equal(gathered.classes, data["all"].index.labels)
+    monkeypatch.setattr(features, "_from_other_caches", lambda folder, subset: None)
+    computed = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
+    assert computed.computed
+    np.testing.assert_allclose(gathered.features, computed.features, rtol=1e-5, atol=1e-6)
+    # Another backbone's caches of the same images are not gathered.
+    other = recipe.replace(weights=None)
+    extractor, _ = split_at_features(build_model(other, compile=False))
+    assert features.cached_features(extractor, other, data["all"], 1, "python", verbose=0).computed
+
+
+def test_inspect_after_train_reads_its_features_and_quiet_is_one_line_per_stage(
+        image_folder, tmp_path, capsys):
+    from tests.helpers import run_main
+
+    weights = str(shared_path(WEIGHTS))
+    status, _, err = run_main(
+        capsys, "train", "--preset", "mobilenet_v2_035", "--data", image_folder, "--output",
+        tmp_path / "run", "--image-size", 32, "--batch-size", 8, "--epochs", 1, "--weights", weights,
+        "--augmentation", "flip", "--quiet")
+    assert status == 0
+    assert [line.split(":")[0] for line in err.splitlines() if " images in " in line] == [
+        "Indexing images", "Hashing images", "Caching mobilenet_v2 features (images and flips)",
+        "Caching mobilenet_v2 features"]
+    status, _, err = run_main(capsys, "inspect", image_folder, "--preset", tmp_path / "run",
+                              "--output", tmp_path / "inspection", "--folds", 2, "--quiet")
+    assert status == 0 and "Caching" not in err and "\r" not in err  # no bar
+    assert [line.split(":")[0] for line in err.splitlines() if " images in " in line] == [
+        "Indexing images", "Hashing images", f"Inspecting {image_folder} (hashes, duplicates, "
+        "mobilenet_v2_035 features, 2-fold label check)"]
+    report = json.loads((tmp_path / "inspection" / "inspection.json").read_text())
+    assert report["timings"]["feature_cache"] == "hit"
 
 
 def test_feature_cache_on_with_random_augmentation_is_an_error():

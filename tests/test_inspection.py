@@ -118,6 +118,23 @@ def test_flipped_labels_rank_first_among_suspects():
     assert (issues.predicted[flipped] == labels[flipped]).mean() >= 0.9
 
 
+@pytest.mark.backend_independent
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_tiny_folder_of_one_group_per_class_trains_every_fold():
+    """Each class one group of near copies: the groups spread over the folds
+    (each fold's head learns from the others), no empty fold divides by 0."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 4)
+    features = rng.normal(0, 1, (12, 8)) + labels[:, None]
+    issues = find_label_issues(features, labels, 3, folds=2, groups=labels)
+    assert np.isfinite(issues.probabilities).all()
+    assert not np.allclose(issues.probabilities, 1 / 3)  # some fold learned
+    # One group of everything: no other image to learn from, so no opinion.
+    alone = find_label_issues(features, labels, 3, folds=2, groups=np.zeros(12, int))
+    np.testing.assert_allclose(alone.probabilities, 1 / 3)
+    assert len(alone.suspects) == 0
+
+
 def _write_csv(path, rows):
     path.write_text("path,label\n" + "".join(f"{p},{l}\n" for p, l in rows), encoding="utf-8")
     return path

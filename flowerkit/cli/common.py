@@ -100,7 +100,13 @@ def add_quiet_argument(parser) -> None:
                         help="one line per stage instead of progress bars (also when not a terminal)")
 
 
+def quiet(args) -> bool | None:
+    """`quiet` for `flowerkit.progress.stage` from --quiet: True (one line
+    per stage) with it, else None (a bar on a terminal)."""
+    return True if getattr(args, "quiet", False) else None
+
+
 def stage(args, label: str, unit: str = "image"):
     """A labelled progress stage on stderr: a bar on a terminal, one line
     with --quiet or when stderr is a file or pipe (`flowerkit.progress`)."""
-    return progress.stage(label, unit=unit, quiet=True if getattr(args, "quiet", False) else None)
+    return progress.stage(label, unit=unit, quiet=quiet(args))

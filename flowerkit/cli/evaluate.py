@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from flowerkit.cli.common import (
-    add_model_arguments, add_quiet_argument, check_data_source, positive_int, stage, start_backend,
+    add_model_arguments, add_quiet_argument, check_data_source, positive_int, quiet, stage, start_backend,
 )
 from flowerkit.report.artifacts import write_evaluation
 from flowerkit.report.metrics import format_report
@@ -33,7 +33,8 @@ def run(args) -> int:
 
     with stage(args, f"Evaluating on the {args.split} split" + (" with flip TTA" if args.tta else "")) as done:
         report = evaluate(
-            args.model, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta
+            args.model, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta,
+            quiet=quiet(args),
         )
         done.update(report["images"])
     output = Path(args.output) if args.output else Path(args.model).parent / "evaluation"

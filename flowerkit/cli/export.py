@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from flowerkit.cli.common import add_quiet_argument, choose_backend, positive_int, stage, start_backend
+from flowerkit.cli.common import (
+    add_quiet_argument, choose_backend, positive_int, quiet, stage, start_backend,
+)
 from flowerkit.exporting.formats import FORMATS, check_can_export
 
 
@@ -38,7 +40,7 @@ def run(args) -> int:
         result = export(
             args.model, args.format, output=args.output, quantize=args.quantize,
             calibration_data=args.calibration_data, calibration_images=args.calibration_images,
-            verify=not args.no_verify,
+            verify=not args.no_verify, quiet=quiet(args),
         )
         done.update()
     print(json.dumps(result.to_dict(), indent=2) if args.json else f"flowerkit: {result.summary()}")

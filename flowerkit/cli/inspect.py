@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowerkit.cli.common import add_quiet_argument, check_data_source, positive_int, stage, start_backend
+from flowerkit.cli.common import (
+    add_quiet_argument, check_data_source, positive_int, quiet, stage, start_backend,
+)
 from flowerkit.config.recipe import Recipe
 
 
@@ -35,7 +37,7 @@ def run(args) -> int:
     output = Path(args.output or f"inspection/{Path(str(args.source)).stem or 'data'}")
     with stage(args, f"Inspecting {args.source} (hashes, duplicates, {recipe.name} features, "
                      f"{args.folds}-fold label check)") as done:
-        findings = inspect_source(recipe, args.source, folds=args.folds)
+        findings = inspect_source(recipe, args.source, folds=args.folds, quiet=quiet(args))
         done.update(sum(findings["balance"]["counts"].values()))
     paths = write_report(findings, output)
     if args.json:

@@ -140,6 +140,7 @@ def export(
     validation_images: int | None = None,
     probe_images: int = 16,
     verify: bool = True,
+    quiet: bool | None = None,
 ) -> ExportResult:
     """Exports a saved flowerkit model (`model.keras` with `recipe.json`
     beside it) to `format` and checks the artefact in its own runtime.
@@ -163,6 +164,8 @@ def export(
         validation_images: cap on validation photos measured (None: all).
         probe_images: images on which `max_abs_diff` is measured.
         verify: load the artefact in its runtime and compare it with Keras.
+        quiet: progress of indexing and hashing the calibration photos, as
+            in `flowerkit.progress.stage`.
 
     Raises:
         FlowerkitError: one line, when the format cannot be produced on this
@@ -174,7 +177,8 @@ def export(
     model_path = Path(model_path)
     run = load_run(model_path)
     path = _output_path(model_path, format, output, quantize)
-    data = _photos(run.recipe, calibration_data, calibration_images, validation_images) if calibration_data else None
+    data = (_photos(run.recipe, calibration_data, calibration_images, validation_images, quiet)
+            if calibration_data else None)
 
     started = time.perf_counter()
     _keras_export(_inference_model(run.model), path, format, run.image_size, quantize, data)
@@ -266,11 +270,12 @@ class _Photos:
     validation_labels: np.ndarray
 
 
-def _photos(recipe, source, calibration_count: int, validation_count: int | None) -> _Photos:
+def _photos(recipe, source, calibration_count: int, validation_count: int | None,
+            quiet: bool | None = None) -> _Photos:
     """The recipe's own split of `source` (through `load_data`, as training
     read it): calibration photos from the training part, labelled photos
     from the validation part, decoded by this backend's pipeline."""
-    data = load_data(recipe, str(source))
+    data = load_data(recipe, str(source), quiet=quiet)
 
     def decode(index, count):
         if count is not None:

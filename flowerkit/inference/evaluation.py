@@ -13,21 +13,23 @@ SPLITS = ("all", "validation")
 
 
 def evaluate(
-    model_path, source: str | None = None, split: str = "all", batch_size: int = 64, tta=None
+    model_path, source: str | None = None, split: str = "all", batch_size: int = 64, tta=None,
+    quiet: bool | None = None,
 ) -> dict:
     """Accuracy, per-class precision/recall and confusion matrix of a saved
     model on `source`: all of it, or (split="validation") the validation
     part of the recipe's split, the images training never saw.
 
     tta="flip" adds the same report for flip test-time augmentation under
-    "tta", apart from the plain figures."""
+    "tta", apart from the plain figures. quiet: progress of indexing and
+    hashing, as in `flowerkit.progress.stage`."""
     if split not in SPLITS:
         raise FlowerkitError(f"split must be one of {SPLITS}, got {split!r}")
     if batch_size < 1:
         raise FlowerkitError(f"batch_size must be at least 1, got {batch_size}.")
     run = load_run(model_path)
     recipe = run.recipe.replace(batch_size=batch_size, image_size=run.image_size)
-    data = load_data(recipe, source, subsets=(split,))
+    data = load_data(recipe, source, subsets=(split,), quiet=quiet)
     predictions = predict_dataset(run.model, data[split].dataset, tta=tta, state=data[split].state)
     report = classification_report(predictions.labels, predictions.predicted, data.class_names)
     if tta:

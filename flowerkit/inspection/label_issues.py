@@ -44,9 +44,13 @@ def fold_assignment(labels, folds: int, seed: int, groups=None) -> np.ndarray:
     fold_of_group = np.zeros(len(first), np.int64)
     # Each group's fold is dealt from its first image's class, in a seeded
     # order; its members follow it (one lookup each, not a scan per group).
+    # The deal goes on from class to class: with one group per class, the
+    # groups still spread over the folds rather than all landing in fold 0.
+    dealt = 0
     for label in np.unique(labels):
         leaders = rng.permutation(np.flatnonzero(labels[first] == label))
-        fold_of_group[leaders] = np.arange(len(leaders)) % folds
+        fold_of_group[leaders] = (dealt + np.arange(len(leaders))) % folds
+        dealt += len(leaders)
     return fold_of_group[group_index.ravel()]
 
 
@@ -99,6 +103,9 @@ def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: 
     for fold in range(folds):
         held = assignment == fold
         if not held.any():
+            continue
+        if held.all():  # one group holds every image: nothing else to learn from
+            probabilities[held] = 1 / classes
             continue
         model = fit_softmax(features[~held], labels[~held], classes, steps, l2)
         probabilities[held] = predict_softmax(model, features[held])

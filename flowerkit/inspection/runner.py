@@ -36,20 +36,23 @@ def feature_recipe(recipe: Recipe) -> Recipe:
                           fine_tune_epochs=0, feature_cache="auto", distribution="none")
 
 
-def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS, verbose: int = 1) -> dict:
+def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS,
+                   quiet: bool | None = None) -> dict:
     """Every finding on `source` as JSON-ready data (see `report.write_report`),
     with the index, hashes, duplicates and label issues under private keys
-    ("_index", ...) for the report writer."""
+    ("_index", ...) for the report writer. quiet: each stage's progress as in
+    `flowerkit.progress.stage` (None: a bar on a terminal, else one line)."""
     timer = _Timer()
     with timer("index_seconds"):
-        index, curation, loader_messages = _indexed(source, recipe)
+        index, curation, loader_messages = _indexed(source, recipe, quiet)
     with timer("hash_seconds"):
-        hashes = hash_index(index)
+        hashes = hash_index(index, quiet=quiet)
     features = None
     if recipe.backbone != "none":
         with timer("feature_seconds"):
             features, cache = _features(
-                feature_recipe(recipe.replace(class_names=index.class_names)), index, verbose)
+                feature_recipe(recipe.replace(class_names=index.class_names)), index,
+                verbose=2 if quiet else 1)
         timer.seconds["feature_cache"] = cache
     with timer("duplicate_seconds"):
         duplicates = find_duplicates(hashes, index.labels, features)
@@ -98,12 +101,12 @@ class _Timer:
         self.seconds[key] = time.perf_counter() - step
 
 
-def _indexed(source, recipe: Recipe):
+def _indexed(source, recipe: Recipe, quiet: bool | None = None):
     """(index after the recipe's exclude/relabel, the curation record, the
     loader's warnings): each warning is still shown, once."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FlowerkitWarning)
-        index = index_source(source)
+        index = index_source(source, quiet=quiet)
         index, curation = curate(index, recipe.exclude, recipe.relabel)
     messages = [str(w.message) for w in caught if issubclass(w.category, FlowerkitWarning)]
     for message in messages:

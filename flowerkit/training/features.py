@@ -4,11 +4,13 @@ cache of TF Hub's retrain.py).
 A frozen backbone maps the same image to the same features every epoch, so
 the head can train on features computed once per image and augmentation
 view (the image and its horizontal flip). The cache lives in
-`$KERAS_HOME/flowerkit/features/<key>/`, where the key hashes everything
-the features depend on: backbone and its options, weights (file hash or
-preset), image size, precision, decoding pipeline, backend, Keras version,
-and the images with their sizes and modification times. Any change is a
-new key, so a stale cache is never read.
+`$KERAS_HOME/flowerkit/features/<features key>/<subset key>/`: the first
+hashes what maps an image to its features (backbone and its options, weights
+(file hash or preset), image size, precision, decoding pipeline, backend,
+Keras version), the second the images with their sizes and modification
+times, labels and views. Any change is a new key, so a stale cache is never
+read; a subset whose images all sit in caches of the same features (inspect's
+whole folder after train's split) is gathered from them.
 
 Features are written and read memory-mapped, in batches, never whole: at a
 million images they are gigabytes. A recipe whose cache would not fit (a
@@ -74,8 +76,19 @@ def cache_root() -> Path:
 
 
 def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
-    """Hash of everything the features depend on (see the module docstring)."""
+    """`<features key>/<subset key>`: what computes the features (see
+    `features_key`), then the subset's images, labels and views."""
     digest = hashlib.sha256()
+    described = {"views": views, "class_names": list(subset.index.class_names)}
+    digest.update(json.dumps(described, sort_keys=True).encode())
+    digest.update(np.asarray(subset.index.labels, np.int64).tobytes())
+    digest.update(image_fingerprints(subset.index.images).tobytes())
+    return f"{features_key(recipe, pipeline)}/{digest.hexdigest()[:32]}"
+
+
+def features_key(recipe: Recipe, pipeline: str) -> str:
+    """Hash of what maps an image to its features; not the head's training
+    (epochs, learning rate...), so train's caches serve inspect too."""
     described = {
         "version": CACHE_VERSION,
         "backbone": recipe.backbone,
@@ -84,17 +97,18 @@ def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
         "image_size": recipe.image_size,
         "precision": resolve_precision(recipe.precision),
         "head": recipe.head,  # "gap" caches pooled features, "flatten" the feature map
-        "views": views,
         "pipeline": pipeline,
         "backend": backend(),
         "keras": keras.__version__,
-        "class_names": list(subset.index.class_names),
     }
-    digest.update(json.dumps(described, sort_keys=True).encode())
-    digest.update(np.asarray(subset.index.labels, np.int64).tobytes())
-    for image in subset.index.images:
-        digest.update(_image_fingerprint(image))
-    return digest.hexdigest()[:32]
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def image_fingerprints(images) -> np.ndarray:
+    """(images, 32) uint8: each image's SHA-256 of its bytes, or of its
+    path, size and modification time."""
+    digests = b"".join(hashlib.sha256(_image_fingerprint(image)).digest() for image in images)
+    return np.frombuffer(digests, np.uint8).reshape(-1, 32)
 
 
 def _image_fingerprint(image) -> bytes:
@@ -127,6 +141,10 @@ def cached_features(
     plan: the device plan (`flowerkit.distribute.plan`) to share the work over.
     """
     folder = cache_root() / cache_key(recipe, subset, views, pipeline)
+    if views == 1 and plan is None and not (folder / "features.npy").is_file():
+        reused = _from_other_caches(folder.parent, subset)
+        if reused is not None:
+            return reused
     # Computing takes every process of a multi-host run: all do, if one must.
     computed = sharding.any_process(not (folder / "features.npy").is_file(), plan)
     if computed:
@@ -137,6 +155,30 @@ def cached_features(
         np.load(folder / "labels.npy", mmap_mode="r"),
         len(subset.index.class_names), folder, computed,
     )
+
+
+def _from_other_caches(folder: Path, subset: Subset) -> CachedFeatures | None:
+    """The subset's plain-image features gathered from the caches of the same
+    features (`folder`) that hold all its images, e.g. inspect's whole folder
+    from train's train and validation caches; None if some image is missing."""
+    rows = {}
+    for cache in sorted(folder.glob("[!.]*/fingerprints.npy")):
+        fingerprints = np.load(cache)
+        for row, fingerprint in enumerate(fingerprints):
+            rows.setdefault(fingerprint.tobytes(), (cache.parent, row))
+    wanted = [rows.get(f.tobytes()) for f in image_fingerprints(subset.index.images)]
+    if not wanted or None in wanted:
+        return None
+    features = {cache: np.load(cache / "features.npy", mmap_mode="r") for cache, _ in wanted}
+    shape = features[wanted[0][0]].shape[2:]
+    gathered = np.empty((1, len(wanted), *shape), np.float32)
+    caches = [cache for cache, _ in wanted]
+    rows_wanted = np.array([row for _, row in wanted])
+    for cache, saved in features.items():
+        positions = np.array([cache == other for other in caches])
+        gathered[0, positions] = saved[0, rows_wanted[positions]]  # view 0: the plain image
+    classes = np.asarray(subset.index.labels, np.int32)
+    return CachedFeatures(gathered, classes, len(subset.index.class_names), folder, False)
 
 
 def cache_bytes(feature_shape, images: int, views: int) -> int:
@@ -197,7 +239,8 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, p
     filled = 0
     label = f"Caching {recipe.backbone} features" + (" (images and flips)" if views == 2 else "")
     # verbose as `fit` takes it: 0 silent, 2 one line (--quiet), 1 a bar on a terminal.
-    with progress.stage(label, total=len(subset), quiet=verbose != 1, stream=_stream(verbose)) as bar:
+    quiet = None if verbose == 1 else True
+    with progress.stage(label, total=len(subset), quiet=quiet, stream=_stream(verbose)) as bar:
         # Shared out over the plan's devices, if any.
         for outputs, one_hot in sharding.predict_batches(extractor, dataset, views, plan, state):
             stop = filled + len(one_hot)
@@ -212,6 +255,8 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, p
     if filled < len(subset):  # images that broke after indexing: keep what was read
         for name in ("features.npy", "labels.npy"):
             _keep_first_rows(partial / name, filled)
+    else:  # rows by image, for other subsets of the same images (`_from_other_caches`)
+        np.save(partial / "fingerprints.npy", image_fingerprints(subset.index.images))
     try:
         os.replace(partial, folder)
     except OSError:  # another process finished the same cache first

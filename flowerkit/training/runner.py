@@ -86,7 +86,9 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
         RunFolder.check_not_finished(folder)  # before reading any data
     keras.utils.set_random_seed(recipe.seed)  # initial weights, dropout, augmentation
     allocator.configure()
-    data = load_data(recipe, source, max_images=max_images)
+    # verbose as `fit` takes it: 2 (--quiet) and 0 one line per pass, else a bar on a terminal.
+    quiet = True if verbose in (0, 2) else None
+    data = load_data(recipe, source, max_images=max_images, quiet=quiet)
     recipe = recipe.replace(class_names=data.class_names)
     if verbose and data.inspection:
         print(f"flowerkit: {summary_line(data.inspection)}", flush=True)
