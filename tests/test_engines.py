@@ -14,7 +14,7 @@ import pytest
 
 from flowerkit.backends.devices import device_kind
 from flowerkit.backends.policy import inference_engine
-from flowerkit.errors import FlowerkitError
+from flowerkit.errors import FlowerkitError, FlowerkitWarning
 from flowerkit.exporting import engines
 from flowerkit.exporting.engines import available_engines, cache_paths, choose_engine
 from flowerkit.model.loading import load_model
@@ -112,7 +112,7 @@ def test_auto_follows_the_policy_and_a_missing_engine_is_one_line(tiny_run, caps
     model, photos = tiny_run
     image = next(photos.rglob("*.jpg"))
     status, out, err = run_main(capsys, "predict", model, image, "--json")
-    expected = inference_engine(keras.backend.backend(), device_kind(), available_engines())
+    expected = inference_engine(keras.backend.backend(), device_kind(), available_engines(), batch_size=1)
     assert status == 0 and json.loads(out)[0]["engine"] == expected, err
 
     monkeypatch.setattr(engines, "installed", lambda module: False)  # no runtime installed
@@ -123,15 +123,30 @@ def test_auto_follows_the_policy_and_a_missing_engine_is_one_line(tiny_run, caps
 
 @pytest.mark.backend_independent
 @pytest.mark.parametrize(
-    "backend, device_kind, available, setting, expected",
+    "backend, device_kind, available, setting, batch_size, expected",
     [
-        ("tensorflow", "CPU", ("keras", "onnx", "litert"), "auto", "onnx"),  # 1.9x Keras on TensorFlow
-        ("tensorflow", "CPU", ("keras", "litert"), "auto", "keras"),
-        ("tensorflow", "GPU", ("keras", "onnx"), "auto", "keras"),
-        ("jax", "CPU", ("keras", "onnx"), "auto", "keras"),  # JAX's ONNX export ran slower than Keras
-        ("torch", "CPU", ("keras", "onnx", "litert"), "auto", "keras"),
-        ("torch", "CPU", ("keras",), "litert", "litert"),  # forced: the caller checks it can run
+        ("tensorflow", "CPU", ("keras", "onnx", "litert"), "auto", 64, "onnx"),  # 1.9x Keras on TensorFlow
+        ("tensorflow", "CPU", ("keras", "litert"), "auto", 1, "keras"),
+        ("tensorflow", "GPU", ("keras", "onnx"), "auto", 64, "keras"),
+        ("jax", "CPU", ("keras", "onnx"), "auto", 1, "keras"),  # JAX's ONNX export ran slower than Keras
+        ("torch", "CPU", ("keras", "onnx", "litert"), "auto", 64, "keras"),
+        ("torch", "CPU", ("keras", "onnx", "litert"), "auto", 8, "onnx"),  # one image: ONNX Runtime ~6x
+        ("torch", "GPU", ("keras", "onnx"), "auto", 1, "keras"),
+        ("torch", "CPU", ("keras",), "litert", 64, "litert"),  # forced: the caller checks it can run
     ],
 )
-def test_engine_policy(backend, device_kind, available, setting, expected):
-    assert inference_engine(backend, device_kind, available, setting) == expected
+def test_engine_policy(backend, device_kind, available, setting, batch_size, expected):
+    assert inference_engine(backend, device_kind, available, setting, batch_size) == expected
+
+
+def test_an_auto_export_that_fails_runs_keras_with_a_warning_a_forced_one_is_an_error(model_path, monkeypatch):
+    def failing_export(model_path, engine):
+        raise FlowerkitError(f"The {engine} export of {model_path} differs from Keras by 1.0e-02.")
+
+    monkeypatch.setattr(engines, "cached_export", failing_export)
+    monkeypatch.setattr(engines, "available_engines", lambda: ("keras", "onnx"))
+    monkeypatch.setattr(engines, "inference_engine", lambda *args: "onnx" if args[3] != "keras" else "keras")
+    with pytest.warns(FlowerkitWarning, match="differs from Keras by 1.0e-02. Running on Keras instead."):
+        assert choose_engine(model_path, "auto").engine == "keras"
+    with pytest.raises(FlowerkitError, match="differs from Keras"):
+        choose_engine(model_path, "onnx")
