@@ -316,7 +316,7 @@ def test_api_names_survive_the_cli(capsys):
 
     assert flowerkit.train.__module__ == "flowerkit.training.runner"
     assert flowerkit.export.__module__ == "flowerkit.exporting.convert"
-    assert flowerkit.predict.__module__ == flowerkit.evaluate.__module__ == "flowerkit.inference.evaluation"
+    assert flowerkit.predict.__module__ == flowerkit.evaluate.__module__ == "flowerkit.exporting.engines"
 
 
 def test_export_onnx_from_the_cli(trained_run, tmp_path, capsys):

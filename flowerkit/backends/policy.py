@@ -155,12 +155,19 @@ def keeps_freed_memory(backend_name: str, device: str) -> bool:
 # fused Keras model (docs/fast-paths.md).
 ENGINES = ("keras", "onnx", "litert")
 FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": (), "torch": ()}
+# Batches up to SMALL_BATCH (a photo or two to predict, a small server batch):
+# PyTorch's ONNX export ran one image 6x faster than the fused Keras model in
+# ONNX Runtime, batch 64 at 0.8x (docs/fast-paths.md); 2-32 not measured.
+SMALL_BATCH = 8
+FASTER_ENGINES_ON_CPU_SMALL_BATCH = {**FASTER_ENGINES_ON_CPU, "torch": ("onnx",)}
 
 
-def inference_engine(backend: str, device_kind: str, available=(), setting: str = "auto") -> str:
+def inference_engine(backend: str, device_kind: str, available=(), setting: str = "auto",
+                     batch_size: int = 64) -> str:
     """Which engine runs `predict`, `evaluate` and `serve`: "keras" (the
     backend's own), or "onnx"/"litert" on an export cached beside the model.
-    "auto" picks the first of `FASTER_ENGINES_ON_CPU` that is `available`
+    "auto" picks the first of `FASTER_ENGINES_ON_CPU` (up to `SMALL_BATCH`
+    images a batch: `FASTER_ENGINES_ON_CPU_SMALL_BATCH`) that is `available`
     on a CPU, "keras" on GPUs and TPUs; a named engine is forced."""
     if setting not in ("auto", *ENGINES):
         raise ValueError(f"Unknown engine {setting!r}: use one of auto, {', '.join(ENGINES)}.")
@@ -168,5 +175,5 @@ def inference_engine(backend: str, device_kind: str, available=(), setting: str 
         return setting
     if device_kind.upper() != "CPU":
         return "keras"
-    return next((engine for engine in FASTER_ENGINES_ON_CPU.get(backend.lower(), ()) if engine in available),
-                "keras")
+    table = FASTER_ENGINES_ON_CPU_SMALL_BATCH if batch_size <= SMALL_BATCH else FASTER_ENGINES_ON_CPU
+    return next((engine for engine in table.get(backend.lower(), ()) if engine in available), "keras")

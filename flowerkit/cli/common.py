@@ -46,6 +46,23 @@ def add_model_arguments(parser, tta_help: str) -> None:
         help="test-time augmentation: average with the mirror image" + tta_help,
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_engine_argument(parser)
+
+
+ENGINES = ("auto", "keras", "onnx", "litert")
+
+
+def add_engine_argument(parser) -> None:
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="auto",
+        help="what runs the model: Keras, or ONNX Runtime / LiteRT on an export verified and cached "
+             "beside it (default: auto, the fastest measured for this backend and device)",
+    )
+
+
+def say_engine(engine: str) -> None:
+    """The one stderr line naming the engine that ran the model."""
+    print(f"flowerkit: engine {engine}", file=sys.stderr, flush=True)
 
 
 def choose_backend(model_path=None) -> str:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from flowerkit.cli.common import (
-    add_model_arguments, add_quiet_argument, check_data_source, positive_int, quiet, stage, start_backend,
+    add_model_arguments, add_quiet_argument, check_data_source, positive_int, quiet, say_engine, stage, start_backend,
 )
 from flowerkit.report.artifacts import write_evaluation
 from flowerkit.report.metrics import format_report
@@ -29,14 +29,15 @@ def run(args) -> int:
     check_data_source(args.data)
     start_backend(args.model)
     # Keras and its backend start here, once the arguments are checked.
-    from flowerkit.inference.evaluation import evaluate
+    from flowerkit.exporting.engines import evaluate
 
     with stage(args, f"Evaluating on the {args.split} split" + (" with flip TTA" if args.tta else "")) as done:
         report = evaluate(
             args.model, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta,
-            quiet=quiet(args),
+            engine=args.engine, quiet=quiet(args),
         )
         done.update(report["images"])
+    say_engine(report["engine"])
     output = Path(args.output) if args.output else Path(args.model).parent / "evaluation"
     written = write_evaluation(output, report)
     if args.json:

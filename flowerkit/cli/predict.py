@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from flowerkit.cli.common import add_model_arguments, positive_int, start_backend
+from flowerkit.cli.common import add_model_arguments, positive_int, say_engine, start_backend
 
 
 def add_arguments(parser) -> None:
@@ -17,9 +17,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     start_backend(args.model)
     # Keras and its backend start here, once the arguments are checked.
-    from flowerkit.inference.evaluation import predict
+    from flowerkit.exporting.engines import predict
 
-    results = predict(args.model, args.images, top_k=args.top_k, tta=args.tta)
+    results = predict(args.model, args.images, top_k=args.top_k, tta=args.tta, engine=args.engine)
+    say_engine(results[0]["engine"])
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from flowerkit.cli.common import positive_int, start_backend
+from flowerkit.cli.common import add_engine_argument, positive_int, say_engine, start_backend
 from flowerkit.errors import FlowerkitError
 from flowerkit.serve.loading import load_predictor, resolve_model
 
@@ -59,6 +59,7 @@ def add_arguments(parser) -> None:
                         help="largest request body in MiB (default: 20)")
     parser.add_argument("--token", default=None,
                         help=f"require 'Authorization: Bearer TOKEN' on /v1 (default: ${TOKEN_VARIABLE})")
+    add_engine_argument(parser)
 
 
 def run(args) -> int:
@@ -73,7 +74,8 @@ def run(args) -> int:
     _, kind = resolve_model(args.model)
     if kind == "keras":
         start_backend(args.model)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, engine=args.engine, max_batch=args.max_batch)
+    say_engine(predictor.describe()["engine"])
     token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE) or None
     settings = ServeSettings(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, top_k=args.top_k, tta=args.tta,

@@ -3,6 +3,11 @@ Runtime / LiteRT on an export cached beside the model.
 
     choice = choose_engine("runs/demo/model.keras")        # "auto": the policy table
     choice.engine, choice.path, choice.predict(images)     # predict None for "keras"
+    flowerkit.predict("runs/demo/model.keras", ["rose.jpg"], engine="onnx")
+
+`predict` and `evaluate` here are the API's (`flowerkit.predict`): they pick
+the engine, then hand it to `flowerkit.inference`'s flows, which import no
+exporter (docs/layers.md).
 
 The cached export (`model.engine.onnx`, `model.engine.tflite`) is verified
 against Keras on probe images when it is built (within `TOLERANCE`), and a
@@ -15,15 +20,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Callable
 
 from flowerkit.backends.devices import backend as current_backend
 from flowerkit.backends.devices import device_kind
 from flowerkit.backends.policy import inference_engine
-from flowerkit.errors import FlowerkitError
+from flowerkit.errors import FlowerkitError, FlowerkitWarning
+from flowerkit.exporting.convert import export
 from flowerkit.exporting.formats import check_can_export
 from flowerkit.exporting.runtimes import installed, load_exported
+from flowerkit.inference import evaluation
 
 TOLERANCE = 1e-4  # largest |p - p_keras| a cached export may differ by
 FORMATS = {"onnx": ("onnx", ".onnx", "onnxruntime"), "litert": ("litert", ".tflite", "ai_edge_litert")}
@@ -36,6 +44,21 @@ class EngineChoice:
     predict: Callable | None = None  # images (float32 RGB 0-255, NHWC) -> probabilities
     rebuilt: bool = False  # the export was (re)built by this call
     max_abs_diff: float | None = None  # measured against Keras when it was built
+
+
+def evaluate(model_path, source: str | None = None, split: str = "all", batch_size: int = 64, tta=None,
+             engine: str = "auto", quiet: bool | None = None) -> dict:
+    """`flowerkit.inference.evaluate` on the engine `engine` picks (see
+    `choose_engine`); the report's "engine" names it."""
+    return evaluation.evaluate(model_path, source, split=split, batch_size=batch_size, tta=tta,
+                               quiet=quiet, engine=choose_engine(model_path, engine, batch_size))
+
+
+def predict(model_path, image_paths, top_k: int = 3, tta=None, engine: str = "auto") -> list[dict]:
+    """`flowerkit.inference.predict` on the engine `engine` picks (see
+    `choose_engine`); each result's "engine" names it."""
+    return evaluation.predict(model_path, image_paths, top_k=top_k, tta=tta,
+                              engine=choose_engine(model_path, engine, min(len(image_paths), 64)))
 
 
 def available_engines(backend: str | None = None) -> tuple[str, ...]:
@@ -52,13 +75,17 @@ def available_engines(backend: str | None = None) -> tuple[str, ...]:
     return tuple(engines)
 
 
-def choose_engine(model_path, setting: str = "auto") -> EngineChoice:
-    """The engine for `model_path` on this backend and device, with its cached
-    export loaded (built and verified first where needed). A forced engine
-    that cannot run here raises a one-line FlowerkitError."""
+def choose_engine(model_path, setting: str = "auto", batch_size: int = 64) -> EngineChoice:
+    """The engine for `model_path` on this backend and device at batches of
+    `batch_size`, with its cached export loaded (built and verified first
+    where needed). A forced engine that cannot run here raises a one-line
+    FlowerkitError; an "auto" export that fails falls back to Keras with a
+    warning (slower, never wrong)."""
+    if not Path(model_path).is_file():
+        raise FlowerkitError(f"Model file not found: {model_path}")
     available = available_engines()
     try:
-        engine = inference_engine(current_backend(), device_kind(), available, setting)
+        engine = inference_engine(current_backend(), device_kind(), available, setting, batch_size)
     except ValueError as error:
         raise FlowerkitError(str(error)) from None
     if engine == "keras":
@@ -68,7 +95,13 @@ def choose_engine(model_path, setting: str = "auto") -> EngineChoice:
             f"engine {engine!r} cannot run here on the {current_backend()} backend "
             f"(available: {', '.join(available)})."
         )
-    return cached_export(model_path, engine)
+    if setting != "auto":
+        return cached_export(model_path, engine)
+    try:
+        return cached_export(model_path, engine)
+    except (FlowerkitError, OSError) as error:  # OSError: a read-only run folder, a full disk
+        warnings.warn(f"{error} Running on Keras instead.", FlowerkitWarning, stacklevel=2)
+        return EngineChoice("keras")
 
 
 def cache_paths(model_path, engine: str) -> tuple[Path, Path]:
@@ -96,8 +129,6 @@ def cached_export(model_path, engine: str) -> EngineChoice:
 
 
 def _rebuild(model_path: Path, engine: str, export_path: Path, record_path: Path, model_hash: str) -> EngineChoice:
-    from flowerkit.exporting.convert import export  # imports Keras: only when an export is built
-
     record_path.unlink(missing_ok=True)
     result = export(model_path, FORMATS[engine][0], output=export_path, verify=True)
     if result.max_abs_diff is None or result.max_abs_diff > TOLERANCE:

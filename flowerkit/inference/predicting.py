@@ -33,6 +33,20 @@ class Predictions:
 TTA = (None, "flip")
 
 
+class EngineModel:
+    """What `predict_dataset` and `predict_images` run when another engine
+    than Keras does the work (an export in its runtime, chosen above this
+    layer by `flowerkit.exporting.engines`): that engine's `predict` with
+    the Keras model's input shape."""
+
+    def __init__(self, predict, input_shape):
+        self._predict = predict
+        self.input_shape = input_shape
+
+    def predict_on_batch(self, images) -> np.ndarray:
+        return self._predict(np.asarray(images, dtype=np.float32))
+
+
 def _check_tta(tta) -> None:
     if tta not in TTA:
         raise FlowerkitError(f"tta must be 'flip' or None, got {tta!r}.")

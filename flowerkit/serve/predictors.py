@@ -115,6 +115,7 @@ class ExportedPredictor(Predictor):
         runtime_package = {"onnx": "onnxruntime", "litert": "ai-edge-litert"}[self.kind]
         info = {
             "format": self.kind,
+            "engine": self.kind,
             "runtime": self.model.runtime,
             "versions": versions("numpy", "pillow", runtime_package),
         }
