@@ -106,7 +106,7 @@ def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tm
     assert report["tta"]["method"] == "flip" and report["tta"]["images"] == report["images"] == 48
 
 
-SUBCOMMANDS = ("train", "predict", "evaluate", "export", "inspect", "serve")
+SUBCOMMANDS = ("train", "predict", "evaluate", "export", "inspect", "serve", "backbones")
 
 
 def test_console_script_lists_every_subcommand():
@@ -159,8 +159,8 @@ def test_importing_an_entry_module_keeps_the_api_function():
         (("train", "--preset", "nope"), "Unknown preset 'nope'"),
         (("train", "--max-images", "-3"), "must be at least 1, got -3"),
         (("train", "--max-images", "0"), "must be at least 1, got 0"),
-        (("train", "--batch-size", "0"), "batch_size must be at least 1, got 0"),
-        (("train", "--epochs", "0", "--data", "."), "Invalid recipe: epochs must be at least 1, got 0."),
+        (("train", "--batch-size", "0"), "Invalid recipe: batch_size must be positive, got 0."),
+        (("train", "--epochs", "0", "--data", "."), "Invalid recipe: epochs must be positive, got 0."),
         (("train", "--preset", "mobilenet_v2_35"), "Did you mean 'mobilenet_v2_035'?"),
         (("trian",), "did you mean 'train'?"),
         (("predict", "/no/model.keras", "x.jpg"), "Model file not found: /no/model.keras"),

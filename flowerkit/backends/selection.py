@@ -72,7 +72,10 @@ def choose_backend(model_path=None) -> str | None:
     if configured:
         backend, where = configured
         if backend not in installed:
-            raise FlowerkitError(_not_installed(backend, where, installed))
+            trained = trained_backend(model_path) if model_path else None
+            # Suggest the backend the model was trained on, when it is here.
+            suggested = [trained] if trained in installed else installed
+            raise FlowerkitError(_not_installed(backend, where, suggested))
         return None
     if not installed:
         raise FlowerkitError(
