@@ -131,12 +131,12 @@ def test_kill_9_at_any_point_then_the_same_command_resumes_and_finishes(tmp_path
 
     killed = _train_child(args, "caching_features", env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert list(features.glob(".partial-*")) and not (run / "model.keras").exists()
+    assert list(features.rglob(".partial-*")) and not (run / "model.keras").exists()
 
     killed = _train_child(args, "mid_epoch", env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert f"resuming the interrupted run in {run}\n" in killed.stdout
-    assert not list(features.glob(".partial-*"))  # the dead process's half cache is gone
+    assert not list(features.rglob(".partial-*"))  # the dead process's half cache is gone
     assert [p.name for p in (run / "backup" / "head").iterdir()] == ["epoch-00002"]
 
     killed = _train_child(args, "final_save", env)

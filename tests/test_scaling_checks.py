@@ -191,13 +191,17 @@ def test_group_split_equals_the_earlier_split(seed):
 
 
 def _reference_folds(labels, folds, seed, groups):
+    """The earlier scan per group, with the deal carried on from class to
+    class (so one group per class no longer leaves folds empty)."""
     rng = np.random.default_rng(seed)
     assignment = np.zeros(len(labels), np.int64)
     _, first = np.unique(groups, return_index=True)
+    dealt = 0
     for label in np.unique(labels):
         leaders = rng.permutation(first[labels[first] == label])
         for k, leader in enumerate(leaders):
-            assignment[groups == groups[leader]] = k % folds
+            assignment[groups == groups[leader]] = (dealt + k) % folds
+        dealt += len(leaders)
     return assignment
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 
+from flowerkit.cli.common import start_backend
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args) -> int:
+    start_backend()
     # Keras starts here (the registry builds Keras models), once the arguments are checked.
     from flowerkit.model.backbones import list_backbones
 

@@ -55,7 +55,7 @@ def local_photos(data: str | None) -> str:
     for pattern in _PHOTO_FOLDERS:
         folder = Path(pattern.format(shared=shared))
         if folder.is_dir():
-            return str(folder)
+            return str(folder.resolve())  # a path that works from any folder, without `..`
     return "DIR"
 
 
