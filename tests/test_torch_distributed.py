@@ -198,8 +198,8 @@ CHILD = textwrap.dedent("""
 
     if os.environ["RANK"] == "1":
         fit = phases._fit
-        phases._fit = lambda model, train, validation, epochs, initial, callbacks, verbose: fit(
-            model, train, validation, epochs, initial, [*callbacks, Kill()], verbose)
+        phases._fit = lambda model, train, validation, epochs, initial, callbacks, *rest, **kw: fit(
+            model, train, validation, epochs, initial, [*callbacks, Kill()], *rest, **kw)
     from flowerkit.cli import main
     sys.exit(main(["train", *sys.argv[1:]]))
 """)
