@@ -81,7 +81,8 @@ def test_converted_weights_equal_the_pytorch_reference(keras_cache):
     assert logits.argmax(1)[0] == 985  # ImageNet "daisy", for the daisy
 
 
-def test_imagenet_head_names_a_daisy_on_every_backend(keras_cache):
+@pytest.mark.backends("jax")  # an environment without PyTorch; torch's is checked against the reference above
+def test_imagenet_head_names_a_daisy_without_pytorch(keras_cache):
     """The converted Lite2 without PyTorch: ImageNet's "daisy" for a daisy photo."""
     model = efficientnet_lite("efficientnet_lite2", (260, 260, 3), include_top=True)
     conversion.load_torch_weights(model, shared_path(LITE2))

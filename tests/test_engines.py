@@ -33,7 +33,7 @@ def model_path(tmp_path):
 
 # The cache is the same code on every backend, and each backend's ONNX export
 # is checked in test_export.py; two exports cost a minute on JAX, seconds on PyTorch.
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="runs on the torch backend (its export is the cheapest)")
+@pytest.mark.backends("torch")  # its export is the cheapest
 def test_forced_onnx_agrees_with_keras_is_cached_and_rebuilt_when_damaged(model_path):
     if "onnx" not in available_engines():
         pytest.skip("no ONNX exporter or onnxruntime in this environment (pip install 'flowerkit[onnx]')")
