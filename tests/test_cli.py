@@ -33,7 +33,6 @@ def trained_run(session_image_folder, tmp_path_factory):
     result = run(
         "flowerkit.train", "--preset", "dense", "--data", str(session_image_folder),
         "--image-size", "32", "--epochs", "3", "--batch-size", "8", "--output", str(output),
-        "--quiet",
     )
     assert result.returncode == 0, result.stderr
     return output, result
@@ -42,6 +41,10 @@ def trained_run(session_image_folder, tmp_path_factory):
 def test_train_writes_model_recipe_metrics_and_pictures(trained_run):
     output, result = trained_run
     assert "validation accuracy" in result.stdout
+    # Not a terminal: one line per epoch, no progress bars drawn into the pipe.
+    assert [line for line in result.stdout.splitlines() if line.startswith("Epoch ")] == [
+        "Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert "\x1b[" not in result.stdout and "━" not in result.stdout
     for name in ("curves.png", "predictions.png", "confusion_matrix.png"):
         with Image.open(output / name) as image:
             image.load()

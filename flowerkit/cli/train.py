@@ -7,6 +7,7 @@ from the dataclass, so a new hyperparameter needs no change here.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from flowerkit.backends import devices
@@ -184,7 +185,8 @@ def run(args) -> int:
             source=args.data,
             output_dir=output,
             max_images=args.max_images,
-            verbose=2 if args.quiet else "auto",
+            # One line per epoch with --quiet or into a file or pipe; Keras draws bars on stdout.
+            verbose=2 if args.quiet or not sys.stdout.isatty() else "auto",
             overwrite=args.overwrite,
             tpu=args.tpu,
         )
