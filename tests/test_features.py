@@ -97,6 +97,24 @@ def test_a_subset_of_cached_images_is_gathered_not_computed(image_folder, monkey
     assert features.cached_features(extractor, other, data["all"], 1, "python", verbose=0).computed
 
 
+def test_images_missing_from_the_caches_are_computed_alone_then_gathered(image_folder, monkeypatch):
+    """Train's caches lack a few images (e.g. the label conflicts it leaves
+    out): only those are computed, and the gathered whole equals computing it."""
+    recipe = _recipe().replace(class_names=("blue", "green", "red"))
+    extractor, _ = split_at_features(build_model(recipe, compile=False))
+    data = load_data(recipe, str(image_folder), subsets=("train", "all"))
+    features.cached_features(extractor, recipe, data.train, 1, "python", verbose=0)
+    sizes, compute = [], features._compute_into
+    monkeypatch.setattr(features, "_compute_into", lambda folder, extractor, recipe, subset, *rest: (
+        sizes.append(len(subset)), compute(folder, extractor, recipe, subset, *rest))[1])
+    gathered = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
+    assert sizes == [len(data["all"]) - len(data.train)] and gathered.computed
+    monkeypatch.setattr(features, "_from_other_caches", lambda folder, subset: None)
+    whole = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
+    assert sizes[-1] == len(data["all"])
+    np.testing.assert_allclose(gathered.features, whole.features, rtol=1e-5, atol=1e-6)
+
+
 def test_inspect_after_train_reads_its_features_and_quiet_is_one_line_per_stage(
         image_folder, tmp_path, capsys):
     from tests.helpers import run_main

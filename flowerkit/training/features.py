@@ -142,9 +142,16 @@ def cached_features(
     """
     folder = cache_root() / cache_key(recipe, subset, views, pipeline)
     if views == 1 and plan is None and not (folder / "features.npy").is_file():
+        missing = _missing_from_other_caches(folder.parent, subset)
+        computed_part = 0 < len(missing) <= len(subset) // 2
+        if computed_part:
+            # Most images are cached already (e.g. train left out a few conflict copies):
+            # compute only the others, into a cache of their own, then gather.
+            part = Subset(subset.index.subset(missing), dataset=None)
+            cached_features(extractor, recipe, part, 1, pipeline, verbose)
         reused = _from_other_caches(folder.parent, subset)
         if reused is not None:
-            return reused
+            return dataclasses.replace(reused, computed=computed_part)
     # Computing takes every process of a multi-host run: all do, if one must.
     computed = sharding.any_process(not (folder / "features.npy").is_file(), plan)
     if computed:
@@ -157,15 +164,28 @@ def cached_features(
     )
 
 
-def _from_other_caches(folder: Path, subset: Subset) -> CachedFeatures | None:
-    """The subset's plain-image features gathered from the caches of the same
-    features (`folder`) that hold all its images, e.g. inspect's whole folder
-    from train's train and validation caches; None if some image is missing."""
+def _cached_rows(folder: Path) -> dict:
+    """Image fingerprint -> (cache folder, row) over the caches of the same features."""
     rows = {}
     for cache in sorted(folder.glob("[!.]*/fingerprints.npy")):
         fingerprints = np.load(cache)
         for row, fingerprint in enumerate(fingerprints):
             rows.setdefault(fingerprint.tobytes(), (cache.parent, row))
+    return rows
+
+
+def _missing_from_other_caches(folder: Path, subset: Subset) -> np.ndarray:
+    """Positions in `subset` of the images no cache of the same features holds."""
+    rows = _cached_rows(folder)
+    fingerprints = image_fingerprints(subset.index.images)
+    return np.array([i for i, f in enumerate(fingerprints) if f.tobytes() not in rows], np.int64)
+
+
+def _from_other_caches(folder: Path, subset: Subset) -> CachedFeatures | None:
+    """The subset's plain-image features gathered from the caches of the same
+    features (`folder`) that hold all its images, e.g. inspect's whole folder
+    from train's train and validation caches; None if some image is missing."""
+    rows = _cached_rows(folder)
     wanted = [rows.get(f.tobytes()) for f in image_fingerprints(subset.index.images)]
     if not wanted or None in wanted:
         return None
