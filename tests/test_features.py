@@ -87,7 +87,7 @@ def test_a_subset_of_cached_images_is_gathered_not_computed(image_folder, monkey
     gathered = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
     assert not gathered.computed and gathered.features.shape == (1, 30, 1280)
     np.testing.assert_array_equal(gathered.classes, data["all"].index.labels)
-    monkeypatch.setattr(features, "_from_other_caches", lambda folder, subset: None)
+    monkeypatch.setattr(features, "_from_other_caches", lambda *args: None)
     computed = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
     assert computed.computed
     np.testing.assert_allclose(gathered.features, computed.features, rtol=1e-5, atol=1e-6)
@@ -109,7 +109,7 @@ def test_images_missing_from_the_caches_are_computed_alone_then_gathered(image_f
         sizes.append(len(subset)), compute(folder, extractor, recipe, subset, *rest))[1])
     gathered = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
     assert sizes == [len(data["all"]) - len(data.train)] and gathered.computed
-    monkeypatch.setattr(features, "_from_other_caches", lambda folder, subset: None)
+    monkeypatch.setattr(features, "_from_other_caches", lambda *args: None)
     whole = features.cached_features(extractor, recipe, data["all"], 1, "python", verbose=0)
     assert sizes[-1] == len(data["all"])
     np.testing.assert_allclose(gathered.features, whole.features, rtol=1e-5, atol=1e-6)

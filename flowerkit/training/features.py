@@ -75,14 +75,17 @@ def cache_root() -> Path:
     return flowerkit_cache() / "features"
 
 
-def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str) -> str:
+def cache_key(recipe: Recipe, subset: Subset, views: int, pipeline: str, fingerprints=None) -> str:
     """`<features key>/<subset key>`: what computes the features (see
-    `features_key`), then the subset's images, labels and views."""
+    `features_key`), then the subset's images, labels and views.
+    fingerprints: `image_fingerprints` of the subset, when already known."""
+    if fingerprints is None:
+        fingerprints = image_fingerprints(subset.index.images)
     digest = hashlib.sha256()
     described = {"views": views, "class_names": list(subset.index.class_names)}
     digest.update(json.dumps(described, sort_keys=True).encode())
     digest.update(np.asarray(subset.index.labels, np.int64).tobytes())
-    digest.update(image_fingerprints(subset.index.images).tobytes())
+    digest.update(fingerprints.tobytes())
     return f"{features_key(recipe, pipeline)}/{digest.hexdigest()[:32]}"
 
 
@@ -140,16 +143,20 @@ def cached_features(
     views: 1 (the images) or 2 (the images and their horizontal flips).
     plan: the device plan (`flowerkit.distribute.plan`) to share the work over.
     """
-    folder = cache_root() / cache_key(recipe, subset, views, pipeline)
+    fingerprints = image_fingerprints(subset.index.images)
+    folder = cache_root() / cache_key(recipe, subset, views, pipeline, fingerprints)
     if views == 1 and plan is None and not (folder / "features.npy").is_file():
-        missing = _missing_from_other_caches(folder.parent, subset)
+        wanted = [fingerprint.tobytes() for fingerprint in fingerprints]
+        rows = _cached_rows(folder.parent)
+        missing = np.array([i for i, fingerprint in enumerate(wanted) if fingerprint not in rows], np.int64)
         computed_part = 0 < len(missing) <= len(subset) // 2
         if computed_part:
             # Most images are cached already (e.g. train left out a few conflict copies):
             # compute only the others, into a cache of their own, then gather.
             part = Subset(subset.index.subset(missing), dataset=None)
             cached_features(extractor, recipe, part, 1, pipeline, verbose)
-        reused = _from_other_caches(folder.parent, subset)
+            rows = _cached_rows(folder.parent)
+        reused = _from_other_caches(folder.parent, subset, rows, wanted)
         if reused is not None:
             return dataclasses.replace(reused, computed=computed_part)
     # Computing takes every process of a multi-host run: all do, if one must.
@@ -174,28 +181,23 @@ def _cached_rows(folder: Path) -> dict:
     return rows
 
 
-def _missing_from_other_caches(folder: Path, subset: Subset) -> np.ndarray:
-    """Positions in `subset` of the images no cache of the same features holds."""
-    rows = _cached_rows(folder)
-    fingerprints = image_fingerprints(subset.index.images)
-    return np.array([i for i, f in enumerate(fingerprints) if f.tobytes() not in rows], np.int64)
-
-
-def _from_other_caches(folder: Path, subset: Subset) -> CachedFeatures | None:
+def _from_other_caches(folder: Path, subset: Subset, rows: dict,
+                       fingerprints: list) -> CachedFeatures | None:
     """The subset's plain-image features gathered from the caches of the same
-    features (`folder`) that hold all its images, e.g. inspect's whole folder
-    from train's train and validation caches; None if some image is missing."""
-    rows = _cached_rows(folder)
-    wanted = [rows.get(f.tobytes()) for f in image_fingerprints(subset.index.images)]
+    features (`rows`, from `_cached_rows`) that hold all its images (their
+    `fingerprints`), e.g. inspect's whole folder from train's train and
+    validation caches; None if some image is missing."""
+    wanted = [rows.get(fingerprint) for fingerprint in fingerprints]
     if not wanted or None in wanted:
         return None
-    features = {cache: np.load(cache / "features.npy", mmap_mode="r") for cache, _ in wanted}
-    shape = features[wanted[0][0]].shape[2:]
-    gathered = np.empty((1, len(wanted), *shape), np.float32)
-    caches = [cache for cache, _ in wanted]
+    caches = sorted({cache for cache, _ in wanted})
+    number = {cache: i for i, cache in enumerate(caches)}
+    cache_of = np.array([number[cache] for cache, _ in wanted])
     rows_wanted = np.array([row for _, row in wanted])
-    for cache, saved in features.items():
-        positions = np.array([cache == other for other in caches])
+    features = [np.load(cache / "features.npy", mmap_mode="r") for cache in caches]
+    gathered = np.empty((1, len(wanted), *features[0].shape[2:]), np.float32)
+    for i, saved in enumerate(features):
+        positions = cache_of == i
         gathered[0, positions] = saved[0, rows_wanted[positions]]  # view 0: the plain image
     classes = np.asarray(subset.index.labels, np.int32)
     return CachedFeatures(gathered, classes, len(subset.index.class_names), folder, False)
