@@ -43,6 +43,36 @@ def _leaf_layers(model):
             yield layer
 
 
+def _layer_bytes(layer) -> int:
+    """Its output written once and read once, per image, for the layers
+    whose FLOPs are counted."""
+    if not _layer_flops(layer):
+        return 0
+    itemsize = 2 if "16" in keras.backend.standardize_dtype(layer.compute_dtype) else 4  # mixed precision
+    return 2 * math.prod(layer.output.shape[1:]) * itemsize
+
+
+def forward_bytes(model) -> int | None:
+    """Bytes one image's forward pass must move at least (see the module's
+    note); None when a layer's output size is not fixed."""
+    try:
+        image = math.prod(model.input_shape[1:]) * 4
+        return image + sum(_layer_bytes(layer) for layer in _leaf_layers(model))
+    except TypeError:  # None in a spatial dimension
+        return None
+
+
+def train_step_bytes(model) -> int | None:
+    """As `forward_bytes` for a training step: the backward pass through each
+    trainable layer reads its output's gradient and its saved input and
+    writes its input's gradient, about twice its forward traffic."""
+    forward = forward_bytes(model)
+    if forward is None:
+        return None
+    trainable = sum(_layer_bytes(l) for l in _leaf_layers(model) if l.trainable and l.weights)
+    return forward + 2 * trainable
+
+
 def forward_flops(model) -> int | None:
     """FLOPs of one image's forward pass; None when a layer's output size is
     not fixed (a keras-hub backbone built for any image size)."""

@@ -10,6 +10,9 @@
   average pooling, dropout, linear classifier), channels-last, inference
   under `torch.inference_mode`, a plain training loop with Adam; see
   `native_torch_model`.
+* Exported runtimes: flowerkit's own model exported as `flowerkit export`
+  writes it, run in ONNX Runtime or LiteRT (`exported_model`): what a user
+  deploys instead of Keras.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import types
 
 import keras
 import numpy as np
+
+from flowerkit.exporting import check_can_export, export, load_exported
+from flowerkit.exporting.formats import require_runtime
 
 # Recipe fields that switch off every flowerkit fast path (the recipe's stock form).
 STOCK_FIELDS = dict(depthwise_conv="stock", pointwise_conv="stock", torch_layers="stock",
@@ -60,6 +66,24 @@ def plain_keras_model(recipe, num_classes: int = 5) -> keras.Model:
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
                   metrics=["accuracy"])
     return model
+
+
+# The exported-runtime peers: row name -> export format.
+EXPORTED = {"onnx_runtime": "onnx", "litert": "litert"}
+
+
+def exported_model(model, recipe, folder, format: str):
+    """`model` saved in `folder` as a run folder, exported to `format`
+    (unverified: the export tests check agreement) and loaded in its
+    runtime: (predict(images) -> probabilities, the ExportResult). A format
+    this backend or environment cannot produce or run raises FlowerkitError."""
+    check_can_export(format)
+    require_runtime(format)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    recipe.save(folder / "recipe.json")
+    result = export(folder / "model.keras", format, verify=False, quiet=True)
+    return load_exported(result.path, format), result
 
 
 @functools.cache

@@ -103,22 +103,28 @@ def _native(rows, kind):
     return next((r for r in rows if r["benchmark"] == kind and r["implementation"] == "native_torch"), None)
 
 
+# Peers measured on every backend, each a row of its own under flowerkit's (bench/peers.py).
+PEERS = {"plain_keras": "plain Keras", "onnx_runtime": "ONNX Runtime, exported", "litert": "LiteRT, exported"}
+
+
 def _peer_rows(rows, runs, kind) -> list[str]:
-    """Under a flowerkit speed row: plain Keras on each backend with
-    flowerkit's ratio to it, flowerkit's ratio to the native reference, and
-    GFLOP/s with the fraction of the run's measured matmul peak."""
+    """Under a flowerkit speed row: each peer run on every backend (plain
+    Keras, the exported runtimes) with flowerkit's ratio to it, flowerkit's
+    ratio to the native reference, GFLOP/s with the fraction of the run's
+    measured matmul peak, and the roofline."""
     mine = [_cell(rows, run, kind) for run in runs]
-    plain = [_cell(rows, run, kind, "plain_keras") for run in runs]
     native = _native(rows, kind)
     lines = []
 
     def speed(cell):
         return (cell or {}).get("images_per_second")
 
-    if any(speed(c) for c in plain):
-        lines.append(_row("↳ plain Keras (img/s; flowerkit ×)", [
-            (m, p) if speed(p) else None for m, p in zip(mine, plain)],
-            lambda c: f"{speed(c[1]):,.1f} ({_times(speed(c[0]), speed(c[1]))})"))
+    for implementation, name in PEERS.items():
+        peer = [_cell(rows, run, kind, implementation) for run in runs]
+        if any(speed(c) for c in peer):
+            lines.append(_row(f"↳ {name} (img/s; flowerkit ×)", [
+                (m, p) if speed(p) else None for m, p in zip(mine, peer)],
+                lambda c: f"{speed(c[1]):,.1f} ({_times(speed(c[0]), speed(c[1]))})"))
     if speed(native):
         lines.append(_row(f"↳ flowerkit × native PyTorch ({speed(native):,.1f} img/s)", mine,
                           lambda c: _times(speed(c), speed(native))))
@@ -126,7 +132,30 @@ def _peer_rows(rows, runs, kind) -> list[str]:
         lines.append(_row("↳ GFLOP/s (fraction of measured peak)", mine,
                           lambda c: f"{c['gflops_per_second']:.1f} ({c['fraction_of_peak']:.0%})"
                           if c.get("fraction_of_peak") else "–"))
+    if any(roofline(c) for c in mine if c):
+        lines.append(_row("↳ roofline: img/s at the measured limit (flowerkit's share, bound)", mine,
+                          _roofline_text))
     return lines
+
+
+def roofline(cell) -> tuple[float, str] | None:
+    """(images/s at this machine's limit, "compute" or "memory") for a row:
+    its FLOPs at the measured matmul peak or its bytes (bench.flops) at the
+    measured copy bandwidth, whichever takes longer; None where a figure
+    is missing (runs before the bytes were recorded)."""
+    fields = ("flops_per_image", "bytes_per_image", "peak_gflops", "copy_gb_per_second")
+    flops, traffic, peak, bandwidth = (cell.get(field) for field in fields)
+    if not (flops and traffic and peak and bandwidth):
+        return None
+    compute, memory = flops / (peak * 1e9), traffic / (bandwidth * 1e9)
+    return 1 / max(compute, memory), "compute" if compute >= memory else "memory"
+
+
+def _roofline_text(cell) -> str:
+    limit = roofline(cell)
+    if not limit:
+        return "–"
+    return f"{limit[0]:,.0f} ({cell['images_per_second'] / limit[0]:.0%}, {limit[1]})"
 
 
 def _times(value, reference) -> str:
@@ -337,7 +366,14 @@ def _setup_notes(rows) -> str:
         notes.append(
             "Peers (bench/peers.py), same network, size, batch and data in the same run: plain Keras is "
             "the stock keras.applications network with Keras's compile defaults and no flowerkit fast "
-            "path; native PyTorch is torchvision's MobileNetV2, channels-last, in the torch run.")
+            "path; native PyTorch is torchvision's MobileNetV2, channels-last, in the torch run; "
+            "ONNX Runtime and LiteRT run flowerkit's model as `flowerkit export` writes it, where the "
+            "backend can export it (LiteRT from PyTorch: batch 1 only, run image by image).")
+    if any(roofline(r) for r in rows):
+        notes.append(
+            "Roofline: the row's FLOPs at the run's measured matmul peak or its bytes at the measured "
+            "copy bandwidth, whichever is slower; bytes as a fully fused network moves them (each "
+            "convolution's output written and read once; bench/flops.py).")
     notes.append("Cells: median images/s (ratio to the fastest run in the row).")
     return "\n".join(notes) + "\n"
 

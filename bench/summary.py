@@ -10,7 +10,7 @@ KINDS = {
     "train_step_frozen": "train step, frozen",
     "train_step_finetune": "train step, fine-tuning",
 }
-PEERS = ("plain_keras", "native_torch")
+PEERS = ("plain_keras", "native_torch", "onnx_runtime", "litert")
 
 
 def _implementation(row) -> str:

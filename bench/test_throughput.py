@@ -1,8 +1,11 @@
 """Images per second: input pipeline, inference, frozen and fine-tuning
 training steps, each for flowerkit and its peers (bench/peers.py: plain
-Keras, native PyTorch) on the same network, batch and data; and the
-machine's limits. Compilation (the first call) is timed apart from the
-rounds."""
+Keras, native PyTorch; for inference also flowerkit's model exported to
+ONNX Runtime and LiteRT) on the same network, batch and data; and the
+machine's limits. Compilation (the first call; for the exported peers the
+export too, as `export_seconds`) is timed apart from the rounds. Each row
+also carries the bytes its network must move per image (bench.flops), for
+the report's roofline."""
 
 from __future__ import annotations
 
@@ -11,13 +14,14 @@ import itertools
 
 import pytest
 
-from bench.flops import forward_flops, train_step_flops
+from bench.flops import forward_bytes, forward_flops, train_step_bytes, train_step_flops
 from bench.limits import matmul_gflops
 from bench.measure import random_batch, row_info, run_info, timed
-from bench.peers import STOCK_FIELDS, NativeTorch, plain_keras_model
+from bench.peers import EXPORTED, STOCK_FIELDS, NativeTorch, exported_model, plain_keras_model
 from flowerkit import build_model, load_data
 from flowerkit.backends import devices as runtime
 from flowerkit.data import iterate_batches
+from flowerkit.errors import FlowerkitError
 
 
 IMPLEMENTATIONS = ["flowerkit", "plain_keras", "native_torch"]
@@ -28,6 +32,7 @@ def _record(benchmark, kind, recipe, images_per_round, compile_seconds, flops, l
     benchmark.extra_info.update(
         row_info(kind, recipe, images_per_round, compile_seconds, flops, benchmark.stats.stats.as_dict(),
                  limits, implementation),
+        copy_gb_per_second=(limits or {}).get("copy_gb_per_second"),
         **fields,
     )
 
@@ -37,8 +42,17 @@ class _Subject:
     `train_step(images, labels)` return host data; `recipe` is what it runs
     (the stock recipe for the peers); `fields` go into its row."""
 
-    def __init__(self, implementation, recipe):
+    def __init__(self, implementation, recipe, folder=None):
         self.recipe, self.fields = recipe, {}
+        if implementation in EXPORTED:
+            self.flops_model = build_model(recipe)
+            try:
+                self.predict, result = exported_model(self.flops_model, recipe, folder, EXPORTED[implementation])
+            except FlowerkitError as error:  # a format this backend or environment lacks
+                pytest.skip(str(error))
+            self.fields = dict(runtime=self.predict.runtime, export_seconds=result.export_seconds,
+                               jit_compile=False)
+            return
         if implementation == "native_torch":
             if runtime.backend() != "torch":
                 pytest.skip("native PyTorch reference: in the torch backend's run")
@@ -83,14 +97,15 @@ def test_input_pipeline(benchmark, bench_config, data_source):
     _record(benchmark, "input_pipeline", recipe, min(len(train), images), compile_seconds, None)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_inference(benchmark, bench_config, machine_limits, implementation):
-    subject = _Subject(implementation, bench_config.throughput_recipe())
+@pytest.mark.parametrize("implementation", [*IMPLEMENTATIONS, *EXPORTED])
+def test_inference(benchmark, bench_config, machine_limits, implementation, tmp_path):
+    subject = _Subject(implementation, bench_config.throughput_recipe(), tmp_path)
     images, _ = random_batch(subject.recipe)
     compile_seconds = timed(lambda: subject.predict(images))
     benchmark.pedantic(subject.predict, args=(images,), rounds=bench_config.rounds, iterations=1)
     _record(benchmark, "inference", subject.recipe, len(images), compile_seconds,
-            forward_flops(subject.flops_model), machine_limits, implementation, **subject.fields)
+            forward_flops(subject.flops_model), machine_limits, implementation,
+            bytes_per_image=forward_bytes(subject.flops_model), **subject.fields)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -103,7 +118,8 @@ def test_train_step(benchmark, bench_config, machine_limits, trainable_backbone,
     benchmark.pedantic(subject.train_step, args=(images, labels), rounds=bench_config.rounds, iterations=1)
     kind = "train_step_finetune" if trainable_backbone else "train_step_frozen"
     _record(benchmark, kind, subject.recipe, len(images), compile_seconds,
-            train_step_flops(subject.flops_model), machine_limits, implementation, **subject.fields)
+            train_step_flops(subject.flops_model), machine_limits, implementation,
+            bytes_per_image=train_step_bytes(subject.flops_model), **subject.fields)
 
 
 def test_machine_limits(benchmark, bench_config, machine_limits):

@@ -317,3 +317,41 @@ def test_results_page_shows_serving_and_inspection_rows(tmp_path):
     page = (tmp_path / "page" / "README.md").read_text()
     assert "| onnx | on | 32 | 1600 | 0 | 12.0 | 2628 | 3597 | 729 → 720 MiB (-1.2%) |" in page
     assert "recall 98.7%, precision 100.0%" in page
+
+
+def _add_runtimes_and_limits(name, run):
+    """The exported runtimes where a backend exports (ONNX on TensorFlow and
+    PyTorch, LiteRT on TensorFlow only), and what the roofline needs."""
+    backend = name.split("-")[0]
+    inference = next(b for b in run["benchmarks"] if b["extra_info"]["benchmark"] == "inference")
+    compute_bound = backend == "tensorflow"
+    inference["extra_info"].update(bytes_per_image=44e6, peak_gflops=110.0 if compute_bound else 100.0,
+                                   copy_gb_per_second=100.0 if compute_bound else 20.0)
+    runtimes = {"tensorflow": {"onnx_runtime": 410.0, "litert": 205.0}, "torch": {"onnx_runtime": 90.0}}
+    for implementation, speed in runtimes.get(backend, {}).items():
+        row = json.loads(json.dumps(inference))
+        row["extra_info"].update(implementation=implementation, images_per_second=speed)
+        run["benchmarks"].append(row)
+
+
+@pytest.mark.backend_independent
+def test_report_shows_the_exported_runtimes_and_the_roofline(tmp_path):
+    """Under flowerkit's inference row: ONNX Runtime and LiteRT on its export
+    where the run measured them, and the roofline (FLOPs at the peak or bytes
+    at the copy bandwidth, the slower) with flowerkit's share and the bound."""
+    from bench.report import main
+
+    paths = _edited_fixtures(tmp_path, _add_runtimes_and_limits)
+    assert main([*paths, "--markdown", str(tmp_path / "page" / "README.md")]) == 0
+    lines = (tmp_path / "page" / "README.md").read_text().splitlines()
+    at = lines.index("| inference (img/s) | 20.0 (0.10×) | 205.0 (1.00×) | 45.0 (0.22×) |")
+    assert lines[at + 1:at + 4] == [
+        "| ↳ ONNX Runtime, exported (img/s; flowerkit ×) | – | 410.0 (0.50×) | 90.0 (0.50×) |",
+        "| ↳ LiteRT, exported (img/s; flowerkit ×) | – | 205.0 (1.00×) | – |",
+        "| ↳ roofline: img/s at the measured limit (flowerkit's share, bound) "
+        "| 455 (4%, memory) | 1,000 (20%, compute) | 455 (10%, memory) |",
+    ]
+    assert any(line.startswith("Roofline: the row's FLOPs at the run's measured matmul peak") for line in lines)
+    # Without them (the fixtures as they are), none of those rows.
+    main([*sorted(str(p) for p in FIXTURES.glob("*.json")), "--output", str(tmp_path / "plain")])
+    assert not any("exported" in line or "roofline" in line for line in (tmp_path / "plain.md").read_text().splitlines())
