@@ -25,7 +25,9 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -33,7 +35,7 @@ import keras  # noqa: E402
 import torch  # noqa: E402
 
 from bench.measure import random_batch  # noqa: E402
-from bench.peers import NativeTorch  # noqa: E402
+from bench.peers import NativeTorch, exported_model  # noqa: E402
 from flowerkit import build_model, get_preset  # noqa: E402
 from flowerkit.backends import allocator, torch_graph  # noqa: E402
 
@@ -69,22 +71,10 @@ class _Patched:
          torch_graph._symmetric_padding) = self.saved
 
 
-def onnx_predict(model, recipe):
-    """The model exported to ONNX (as `flowerkit export` writes it), loaded in ONNX Runtime."""
-    import tempfile
-    from pathlib import Path
-
-    from flowerkit.exporting import export, load_exported
-
-    folder = Path(tempfile.mkdtemp(prefix="fastpath_onnx_"))
-    model.save(folder / "model.keras")
-    recipe.save(folder / "recipe.json")
-    return load_exported(export(folder / "model.keras", "onnx", verify=False).path)
-
-
 def step_function(variant, mode, recipe, images, labels):
-    if variant == "onnx":
-        exported = onnx_predict(build_model(recipe), recipe)
+    if variant == "onnx":  # as `flowerkit export` writes it
+        folder = Path(tempfile.mkdtemp(prefix="fastpath_onnx_"))
+        exported, _ = exported_model(build_model(recipe), recipe, folder, "onnx")
         return lambda: exported(images)
     if variant == "native":
         native = NativeTorch(recipe)

@@ -368,7 +368,7 @@ def _setup_notes(rows) -> str:
             "the stock keras.applications network with Keras's compile defaults and no flowerkit fast "
             "path; native PyTorch is torchvision's MobileNetV2, channels-last, in the torch run; "
             "ONNX Runtime and LiteRT run flowerkit's model as `flowerkit export` writes it, where the "
-            "backend can export it (LiteRT from PyTorch: batch 1 only, run image by image).")
+            "backend can export it at the row's batch (not LiteRT from PyTorch: batch 1 only).")
     if any(roofline(r) for r in rows):
         notes.append(
             "Roofline: the row's FLOPs at the run's measured matmul peak or its bytes at the measured "
@@ -440,6 +440,53 @@ def inspection_section(paths) -> list[str]:
     return lines + [""]
 
 
+def engine_section(paths) -> list[str]:
+    """`bench/engine_table.py`'s rows: each engine's images/s per batch size
+    on each backend, with the engine `auto` picks there and the fastest."""
+    tables = [json.loads(Path(p).read_text()) for p in sorted(paths)
+              if Path(p).name.startswith("engines-") and Path(p).suffix == ".json"]
+    if not tables:
+        return []
+    engines = list(dict.fromkeys(row["engine"] for table in tables for row in table["rows"]))
+    lines = ["## Inference engines by batch (`bench/engine_table.py`)", "",
+             "| backend | batch | " + " | ".join(f"{e} (img/s, × keras)" for e in engines)
+             + " | `auto` picks | fastest |", "|---|---:|" + "---:|" * len(engines) + "---|---|"]
+    for table in tables:
+        for batch in dict.fromkeys(row["batch"] for row in table["rows"]):
+            rows = {row["engine"]: row for row in table["rows"] if row["batch"] == batch}
+            cells = [f"{rows[e]['images_per_second']:,.1f} ({rows[e]['over_keras']:.2f}×)" if e in rows else "–"
+                     for e in engines]
+            first = next(iter(rows.values()))
+            lines.append(f"| {table['backend']} | {batch} | " + " | ".join(cells)
+                         + f" | {first['auto']} | {first['fastest']} |")
+    notes = "; ".join(f"{t['backend']}: {t['date']}, {t['model']} at {t['image_size']} px, {t['rounds']} "
+                      f"interleaved rounds, load average {t['load_average'][0]}–{t['load_average'][1]} on "
+                      f"{t['cpus']} CPUs" for t in tables)
+    return lines + ["", notes + ".", ""]
+
+
+def onnx_backends_section(paths) -> list[str]:
+    """`bench/onnx_backends.py`'s rows: one model's ONNX export from each
+    backend in ONNX Runtime, images/s and the ratio to the fastest export."""
+    found = [Path(p) for p in paths if Path(p).name == "onnx_backends.json"]
+    if not found:
+        return []
+    result = json.loads(found[0].read_text())
+    backends = list(dict.fromkeys(row["backend"] for row in result["rows"]))
+    lines = ["## ONNX exports by backend, in ONNX Runtime (`bench/onnx_backends.py`)", "",
+             "| batch | " + " | ".join(f"from {b} (img/s, × fastest)" for b in backends) + " |",
+             "|---:|" + "---:|" * len(backends)]
+    for batch in dict.fromkeys(row["batch"] for row in result["rows"]):
+        rows = {row["backend"]: row for row in result["rows"] if row["batch"] == batch}
+        lines.append(f"| {batch} | " + " | ".join(
+            f"{rows[b]['images_per_second']:,.1f} ({rows[b]['over_fastest']:.2f}×)" if b in rows else "–"
+            for b in backends) + " |")
+    differences = ", ".join(f"{b} {d:.1e}" for b, d in result["max_abs_diff_to_first"].items())
+    return lines + ["", f"{result['runtime']}, {result['date']}, {result['rounds']} interleaved rounds, load "
+                    f"average {result['load_average'][0]}–{result['load_average'][1]} on {result['cpus']} CPUs; "
+                    f"largest difference from the first export: {differences}.", ""]
+
+
 def scale_section(paths) -> list[str]:
     """`bench/scale.py`'s rows (issue 31): each data pass as a multiple of one
     decoding pass, per folder size, with peak memory; its chart."""
@@ -476,7 +523,8 @@ def results_readme(rows, chart_name: str, paths=()) -> str:
     accuracy = sorted((r for r in rows if r["benchmark"] == "accuracy"), key=lambda r: r["date"], reverse=True)
     if accuracy:
         parts += ["## Accuracy: the newest run of each recipe on each backend", "", markdown_table(accuracy)]
-    parts += serving_table(rows) + inspection_section(paths) + scale_section(paths)
+    parts += serving_table(rows) + engine_section(paths) + onnx_backends_section(paths)
+    parts += inspection_section(paths) + scale_section(paths)
     parts += ["## Every run", "", "| run | date (UTC) | device | backend | inference (img/s) | "
               "fine-tuning step (img/s) | final validation accuracy |", "|---|---|---|---|---:|---:|---|"]
     for group in groups:

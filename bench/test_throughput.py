@@ -22,6 +22,7 @@ from flowerkit import build_model, load_data
 from flowerkit.backends import devices as runtime
 from flowerkit.data import iterate_batches
 from flowerkit.errors import FlowerkitError
+from flowerkit.exporting.formats import fixed_batch
 
 
 IMPLEMENTATIONS = ["flowerkit", "plain_keras", "native_torch"]
@@ -45,6 +46,9 @@ class _Subject:
     def __init__(self, implementation, recipe, folder=None):
         self.recipe, self.fields = recipe, {}
         if implementation in EXPORTED:
+            batch = fixed_batch(EXPORTED[implementation], runtime.backend())
+            if batch and batch != recipe.batch_size:  # minutes to convert, for a row that runs image by image
+                pytest.skip(f"{implementation} on {runtime.backend()}: batch {batch} only (bench/test_export.py)")
             self.flops_model = build_model(recipe)
             try:
                 self.predict, result = exported_model(self.flops_model, recipe, folder, EXPORTED[implementation])

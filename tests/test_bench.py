@@ -180,6 +180,11 @@ def test_tiny_suite_writes_every_field(tmp_path, backend):
     peers = {(b["extra_info"]["benchmark"], b["extra_info"]["implementation"]) for b in benchmarks
              if b["extra_info"].get("implementation", "flowerkit") != "flowerkit"}
     assert {(kind, "plain_keras") for kind in ("inference", "train_step_frozen", "train_step_finetune")} <= peers
+    # TensorFlow exports both formats at any batch: flowerkit's model in ONNX Runtime and LiteRT.
+    exported = {b["extra_info"]["implementation"]: b["extra_info"] for b in benchmarks
+                if b["extra_info"].get("implementation") in ("onnx_runtime", "litert")}
+    assert set(exported) == {"onnx_runtime", "litert"}
+    assert all(row["images_per_second"] > 0 and row["export_seconds"] > 0 for row in exported.values())
     assert set(rows) == {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune"}
     for row in rows.values():
         assert row["backend"] == backend
@@ -192,6 +197,8 @@ def test_tiny_suite_writes_every_field(tmp_path, backend):
         assert rows[kind]["compile_seconds"] > 0
         assert rows[kind]["flops_per_image"] > 1e6 and rows[kind]["gflops_per_second"] > 0
         assert rows[kind]["fraction_of_peak"] == rows[kind]["gflops_per_second"] / limits["peak_gflops"]
+        assert rows[kind]["bytes_per_image"] > 32 * 32 * 3 * 4  # the image and every layer's output
+        assert rows[kind]["copy_gb_per_second"] == limits["copy_gb_per_second"]
     assert rows["train_step_finetune"]["flops_per_image"] > rows["train_step_frozen"]["flops_per_image"]
 
 
@@ -355,3 +362,38 @@ def test_report_shows_the_exported_runtimes_and_the_roofline(tmp_path):
     # Without them (the fixtures as they are), none of those rows.
     main([*sorted(str(p) for p in FIXTURES.glob("*.json")), "--output", str(tmp_path / "plain")])
     assert not any("exported" in line or "roofline" in line for line in (tmp_path / "plain.md").read_text().splitlines())
+
+
+@pytest.mark.backends("torch")  # every engine kind (ONNX Runtime, LiteRT) exports here; the code is shared
+def test_engine_table_times_every_engine_at_every_batch(tmp_path):
+    """bench/engine_table.py on a tiny saved run: a row per engine and
+    batch with its speed against Keras, the engine `auto` picks as the
+    policy says, and the fastest; the results page gets its table."""
+    from bench.engine_table import main
+    from bench.report import main as report
+    from flowerkit.backends.policy import SMALL_BATCH, inference_engine
+    from flowerkit.exporting.engines import available_engines
+    from tests.helpers import tiny_run_folder
+
+    model = tiny_run_folder(tmp_path / "run")
+    output = tmp_path / "engines-torch.json"
+    assert main(["--model", str(model), "--batches", f"1,{SMALL_BATCH + 1}", "--rounds", "1",
+                 "--output", str(output)]) == 0
+    table = json.loads(output.read_text())
+    engines = available_engines()
+    assert [(r["batch"], r["engine"]) for r in table["rows"]] == [
+        (batch, engine) for batch in (1, SMALL_BATCH + 1) for engine in engines]
+    for row in table["rows"]:
+        assert row["images_per_second"] == pytest.approx(row["batch"] / row["median_seconds"])
+        assert row["auto"] == inference_engine("torch", "CPU", engines, "auto", row["batch"])
+        same_batch = [r for r in table["rows"] if r["batch"] == row["batch"]]
+        assert row["fastest"] == min(same_batch, key=lambda r: r["median_seconds"])["engine"]
+        assert (row["over_keras"] == 1.0) == (row["engine"] == "keras")
+    runs = sorted(str(p) for p in FIXTURES.glob("*.json"))
+    assert report([*runs, str(output), "--markdown", str(tmp_path / "page" / "README.md")]) == 0
+    page = (tmp_path / "page" / "README.md").read_text().splitlines()
+    header = page.index("## Inference engines by batch (`bench/engine_table.py`)") + 2
+    assert page[header].startswith("| backend | batch | keras (img/s, × keras) | onnx (img/s, × keras) |")
+    first = table["rows"][0]
+    assert page[header + 2].startswith(f"| torch | 1 | {first['images_per_second']:,.1f} (1.00×) |")
+    assert page[header + 2].endswith(f" | {first['auto']} | {first['fastest']} |")
