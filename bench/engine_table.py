@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import tempfile
@@ -99,10 +98,7 @@ def main(argv=None) -> int:
               "model": str(args.model or "mobilenet_v2_035_finetune, random weights"),
               "image_size": recipe.image_size, "rounds": args.rounds,
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), "rows": rows}
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
-    else:
-        write_result(f"engines-{backend()}", result)
+    write_result(f"engines-{backend()}", result, args.output)
     return 0
 
 

@@ -65,13 +65,14 @@ def main(argv=None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--output", default="onnx_backends", help="its name under bench/results (no .json)")
+    parser.add_argument("--output", help="the JSON file (default: bench/results/onnx_backends.json)")
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
     if args.step == "export":
         print(f"wrote {export_here(args.folder)}")
         return 0
-    write_result(args.output, time_exports(args.folder, [int(b) for b in args.batches.split(",")], args.rounds))
+    batches = [int(b) for b in args.batches.split(",")]
+    write_result("onnx_backends", time_exports(args.folder, batches, args.rounds), args.output)
     return 0
 
 

@@ -33,10 +33,11 @@ LABELS = {
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_result(name: str, result: dict) -> Path:
-    """A bench script's result as `bench/results/NAME.json` (printed too), for the page."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_result(name: str, result: dict, path=None) -> Path:
+    """A bench script's result as `bench/results/NAME.json`, or at `path`
+    (printed too), for the page."""
+    path = Path(path) if path else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path

@@ -397,3 +397,35 @@ def test_engine_table_times_every_engine_at_every_batch(tmp_path):
     first = table["rows"][0]
     assert page[header + 2].startswith(f"| torch | 1 | {first['images_per_second']:,.1f} (1.00×) |")
     assert page[header + 2].endswith(f" | {first['auto']} | {first['fastest']} |")
+
+
+@pytest.mark.backends("torch")  # one backend's export stands in for all three; the timing code is shared
+def test_onnx_exports_are_timed_side_by_side(tmp_path):
+    """bench/onnx_backends.py: `export` writes this backend's file beside
+    the run's model, `time` times every .onnx there at each batch against
+    the fastest and how far each is from the first; the page shows them."""
+    import shutil
+
+    from bench.onnx_backends import main
+    from bench.report import main as report
+    from tests.helpers import tiny_run_folder
+
+    folder = tiny_run_folder(tmp_path / "onnx").parent
+    assert main(["export", str(folder)]) == 0
+    shutil.copy(folder / "torch.onnx", folder / "copy.onnx")  # a second "backend": the same file
+    output = tmp_path / "onnx_backends.json"
+    assert main(["time", str(folder), "--batches", "1,4", "--rounds", "1", "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert [(r["batch"], r["backend"]) for r in result["rows"]] == [
+        (1, "copy"), (1, "torch"), (4, "copy"), (4, "torch")]
+    assert result["max_abs_diff_to_first"] == {"copy": 0.0, "torch": 0.0}
+    for batch in (1, 4):
+        ratios = sorted(r["over_fastest"] for r in result["rows"] if r["batch"] == batch)
+        assert 0 < ratios[0] <= ratios[1] == 1.0
+    runs = sorted(str(p) for p in FIXTURES.glob("*.json"))
+    assert report([*runs, str(output), "--markdown", str(tmp_path / "page" / "README.md")]) == 0
+    page = (tmp_path / "page" / "README.md").read_text().splitlines()
+    header = page.index("## ONNX exports by backend, in ONNX Runtime (`bench/onnx_backends.py`)") + 2
+    assert page[header] == "| batch | from copy (img/s, × fastest) | from torch (img/s, × fastest) |"
+    assert page[header + 2].startswith("| 1 | ") and page[header + 3].startswith("| 4 | ")
+    assert "largest difference from the first export: copy 0.0e+00, torch 0.0e+00." in page[header + 5]
