@@ -97,6 +97,7 @@ def main(argv=None) -> int:
               "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
               "model": str(args.model or "mobilenet_v2_035_finetune, random weights"),
               "image_size": recipe.image_size, "rounds": args.rounds,
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),  # PyTorch's threads, where set
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), "rows": rows}
     write_result(f"engines-{backend()}", result, args.output)
     return 0

@@ -444,8 +444,9 @@ def inspection_section(paths) -> list[str]:
 def engine_section(paths) -> list[str]:
     """`bench/engine_table.py`'s rows: each engine's images/s per batch size
     on each backend, with the engine `auto` picks there and the fastest."""
-    tables = [json.loads(Path(p).read_text()) for p in sorted(paths)
+    tables = [json.loads(Path(p).read_text()) for p in paths
               if Path(p).name.startswith("engines-") and Path(p).suffix == ".json"]
+    tables.sort(key=lambda table: (table["backend"], table.get("omp_num_threads") or ""))
     if not tables:
         return []
     engines = list(dict.fromkeys(row["engine"] for table in tables for row in table["rows"]))
@@ -458,7 +459,8 @@ def engine_section(paths) -> list[str]:
             cells = [f"{rows[e]['images_per_second']:,.1f} ({rows[e]['over_keras']:.2f}×)" if e in rows else "–"
                      for e in engines]
             first = next(iter(rows.values()))
-            lines.append(f"| {table['backend']} | {batch} | " + " | ".join(cells)
+            threads = f" (OMP_NUM_THREADS={table['omp_num_threads']})" if table.get("omp_num_threads") else ""
+            lines.append(f"| {table['backend']}{threads} | {batch} | " + " | ".join(cells)
                          + f" | {first['auto']} | {first['fastest']} |")
     notes = "; ".join(f"{t['backend']}: {t['date']}, {t['model']} at {t['image_size']} px, {t['rounds']} "
                       f"interleaved rounds, load average {t['load_average'][0]}–{t['load_average'][1]} on "

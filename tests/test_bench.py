@@ -389,14 +389,18 @@ def test_engine_table_times_every_engine_at_every_batch(tmp_path):
         same_batch = [r for r in table["rows"] if r["batch"] == row["batch"]]
         assert row["fastest"] == min(same_batch, key=lambda r: r["median_seconds"])["engine"]
         assert (row["over_keras"] == 1.0) == (row["engine"] == "keras")
+    assert table["omp_num_threads"] == os.environ.get("OMP_NUM_THREADS")
+    one_thread = tmp_path / "engines-torch-1thread.json"  # the same rows, as if run with one thread
+    one_thread.write_text(json.dumps({**table, "omp_num_threads": "1"}))
     runs = sorted(str(p) for p in FIXTURES.glob("*.json"))
-    assert report([*runs, str(output), "--markdown", str(tmp_path / "page" / "README.md")]) == 0
+    assert report([*runs, str(output), str(one_thread), "--markdown", str(tmp_path / "page" / "README.md")]) == 0
     page = (tmp_path / "page" / "README.md").read_text().splitlines()
     header = page.index("## Inference engines by batch (`bench/engine_table.py`)") + 2
     assert page[header].startswith("| backend | batch | keras (img/s, × keras) | onnx (img/s, × keras) |")
     first = table["rows"][0]
     assert page[header + 2].startswith(f"| torch | 1 | {first['images_per_second']:,.1f} (1.00×) |")
     assert page[header + 2].endswith(f" | {first['auto']} | {first['fastest']} |")
+    assert page[header + 4].startswith("| torch (OMP_NUM_THREADS=1) | 1 | ")
 
 
 @pytest.mark.backends("torch")  # one backend's export stands in for all three; the timing code is shared
