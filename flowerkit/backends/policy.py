@@ -156,8 +156,9 @@ def keeps_freed_memory(backend_name: str, device: str) -> bool:
 ENGINES = ("keras", "onnx", "litert")
 FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": (), "torch": ()}
 # Batches up to SMALL_BATCH (a photo or two to predict, a small server batch):
-# PyTorch's ONNX export ran one image 6x faster than the fused Keras model in
-# ONNX Runtime, batch 64 at 0.8x (docs/fast-paths.md); 2-32 not measured.
+# PyTorch's ONNX export in ONNX Runtime ran 2.4-4.7x the fused Keras model at
+# batches 1-8 and 1.11-1.14x at 16-64 (one thread, bench/engine_table.py,
+# docs/fast-paths.md); earlier quiet runs had Keras ahead at 64.
 SMALL_BATCH = 8
 FASTER_ENGINES_ON_CPU_SMALL_BATCH = {**FASTER_ENGINES_ON_CPU, "torch": ("onnx",)}
 
