@@ -361,7 +361,8 @@ def test_report_shows_the_exported_runtimes_and_the_roofline(tmp_path):
     assert any(line.startswith("Roofline: the row's FLOPs at the run's measured matmul peak") for line in lines)
     # Without them (the fixtures as they are), none of those rows.
     main([*sorted(str(p) for p in FIXTURES.glob("*.json")), "--output", str(tmp_path / "plain")])
-    assert not any("exported" in line or "roofline" in line for line in (tmp_path / "plain.md").read_text().splitlines())
+    plain = (tmp_path / "plain.md").read_text().splitlines()
+    assert not any("exported" in line or "roofline" in line for line in plain)
 
 
 @pytest.mark.backends("torch")  # every engine kind (ONNX Runtime, LiteRT) exports here; the code is shared
