@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 import flowerkit
-from flowerkit import FlowerkitError
+from flowerkit import FlowerkitError, compat
+from flowerkit.backends.torch_distributed import HAND_WRITTEN, KERAS_ENGINE
 from tests.helpers import REPO, make_image_folder
 
 pytestmark = pytest.mark.skipif(
@@ -35,7 +36,8 @@ RUN = REPO / "tests" / "distributed_run.py"
 TOLERANCE = 1e-5
 TIMEOUT = 240  # seconds a run may take: a hang fails the test instead of CI
 HALF = {"validation_split": 0.5}
-RECORD = ("distribution", "strategy", "devices", "processes", "global_batch", "per_device_batch")
+RECORD = ("distribution", "strategy", "devices", "processes", "global_batch", "per_device_batch",
+          "synchronised_by")
 
 
 def _free_port() -> int:
@@ -92,7 +94,8 @@ def _assert_one_run(single, ranks, last_batch_scale=None):
         np.testing.assert_allclose(ranks[0]["history"][key], single["history"][key], rtol=TOLERANCE)
     for mine, one_process in zip(ranks[0]["weights"], single["weights"]):
         np.testing.assert_allclose(mine, one_process, rtol=1e-4, atol=1e-6)
-    print(f"max |loss difference| over {len(expected)} steps: {np.abs(distributed - expected).max():.2e}")
+    print(f"max |loss difference| over {len(expected)} steps: {np.abs(distributed - expected).max():.2e}"
+          f" ({ranks[0]['metrics']['synchronised_by']})")
 
 
 def test_two_processes_train_as_one_and_only_rank_zero_writes(tmp_path, session_image_folder):
@@ -103,10 +106,12 @@ def test_two_processes_train_as_one_and_only_rank_zero_writes(tmp_path, session_
     ]
     (single,), ranks = (_finish(*run) for run in runs)
     _assert_one_run(single, ranks)
+    # Keras's own DistributedDataParallel wherever Keras has a torch engine.
+    mechanism = KERAS_ENGINE if compat.keras_distribution_available() else HAND_WRITTEN
     for rank, result in enumerate(ranks):
         assert {key: result["metrics"][key] for key in RECORD} == {
             "distribution": "data_parallel", "strategy": "torch.distributed", "devices": 2,
-            "processes": 2, "global_batch": 8, "per_device_batch": 4}
+            "processes": 2, "global_batch": 8, "per_device_batch": 4, "synchronised_by": mechanism}
         assert result["output_dir"] == (str(output) if rank == 0 else None)
     # (Besides the run folder's hidden lock files, `artifacts.locked`.)
     assert sorted(path.name for path in output.iterdir() if not path.name.startswith(".")) == sorted(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from flowerkit.backends.collectives import OneReplica, gather, sharded_forward
+from flowerkit.backends.collectives import OneReplica, PlainCall, gather, sharded_forward
 from flowerkit.data.decode import mirror_images
 from flowerkit.data.pipelines import PipelineState, ShardedBatches, iterate_batches, one_pass
 from flowerkit.distribute.plan import TORCH_DATA_PARALLEL, Plan
@@ -108,5 +108,8 @@ def predict_batches(model, dataset, views: int = 1, plan: Plan | None = None,
 
 
 def one_replica(model, plan: Plan | None = None):
-    """`model`, or under tf.distribute a one-replica caller of it."""
-    return OneReplica(model) if plan is not None and plan.is_tf_distribute else model
+    """`model`, or under tf.distribute a one-replica caller of it, or under
+    torch.distributed a caller outside Keras's trainer (`PlainCall`)."""
+    if plan is not None and plan.is_tf_distribute:
+        return OneReplica(model)
+    return PlainCall(model) if torch_plan(plan) is not None else model
