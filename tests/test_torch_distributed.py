@@ -6,7 +6,9 @@ other with one clear error, and the same command resumes.
 Each run is tests/distributed_run.py in fresh processes (torchrun starts
 them; gloo is not fork-safe), bounded by a timeout. Agreement asked for:
 every step's loss within 1e-5 (relative) of the one-process run's, the
-processes' weights identical.
+processes' weights identical, the feature cache they computed in halves that
+of one process. The same tests run on Keras's own torch engine where Keras
+has one (`tox -e torch-keras-nightly`).
 """
 
 from __future__ import annotations
@@ -140,6 +142,14 @@ def test_feature_cache_fine_tuning_and_class_weights_with_a_padded_batch(tmp_pat
     _assert_one_run(single, ranks, last_batch_scale=([2, 5], 8 / 3))
     for result in (single, *ranks):
         assert [p["name"] for p in result["metrics"]["phases"]] == ["head", "fine_tune"]
+    # The processes computed the feature caches (train, validation) in halves and gathered them.
+    one, two = (sorted((tmp_path / f"keras-home-{name}" / "flowerkit" / "features").glob("*/*/features.npy"))
+                for name in ("one", "two"))
+    assert len(one) == 2 and [p.parts[-3:] for p in one] == [p.parts[-3:] for p in two]
+    for single_cache, gathered in zip(one, two):
+        np.testing.assert_allclose(np.load(gathered), np.load(single_cache), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.load(gathered.with_name("labels.npy")),
+                                      np.load(single_cache.with_name("labels.npy")))
 
 
 def _one_line_error(arguments, capsys) -> str:

@@ -239,6 +239,17 @@ def all_reduce_numpy(array: np.ndarray, op: str = "sum") -> np.ndarray:
     return tensor.cpu().numpy()
 
 
+def all_gather_numpy(array) -> np.ndarray:
+    """Every process's rows of `array` (the same shape on each), in rank order."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.as_tensor(np.ascontiguousarray(array), device=_collective_device())
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor)
+    return torch.cat(gathered).cpu().numpy()
+
+
 def broadcast_variables(variables, source: int = 0) -> None:
     """Rank `source`'s values of `variables` on every process, in one broadcast."""
     import torch
