@@ -170,15 +170,17 @@ def optimizer_step_callbacks(dataset) -> list:
     return [KeepOptimizerSteps()] if int(cardinality()) == UNKNOWN_CARDINALITY else []
 
 
-# 7. The PyTorch trainer's step (checked on 3.15.1): `train_step(data)` runs
-#    the forward pass, `loss.backward()`, and then calls
+# 7. The PyTorch trainer's step (checked on 3.15.1 and keras-nightly
+#    3.16.0.dev2026102704): `train_step(data)` runs the forward pass,
+#    `loss.backward()`, and then calls
 #    `self.optimizer.apply(gradients, trainable_weights)` once, with the
 #    gradients in `trainable_weights` order; `compute_metrics` and the
 #    epoch's logs (`fit`, `evaluate`) read every metric through
-#    `self.get_metrics_result()`. `fit` calls both through attribute look-ups
-#    at each step, so wrappers set on the model instance take effect.
-#    Data-parallel PyTorch (`flowerkit.backends.torch_distributed`) wraps
-#    both to all-reduce gradients and metrics.
+#    `self.get_metrics_result()`, looked up at each call, so wrappers set on
+#    the model instance take effect. The train function (`make_train_function`)
+#    calls `self.train_step`: 3.15 looks it up at each step, 3.16 once, when
+#    it is made. Data-parallel PyTorch (`flowerkit.backends.torch_distributed`)
+#    wraps these to all-reduce gradients and metrics.
 
 
 def torch_around_gradient_apply(model, reduce):
@@ -197,10 +199,12 @@ def torch_around_gradient_apply(model, reduce):
         return original_apply(reduce(list(gradients), current["data"]), variables, **kwargs)
 
     model.train_step, optimizer.apply = train_step, apply
+    model.make_train_function(force=True)  # one made earlier may hold the unwrapped step
 
     def restore():
         model.__dict__.pop("train_step", None)
         optimizer.__dict__.pop("apply", None)
+        model.make_train_function(force=True)
 
     return restore
 
@@ -215,7 +219,8 @@ def torch_around_metrics_result(model, read):
 
 # 8. `keras.distribution` on the current backend (feature-detected): Keras
 #    3.15 has no torch engine, and its `list_devices()` then fails on a
-#    missing backend module (AttributeError).
+#    missing backend module (AttributeError); keras-nightly
+#    3.16.0.dev2026102704 has one (`keras.src.backend.torch.distribution_lib`).
 
 
 def keras_distribution_available() -> bool:

@@ -6,7 +6,9 @@ other with one clear error, and the same command resumes.
 Each run is tests/distributed_run.py in fresh processes (torchrun starts
 them; gloo is not fork-safe), bounded by a timeout. Agreement asked for:
 every step's loss within 1e-5 (relative) of the one-process run's, the
-processes' weights identical.
+processes' weights identical, the feature cache they computed in halves that
+of one process. The same tests run on Keras's own torch engine where Keras
+has one (`tox -e torch-keras-nightly`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import numpy as np
 import pytest
 
 import flowerkit
-from flowerkit import FlowerkitError
+from flowerkit import FlowerkitError, compat
+from flowerkit.backends.torch_distributed import HAND_WRITTEN, KERAS_ENGINE
 from tests.helpers import REPO, make_image_folder
 
 pytestmark = pytest.mark.skipif(
@@ -35,7 +38,8 @@ RUN = REPO / "tests" / "distributed_run.py"
 TOLERANCE = 1e-5
 TIMEOUT = 240  # seconds a run may take: a hang fails the test instead of CI
 HALF = {"validation_split": 0.5}
-RECORD = ("distribution", "strategy", "devices", "processes", "global_batch", "per_device_batch")
+RECORD = ("distribution", "strategy", "devices", "processes", "global_batch", "per_device_batch",
+          "synchronised_by")
 
 
 def _free_port() -> int:
@@ -92,7 +96,8 @@ def _assert_one_run(single, ranks, last_batch_scale=None):
         np.testing.assert_allclose(ranks[0]["history"][key], single["history"][key], rtol=TOLERANCE)
     for mine, one_process in zip(ranks[0]["weights"], single["weights"]):
         np.testing.assert_allclose(mine, one_process, rtol=1e-4, atol=1e-6)
-    print(f"max |loss difference| over {len(expected)} steps: {np.abs(distributed - expected).max():.2e}")
+    print(f"max |loss difference| over {len(expected)} steps: {np.abs(distributed - expected).max():.2e}"
+          f" ({ranks[0]['metrics']['synchronised_by']})")
 
 
 def test_two_processes_train_as_one_and_only_rank_zero_writes(tmp_path, session_image_folder):
@@ -103,10 +108,12 @@ def test_two_processes_train_as_one_and_only_rank_zero_writes(tmp_path, session_
     ]
     (single,), ranks = (_finish(*run) for run in runs)
     _assert_one_run(single, ranks)
+    # Keras's own DistributedDataParallel wherever Keras has a torch engine.
+    mechanism = KERAS_ENGINE if compat.keras_distribution_available() else HAND_WRITTEN
     for rank, result in enumerate(ranks):
         assert {key: result["metrics"][key] for key in RECORD} == {
             "distribution": "data_parallel", "strategy": "torch.distributed", "devices": 2,
-            "processes": 2, "global_batch": 8, "per_device_batch": 4}
+            "processes": 2, "global_batch": 8, "per_device_batch": 4, "synchronised_by": mechanism}
         assert result["output_dir"] == (str(output) if rank == 0 else None)
     # (Besides the run folder's hidden lock files, `artifacts.locked`.)
     assert sorted(path.name for path in output.iterdir() if not path.name.startswith(".")) == sorted(
@@ -135,6 +142,14 @@ def test_feature_cache_fine_tuning_and_class_weights_with_a_padded_batch(tmp_pat
     _assert_one_run(single, ranks, last_batch_scale=([2, 5], 8 / 3))
     for result in (single, *ranks):
         assert [p["name"] for p in result["metrics"]["phases"]] == ["head", "fine_tune"]
+    # The processes computed the feature caches (train, validation) in halves and gathered them.
+    one, two = (sorted((tmp_path / f"keras-home-{name}" / "flowerkit" / "features").glob("*/*/features.npy"))
+                for name in ("one", "two"))
+    assert len(one) == 2 and [p.parts[-3:] for p in one] == [p.parts[-3:] for p in two]
+    for single_cache, gathered in zip(one, two):
+        np.testing.assert_allclose(np.load(gathered), np.load(single_cache), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.load(gathered.with_name("labels.npy")),
+                                      np.load(single_cache.with_name("labels.npy")))
 
 
 def _one_line_error(arguments, capsys) -> str:

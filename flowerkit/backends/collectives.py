@@ -1,6 +1,6 @@
 """What data-parallel predictions need from each engine: JAX's collectives
-over processes and a sharded forward pass, and TensorFlow's one-replica
-call. `flowerkit.distribute.sharding` uses these names and branches on the
+over processes and a sharded forward pass, TensorFlow's one-replica call,
+and PyTorch's call outside the trainer. `flowerkit.distribute.sharding` uses these names and branches on the
 plan, never on a backend. JAX and TensorFlow are imported where used: a
 process has one of them."""
 
@@ -53,3 +53,19 @@ class OneReplica:
 
     def predict_on_batch(self, images):
         return self._call(images).numpy()
+
+
+class PlainCall:
+    """`predict_on_batch` as a plain call of the model. Under torch.distributed,
+    Keras 3.16's torch trainer wraps a model it predicts with in
+    DistributedDataParallel, which refuses one with nothing to train (the
+    frozen feature extractor); predictions need no collective."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict_on_batch(self, images):
+        import torch  # only under a PyTorch plan
+
+        with torch.no_grad():
+            return self.model(images, training=False).cpu().numpy()

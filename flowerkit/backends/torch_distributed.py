@@ -1,12 +1,22 @@
 """Data-parallel training on PyTorch, one process per device, launched by
 torchrun (`torchrun --nproc_per_node=N -m flowerkit.train ...`).
 
-Keras 3.15 has no torch engine in `keras.distribution`, and wrapping the
-model in DistributedDataParallel does not work with `fit` (its train_step
-calls `self(x)`, not the wrapper; phase 2 unfreezes weights after wrapping).
-So `fit` runs unchanged in every process, on that process's rows of every
-global batch, and `DataParallelCallback` adds what makes the processes one
-run:
+Two mechanisms, chosen by what the installed Keras has:
+
+- Keras's own (`KERAS_ENGINE`), where `keras.distribution` has a torch
+  engine (feature-detected: `compat.keras_distribution_available()`; Keras
+  3.16 development builds): a `keras.distribution.DataParallel` in the
+  run's scope, under which the torch trainer wraps each model `fit` trains
+  in DistributedDataParallel and sums the metric variables over processes.
+  `DataParallelCallback` adds what Keras leaves out: the start of each
+  `fit` agreed and broadcast (below), and a padded last batch's gradient
+  scaled to its real rows.
+- flowerkit's (`HAND_WRITTEN`), on Keras 3.15, which has no torch engine;
+  wrapping the model in DistributedDataParallel does not work with its
+  `fit` (train_step calls `self(x)`, not the wrapper; phase 2 unfreezes
+  weights after wrapping). So `fit` runs unchanged in every process, on
+  that process's rows of every global batch, and `DataParallelCallback`
+  adds what makes the processes one run:
 
 - weights and optimizer state broadcast from rank 0 when each `fit` starts;
 - one flat all-reduce of the gradients before the Keras optimizer applies
@@ -35,6 +45,9 @@ from flowerkit.errors import FlowerkitError
 # used, since `flowerkit.distribute.plan` imports this module on every backend.
 
 ENGINE = "torch.distributed"
+# Which mechanism synchronises the processes (recorded in metrics.json).
+KERAS_ENGINE = "keras.distribution.DataParallel"
+HAND_WRITTEN = "flowerkit all-reduce"
 # A process whose peers stop answering (a hung host) fails after this long;
 # a killed peer fails them at once (its sockets close).
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -47,26 +60,38 @@ def launched_world_size() -> int:
 
 class DataParallel:
     """The process group of a torchrun job: this process's rank, the world
-    size, and the scope a run trains in."""
+    size, the mechanism (module docstring) and the scope a run trains in."""
 
     def __init__(self):
         import torch
         import torch.distributed as dist
 
+        # Keras's torch `initialize` does the same, but without a timeout.
         if not dist.is_initialized():
             cuda = torch.cuda.is_available()
             if cuda:  # before Keras places any tensor: "cuda" is then this device
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.distribution = None
+        if compat.keras_distribution_available():
+            # Each process feeds its own rows (ShardedBatches): Keras must not shard again.
+            self.distribution = keras.distribution.DataParallel(
+                devices=keras.distribution.list_devices(), auto_shard_dataset=False)
+
+    @property
+    def mechanism(self) -> str:
+        return KERAS_ENGINE if self.distribution is not None else HAND_WRITTEN
 
     @contextlib.contextmanager
     def scope(self):
-        """Lost peers become one clear error, and the group ends with the run."""
+        """Keras's distribution, if used, is active; lost peers become one
+        clear error, and the group ends with the run."""
         import torch.distributed as dist
 
         try:
-            yield self
+            with self.distribution.scope() if self.distribution else contextlib.nullcontext():
+                yield self
         except RuntimeError as error:
             if not _lost_peers(error):
                 raise
@@ -79,7 +104,7 @@ class DataParallel:
             dist.destroy_process_group()
 
     def callbacks(self) -> list:
-        return [DataParallelCallback(self.world_size)]
+        return [DataParallelCallback(self.world_size, keras_engine=self.distribution is not None)]
 
 
 def _lost_peers(error: RuntimeError) -> bool:
@@ -92,15 +117,21 @@ def _lost_peers(error: RuntimeError) -> bool:
 
 
 class DataParallelCallback(keras.callbacks.Callback):
-    """Makes every process's `fit` one data-parallel run (module docstring)."""
+    """Makes every process's `fit` one data-parallel run (module docstring).
+    keras_engine: Keras's DistributedDataParallel has averaged the gradients
+    and sums the metrics; only a padded batch's gradient is rescaled."""
 
-    def __init__(self, world_size: int):
+    def __init__(self, world_size: int, keras_engine: bool = False):
         super().__init__()
         self.world_size = world_size
+        self.keras_engine = keras_engine
         self._synchronised = False
 
     def on_train_begin(self, logs=None):
         self._synchronised = False
+        if self.keras_engine:
+            self._restore = [compat.torch_around_gradient_apply(self.model, self._rescaled)]
+            return
         self._restore = [
             compat.torch_around_gradient_apply(self.model, self._all_reduced),
             compat.torch_around_metrics_result(self.model, self._metrics_result),
@@ -133,10 +164,8 @@ class DataParallelCallback(keras.callbacks.Callback):
         import torch
         import torch.distributed as dist
 
-        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        rows = keras.tree.flatten(x)[0].shape[0]
+        rows, real = _rows_and_real_rows(data)
         present = [g for g in gradients if g is not None]
-        real = float(rows if sample_weight is None else torch.count_nonzero(sample_weight).item())
         flat = torch.cat([g.reshape(-1) for g in present] + [torch.tensor([real], device=present[0].device, dtype=present[0].dtype)])
         dist.all_reduce(flat)
         scale = rows / max(float(flat[-1]), 1.0)
@@ -148,6 +177,18 @@ class DataParallelCallback(keras.callbacks.Callback):
             reduced.append(flat[offset : offset + gradient.numel()].view_as(gradient) * scale)
             offset += gradient.numel()
         return reduced
+
+    def _rescaled(self, gradients, data):
+        """DistributedDataParallel's mean of the processes' gradients, each
+        of its loss's mean over its (padded) rows, times the global batch's
+        rows over its real rows: the one-device step of a padded batch too."""
+        rows, real = _rows_and_real_rows(data)
+        real_rows = all_reduce_numpy(np.asarray([real], np.float64))[0]
+        global_rows = rows * self.world_size
+        if real_rows == global_rows:
+            return gradients
+        scale = global_rows / max(real_rows, 1.0)
+        return [None if gradient is None else gradient * scale for gradient in gradients]
 
     def _metrics_result(self, read_result):
         """Keras's metric results over every process's rows: the metric
@@ -172,6 +213,16 @@ class DataParallelCallback(keras.callbacks.Callback):
                 variable.assign(value)
 
 
+def _rows_and_real_rows(data) -> tuple[int, float]:
+    """The rows of this process's batch, and those of non-zero weight."""
+    import torch
+
+    x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    rows = keras.tree.flatten(x)[0].shape[0]
+    real = float(rows if sample_weight is None else torch.count_nonzero(sample_weight).item())
+    return rows, real
+
+
 def _plain(value):
     """A metric result as a number that outlives the variables' restore."""
     array = keras.ops.convert_to_numpy(value)
@@ -186,6 +237,17 @@ def all_reduce_numpy(array: np.ndarray, op: str = "sum") -> np.ndarray:
     tensor = torch.as_tensor(array, device=_collective_device())
     dist.all_reduce(tensor, op=operation)
     return tensor.cpu().numpy()
+
+
+def all_gather_numpy(array) -> np.ndarray:
+    """Every process's rows of `array` (the same shape on each), in rank order."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.as_tensor(np.ascontiguousarray(array), device=_collective_device())
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor)
+    return torch.cat(gathered).cpu().numpy()
 
 
 def broadcast_variables(variables, source: int = 0) -> None:

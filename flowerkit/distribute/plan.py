@@ -8,7 +8,8 @@
                 several workers), MirroredStrategy (several local devices)
     PyTorch     one process per device, launched by torchrun (WORLD_SIZE, RANK,
                 MASTER_ADDR...): gradients and metrics all-reduced over
-                torch.distributed (`flowerkit.backends.torch_distributed`);
+                torch.distributed (`flowerkit.backends.torch_distributed`),
+                by Keras's own DataParallel where it has a torch engine;
                 outside torchrun, several GPUs are refused with the line
                 that launches them, never a silent single-device run
 
@@ -73,7 +74,7 @@ class Plan:
 
     def record(self) -> dict:
         """For metrics.json and benchmark rows."""
-        return {
+        record = {
             "distribution": self.mode,
             "strategy": self.strategy,
             "devices": self.devices,
@@ -81,6 +82,10 @@ class Plan:
             "global_batch": self.global_batch,
             "per_device_batch": self.per_device_batch,
         }
+        if self.strategy == TORCH_DATA_PARALLEL and self.engine is not None:
+            # Keras's DistributedDataParallel or flowerkit's all-reduce.
+            record["synchronised_by"] = self.engine.mechanism
+        return record
 
     def describe(self) -> str:
         if self.mode == "none":
