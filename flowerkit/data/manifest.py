@@ -26,6 +26,7 @@ import functools
 import hashlib
 import itertools
 import multiprocessing
+import operator
 import os
 import tempfile
 import warnings
@@ -190,6 +191,12 @@ class Manifest:
     def take(self, rows) -> "Manifest":
         return Manifest(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
+    def holds_exactly(self, paths: np.ndarray, stats: np.ndarray) -> bool:
+        """Whether these rows are those of `paths` in this order, each still
+        fresh (`stats`: (size, mtime) per path): whole-array comparisons."""
+        return (len(self) == len(paths) and np.array_equal(self.paths, paths)
+                and np.array_equal(self.sizes, stats[:, 0]) and np.array_equal(self.mtimes, stats[:, 1]))
+
     def find(self, paths: np.ndarray, sizes, mtimes) -> tuple[np.ndarray, np.ndarray]:
         """(row per path, whether that row is still fresh): a path whose file
         changed size or mtime, or that is not here, is not fresh."""
@@ -214,7 +221,12 @@ def encode_paths(paths) -> np.ndarray:
     """Paths as a numpy bytes array (utf-8; undecodable names kept as is)."""
     if isinstance(paths, np.ndarray) and paths.dtype.kind == "S":
         return paths
-    return np.array([str(p).encode("utf-8", "surrogateescape") for p in paths], dtype=bytes)
+    if not all(map(str.__instancecheck__, paths)):  # Path objects
+        paths = list(map(str, paths))
+    return np.array(list(map(_ENCODE, paths)), dtype=bytes)  # a C loop, no bytecode per path
+
+
+_ENCODE = operator.methodcaller("encode", "utf-8", "surrogateescape")
 
 
 def build(paths, sizes, mtimes, records, sort: bool = True) -> Manifest:
@@ -320,6 +332,10 @@ def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool 
     stored = load(source)
     paths = encode_paths(images)
     stats = np.asarray(stats, np.int64).reshape(len(paths), 2)
+    if stored.holds_exactly(paths, stats):  # an unchanged folder: no search, no copy
+        if progress is not None:
+            progress.update(len(paths))
+        return stored
     rows, fresh = stored.find(paths, stats[:, 0], stats[:, 1])
     if progress is not None:
         progress.update(int(fresh.sum()))
