@@ -76,7 +76,7 @@ def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
     """pHash: the 8x8 lowest frequencies of the thumbnail's DCT against their
     median (the DC term excluded from the median), packed into 8 bytes; of
     one (32, 32) thumbnail or a stack of them (..., 32, 32)."""
-    coefficients = (_DCT32 @ grey32 @ _DCT32.T)[..., :8, :8]
+    coefficients = _DCT32[:8] @ grey32 @ _DCT32[:8].T  # the 8x8 lowest frequencies only
     coefficients = coefficients.reshape(*coefficients.shape[:-2], 64)
     median = np.partition(coefficients[..., 1:], 31, axis=-1)[..., 31:32]  # 63 values: the 32nd
     return np.packbits(coefficients > median, axis=-1)
@@ -139,10 +139,12 @@ def read_record(image):
         opened.draft("RGB", (64, 64))  # JPEGs decode DCT-scaled: a fraction of a full decode
         load_pixels(opened)
         try:
-            rgb = apply_orientation(to_rgb(opened), orientation)
+            # The same grey pixels as to_rgb's, without its copy of an RGB image;
+            # turned upright after (a transpose commutes with a per-pixel conversion).
+            grey = (opened if opened.mode == "RGB" else to_rgb(opened)).convert("L")
         except Exception as error:  # Pillow raises many types for broken data
             raise ImageProblem("truncated or corrupt", f"truncated or corrupt image ({error})") from None
-    grey = rgb.convert("L")
+    grey = apply_orientation(grey, orientation)
     grey32 = np.asarray(grey.resize((32, 32), Image.BILINEAR), dtype=np.float64)
     return (orientation, hashlib.sha256(data).digest(), perceptual_hash(grey32), crop_hashes(grey),
             mode, size)
