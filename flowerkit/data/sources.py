@@ -634,12 +634,15 @@ def split_index(index: ImageIndex, validation_fraction: float, seed: int):
     """Deterministic stratified split: the same files land in validation for
     a given seed, whatever the backend or filesystem order."""
     rng = np.random.default_rng(seed)
-    validation = []
-    for label in range(len(index.class_names)):
-        members = rng.permutation(np.flatnonzero(index.labels == label))
-        validation += members[: int(round(len(members) * validation_fraction))].tolist()
-    validation = np.sort(np.asarray(validation, dtype=np.int64))
-    train = np.setdiff1d(np.arange(len(index)), validation)
+    held = np.zeros(len(index), bool)
+    # One sort, each class a slice of it in index order (not a scan of every
+    # image per class): the same members, permuted by the same draws.
+    order = np.argsort(index.labels, kind="stable")
+    bounds = np.searchsorted(index.labels[order], np.arange(len(index.class_names) + 1))
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        members = rng.permutation(order[start:end])
+        held[members[: int(round(len(members) * validation_fraction))]] = True
+    train, validation = np.flatnonzero(~held), np.flatnonzero(held)
     if len(train) == 0 or len(validation) == 0:
         raise FlowerkitError(
             f"{len(index)} images cannot be split {1 - validation_fraction:.0%}/"
