@@ -49,6 +49,17 @@ def test_unreadable_files_are_skipped_with_one_counting_warning(image_folder):
     assert not any("empty" in p or "truncated" in p for p in index.images)
 
 
+def test_only_names_that_are_hidden_are_left_out_of_a_folder(image_folder):
+    # A folder's names are checked together first: a look-alike must still be read.
+    (image_folder / "red" / "Desktop.ini").write_text("[.ShellClassInfo]")
+    (image_folder / "red" / "my thumbs.db").write_text("not an image")
+    (image_folder / "blue" / "a.jpg.").write_text("not an image")
+    with pytest.warns(FlowerkitWarning, match=r"Skipped 2 of 32 item\(s\) in ") as caught:
+        index = index_folder(image_folder)
+    assert "2 not an image (blue/a.jpg., red/my thumbs.db)" in str(caught[0].message)
+    assert len(index) == 30
+
+
 def test_other_formats_and_modes_are_kept(image_folder):
     from PIL import Image
 
