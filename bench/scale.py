@@ -11,7 +11,9 @@ decoding pass over the same files:
     load_data warm   the same again, the manifest kept
     search, split    `find_duplicates` and `group_split` alone (warm hashes)
     train            `flowerkit train --preset mobilenet_v2_035 --max-images
-                     2000 --epochs 1` on the whole folder, manifest warm
+                     2000 --epochs 1` on the whole folder, manifest warm;
+                     `first_epoch_seconds`: from the command's start to its
+                     first epoch's end (data, model, feature pass, epoch)
 
 Each runs in its own process, which reports its peak resident memory
 (`ru_maxrss`). Rows accumulate in bench/results/scale.json (one entry per
@@ -27,9 +29,12 @@ cache (manifests, features, the shared ImageNet weights) lives beside them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -124,20 +129,44 @@ def _planted_found(folder: Path, index, group_of) -> float | None:
     return sum(group_of[a] == group_of[b] for a, b in pairs) / max(len(pairs), 1)
 
 
+class EpochLines(io.TextIOBase):
+    """A stream passed through, noting when the first epoch's line of `fit`
+    (verbose=2, as `train --quiet`: "26/26 - 42s - 2s/step - ...") is written:
+    the seconds from `started` to the end of the first epoch."""
+
+    LINE = re.compile(r"^\s*\d+/\d+ - ", re.MULTILINE)
+
+    def __init__(self, stream, started: float, clock=time.perf_counter):
+        super().__init__()
+        self.stream, self.started, self.clock, self.first_epoch_seconds = stream, started, clock, None
+
+    def write(self, text: str) -> int:
+        if self.first_epoch_seconds is None and self.LINE.search(text):
+            self.first_epoch_seconds = self.clock() - self.started
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def step_train(folder: Path) -> dict:
     from flowerkit.cli import main
 
     output = Path(tempfile.mkdtemp(prefix="scale-train-"))
     started = time.perf_counter()
+    lines = EpochLines(sys.stdout, started)
     try:
-        code = main(["train", "--preset", "mobilenet_v2_035", "--data", str(folder), "--max-images", "2000",
-                     "--epochs", "1", "--output", str(output / "run"), "--quiet"])
+        with contextlib.redirect_stdout(lines):
+            code = main(["train", "--preset", "mobilenet_v2_035", "--data", str(folder), "--max-images", "2000",
+                         "--epochs", "1", "--output", str(output / "run"), "--quiet"])
         seconds = time.perf_counter() - started
         metrics = json.loads((output / "run" / "metrics.json").read_text()) if code == 0 else {}
     finally:
         shutil.rmtree(output, ignore_errors=True)
     phase = (metrics.get("phases") or [{}])[0]
-    return {"seconds": seconds, "exit_code": code, "first_epoch_in_phase_seconds": (phase.get("epoch_end_seconds") or [None])[0],
+    return {"seconds": seconds, "exit_code": code, "first_epoch_seconds": lines.first_epoch_seconds,
+            "feature_seconds": phase.get("feature_seconds"),
+            "first_epoch_in_phase_seconds": (phase.get("epoch_end_seconds") or [None])[0],
             "data_check_seconds": metrics.get("data_inspection", {}).get("seconds")}
 
 

@@ -28,6 +28,11 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
+# A stage answered from a cache ends in microseconds: its "rate" (billions of
+# images a second) says nothing about the work, so none is printed below this.
+RATE_FROM_SECONDS = 0.5
+
+
 def _plural(unit: str, count: float) -> str:
     return unit if count == 1 or unit.endswith("s") else unit + "s"
 
@@ -84,10 +89,11 @@ class Stage:
         print(self.summary(), file=self.stream, flush=True)
 
     def summary(self) -> str:
-        """`Hashing images: 5,100 images in 2.0 s (2,550 images/s)`."""
+        """`Hashing images: 5,100 images in 2.0 s (2,550 images/s)`; no rate
+        for a stage shorter than `RATE_FROM_SECONDS`."""
         unit = _plural(self.unit, self.count)
         line = f"{self.label}: {self.count:,} {unit} in {self.seconds:.1f} s"
-        if self.count and self.seconds > 0:
+        if self.count and self.seconds >= RATE_FROM_SECONDS:
             rate = self.count / self.seconds
             line += f" ({rate:,.0f} {_plural(self.unit, rate)}/s)"
         return line

@@ -1,6 +1,8 @@
 """The scale benchmark's pieces at tiny size: the synthetic folder with its
 planted copies, and the growth figures its chart and closing note quote."""
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -53,3 +55,15 @@ def test_the_results_page_has_a_row_per_size(tmp_path):
     assert lines[0] == "## Scale (`bench/scale.py`)"
     assert lines[4] == "| 10,000 | 8.0 | 5.00 |  |  |  |  | 1.00 |"
     assert scale_section([tmp_path / "other.json"]) == []
+
+
+def test_the_first_epoch_is_timed_at_its_line_and_the_output_passes_through():
+    written = io.StringIO()
+    times = iter([13.5, 99.0])
+    lines = scale.EpochLines(written, started=10.0, clock=lambda: next(times))
+    with contextlib.redirect_stdout(lines):
+        print("Indexing images: 2,000 images in 0.3 s")
+        print("26/26 - 42s - 2s/step - accuracy: 0.5 - loss: 1.2")
+        print("26/26 - 40s - 2s/step - accuracy: 0.6 - loss: 1.1")
+    assert lines.first_epoch_seconds == 3.5
+    assert written.getvalue().splitlines()[1].startswith("26/26 - 42s")

@@ -26,8 +26,24 @@ def test_not_a_terminal_prints_one_line_per_stage():
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("Hashing images: 3 images in ")
-    assert "images/s" in lines[0]
     assert lines[1].startswith("Indexing: 1 file in ")
+
+
+def _summary(count: int, seconds: float, unit: str = "image") -> str:
+    done = progress.Stage("Hashing images", unit=unit, quiet=True)
+    done.count, done.seconds = count, seconds
+    return done.summary()
+
+
+def test_a_stage_that_took_time_states_its_rate():
+    assert _summary(5100, 2.0) == "Hashing images: 5,100 images in 2.0 s (2,550 images/s)"
+
+
+def test_a_stage_answered_from_a_cache_states_no_rate():
+    # Was "(4,021,555,558 images/s)": 100,000 manifest rows in 25 microseconds.
+    assert _summary(100_000, 0.000025) == "Hashing images: 100,000 images in 0.0 s"
+    assert _summary(100_000, progress.RATE_FROM_SECONDS * 0.9).endswith(" in 0.5 s")
+    assert _summary(100_000, progress.RATE_FROM_SECONDS).endswith("(200,000 images/s)")
 
 
 def test_quiet_on_a_terminal_is_still_one_line():

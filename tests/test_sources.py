@@ -6,7 +6,7 @@ import pytest
 from tests.helpers import CLASSES, COLOURS, write_image
 
 from flowerkit import FlowerkitError, FlowerkitWarning
-from flowerkit.data.sources import index_folder, index_source, sample_index, split_index
+from flowerkit.data.sources import ImageIndex, index_folder, index_source, sample_index, split_index
 
 pytestmark = pytest.mark.backend_independent  # run once, not per backend (tox.ini)
 
@@ -47,6 +47,17 @@ def test_unreadable_files_are_skipped_with_one_counting_warning(image_folder):
     assert "1 unsupported format (red/webp_in_disguise.jpg)" in message
     assert len(index) == 30
     assert not any("empty" in p or "truncated" in p for p in index.images)
+
+
+def test_only_names_that_are_hidden_are_left_out_of_a_folder(image_folder):
+    # A folder's names are checked together first: a look-alike must still be read.
+    (image_folder / "red" / "Desktop.ini").write_text("[.ShellClassInfo]")
+    (image_folder / "red" / "my thumbs.db").write_text("not an image")
+    (image_folder / "blue" / "a.jpg.").write_text("not an image")
+    with pytest.warns(FlowerkitWarning, match=r"Skipped 2 of 32 item\(s\) in ") as caught:
+        index = index_folder(image_folder)
+    assert "2 not an image (blue/a.jpg., red/my thumbs.db)" in str(caught[0].message)
+    assert len(index) == 30
 
 
 def test_other_formats_and_modes_are_kept(image_folder):
@@ -91,6 +102,19 @@ def test_split_is_deterministic_stratified_and_disjoint(image_folder):
     assert validation.class_counts() == {name: 2 for name in CLASSES}
     _, other = split_index(index, 0.2, seed=4)
     assert other.images != validation.images
+
+
+def test_split_holds_out_what_a_scan_per_class_held_out():
+    # The split before it sorted once: each class's members by a scan, permuted in class order.
+    labels = np.random.default_rng(0).integers(0, 40, 500).astype(np.int32)
+    index = ImageIndex(tuple(f"c{c}" for c in range(40)), labels, tuple(f"{i}.jpg" for i in range(500)))
+    rng, expected = np.random.default_rng(7), []
+    for label in range(40):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        expected += members[: int(round(len(members) * 0.3))].tolist()
+    train, validation = split_index(index, 0.3, seed=7)
+    assert validation.images == tuple(f"{i}.jpg" for i in sorted(expected))
+    assert len(train) + len(validation) == 500 and set(train.images).isdisjoint(validation.images)
 
 
 def test_split_too_small_is_an_error(tmp_path):

@@ -65,7 +65,7 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
                     bar.update()
             unknown = np.zeros(len(records))
             rows = manifest.build([""] * len(records), unknown, unknown, records, sort=False)
-        elif _rows_match(index):
+        elif index.has_rows:
             rows = index.rows  # read (or found fresh) when the folder was indexed
             bar.update(len(rows))
         else:
@@ -73,13 +73,6 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
     problems = {int(p): rows.reasons[p].decode() for p in np.flatnonzero(rows.reasons != b"")}
     return ImageHashes(rows.content, rows.phash, rows.modes.astype(str), rows.pixels.astype(np.int64),
                        problems, rows.crops)
-
-
-def _rows_match(index: ImageIndex) -> bool:
-    """Whether the index carries the manifest rows of exactly its images (an
-    index whose images were replaced since does not)."""
-    rows = index.rows
-    return rows is not None and np.array_equal(rows.paths, manifest.encode_paths(index.images))
 
 
 def _file_rows(index: ImageIndex, bar, workers: int) -> manifest.Manifest:

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import itertools
 import multiprocessing
+import operator
 import os
 import tempfile
 import warnings
@@ -75,7 +76,7 @@ def perceptual_hash(grey32: np.ndarray) -> np.ndarray:
     """pHash: the 8x8 lowest frequencies of the thumbnail's DCT against their
     median (the DC term excluded from the median), packed into 8 bytes; of
     one (32, 32) thumbnail or a stack of them (..., 32, 32)."""
-    coefficients = (_DCT32 @ grey32 @ _DCT32.T)[..., :8, :8]
+    coefficients = _DCT32[:8] @ grey32 @ _DCT32[:8].T  # the 8x8 lowest frequencies only
     coefficients = coefficients.reshape(*coefficients.shape[:-2], 64)
     median = np.partition(coefficients[..., 1:], 31, axis=-1)[..., 31:32]  # 63 values: the 32nd
     return np.packbits(coefficients > median, axis=-1)
@@ -138,10 +139,12 @@ def read_record(image):
         opened.draft("RGB", (64, 64))  # JPEGs decode DCT-scaled: a fraction of a full decode
         load_pixels(opened)
         try:
-            rgb = apply_orientation(to_rgb(opened), orientation)
+            # The same grey pixels as to_rgb's, without its copy of an RGB image;
+            # turned upright after (a transpose commutes with a per-pixel conversion).
+            grey = (opened if opened.mode == "RGB" else to_rgb(opened)).convert("L")
         except Exception as error:  # Pillow raises many types for broken data
             raise ImageProblem("truncated or corrupt", f"truncated or corrupt image ({error})") from None
-    grey = rgb.convert("L")
+    grey = apply_orientation(grey, orientation)
     grey32 = np.asarray(grey.resize((32, 32), Image.BILINEAR), dtype=np.float64)
     return (orientation, hashlib.sha256(data).digest(), perceptual_hash(grey32), crop_hashes(grey),
             mode, size)
@@ -190,6 +193,12 @@ class Manifest:
     def take(self, rows) -> "Manifest":
         return Manifest(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
+    def holds_exactly(self, paths: np.ndarray, stats: np.ndarray) -> bool:
+        """Whether these rows are those of `paths` in this order, each still
+        fresh (`stats`: (size, mtime) per path): whole-array comparisons."""
+        return (len(self) == len(paths) and np.array_equal(self.paths, paths)
+                and np.array_equal(self.sizes, stats[:, 0]) and np.array_equal(self.mtimes, stats[:, 1]))
+
     def find(self, paths: np.ndarray, sizes, mtimes) -> tuple[np.ndarray, np.ndarray]:
         """(row per path, whether that row is still fresh): a path whose file
         changed size or mtime, or that is not here, is not fresh."""
@@ -214,7 +223,12 @@ def encode_paths(paths) -> np.ndarray:
     """Paths as a numpy bytes array (utf-8; undecodable names kept as is)."""
     if isinstance(paths, np.ndarray) and paths.dtype.kind == "S":
         return paths
-    return np.array([str(p).encode("utf-8", "surrogateescape") for p in paths], dtype=bytes)
+    if not all(map(str.__instancecheck__, paths)):  # Path objects
+        paths = list(map(str, paths))
+    return np.array(list(map(_ENCODE, paths)), dtype=bytes)  # a C loop, no bytecode per path
+
+
+_ENCODE = operator.methodcaller("encode", "utf-8", "surrogateescape")
 
 
 def build(paths, sizes, mtimes, records, sort: bool = True) -> Manifest:
@@ -320,6 +334,10 @@ def refresh(source, images, stats, progress=None, workers: int = 4, whole: bool 
     stored = load(source)
     paths = encode_paths(images)
     stats = np.asarray(stats, np.int64).reshape(len(paths), 2)
+    if stored.holds_exactly(paths, stats):  # an unchanged folder: no search, no copy
+        if progress is not None:
+            progress.update(len(paths))
+        return stored
     rows, fresh = stored.find(paths, stats[:, 0], stats[:, 1])
     if progress is not None:
         progress.update(int(fresh.sum()))

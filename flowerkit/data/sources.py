@@ -83,6 +83,10 @@ class ImageIndex:
     # The manifest rows of file images (`flowerkit.data.manifest`), aligned
     # with `images`: hashing reuses them instead of a second stat per file.
     rows: manifest.Manifest | None = dataclasses.field(default=None, repr=False, compare=False)
+    # The `images` those rows were made for: an index whose images were
+    # replaced since (dataclasses.replace) has other ones. Checked by
+    # identity: comparing a million paths costs a second in a warm run.
+    rows_images: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,14 +97,22 @@ class ImageIndex:
 
     def subset(self, indices) -> "ImageIndex":
         indices = np.asarray(indices, dtype=np.int64)
+        images = (self.images.take(indices) if isinstance(self.images, RecordImages)
+                  else _pick(self.images, indices))
+        aligned = self.rows is not None and self.rows_images is self.images
         return dataclasses.replace(
             self,
             labels=self.labels[indices],
-            images=self.images.take(indices) if isinstance(self.images, RecordImages)
-            else _pick(self.images, indices),
+            images=images,
             orientations=_pick(self.orientations, indices) if self.orientations else (),
-            rows=self.rows.take(indices) if self.rows is not None else None,
+            rows=self.rows.take(indices) if aligned else None,
+            rows_images=images if aligned else None,
         )
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether `rows` are the manifest rows of exactly these images."""
+        return self.rows is not None and self.rows_images is self.images
 
     def orientation_array(self) -> np.ndarray:
         """EXIF orientation per image (int32, 1 = upright)."""
@@ -113,11 +125,11 @@ class ImageIndex:
         return dict(zip(self.class_names, counts.tolist()))
 
 
-def _pick(items: tuple, indices: np.ndarray) -> tuple:
+def _pick(items, indices) -> tuple:
     """items[i] for each i, as a tuple (itemgetter: one C loop, not a Python one)."""
     if len(indices) == 0:
         return ()
-    picked = operator.itemgetter(*indices.tolist())(items)
+    picked = operator.itemgetter(*(indices.tolist() if isinstance(indices, np.ndarray) else indices))(items)
     return picked if len(indices) > 1 else (picked,)
 
 
@@ -276,15 +288,16 @@ def index_folder(root, class_names=(), quiet: bool | None = None) -> ImageIndex:
             f"Found {len(folders)} class folder(s) in {root}; need at least two "
             "(one subfolder of images per class)."
         )
-    files, labels, skipped = [], [], []
+    candidates, stats, labels, skipped = [], [np.zeros((0, 2), np.int64)], [], []
     for label, name in enumerate(folders):
-        found = _class_files(root / name, skipped)
-        files += found
-        labels += [label] * len(found)
-    total = len(files) + len(skipped)
-    candidates = [path for path, _ in files]
-    keep, orientations, rows = _index_files(root, candidates, [stat for _, stat in files], skipped, quiet)
-    labels = np.asarray(labels, dtype=np.int32)[keep]
+        paths, found = _class_files(root / name, skipped)
+        candidates += paths
+        stats.append(found)
+        labels.append(np.full(len(paths), label, np.int32))
+    total = len(candidates) + len(skipped)
+    stats = np.concatenate(stats)
+    keep, orientations, rows = _index_files(root, candidates, stats, np.arange(len(candidates)), skipped, quiet)
+    labels = np.concatenate([np.zeros(0, np.int32), *labels])[keep]
     counts = np.bincount(labels, minlength=len(folders))
     empty = [name for name, count in zip(folders, counts) if count == 0]
     if empty and class_names:
@@ -302,13 +315,15 @@ def index_folder(root, class_names=(), quiet: bool | None = None) -> ImageIndex:
         )
     relabel = np.full(len(folders), -1, dtype=np.int32)
     relabel[kept_classes] = np.arange(len(kept_classes), dtype=np.int32)
+    images = tuple(candidates) if len(keep) == len(candidates) else _pick(candidates, keep)
     index = ImageIndex(
         class_names=tuple(folders[label] for label in kept_classes),
         labels=relabel[labels],
-        images=tuple(candidates[i] for i in keep),
+        images=images,
         source=str(root),
         orientations=orientations,
         rows=rows,
+        rows_images=images,
     )
     _check_not_empty(index)
     return index
@@ -321,11 +336,17 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in _HIDDEN_NAMES
 
 
-def _class_files(folder: Path, skipped: list) -> list[tuple[str, tuple[int, int]]]:
-    """Every non-hidden file under `folder` (sorted) with its (size, mtime),
-    following symlinks; broken links, link loops and unlistable folders go to
-    `skipped`."""
-    files, seen = [], set()
+_NAME, _PATH = operator.attrgetter("name"), operator.attrgetter("path")
+_MODE, _SIZE, _MTIME = (operator.attrgetter(field) for field in ("st_mode", "st_size", "st_mtime_ns"))
+
+
+def _class_files(folder: Path, skipped: list) -> tuple[list[str], np.ndarray]:
+    """Every non-hidden file under `folder` (sorted) and its (size, mtime)
+    row, following symlinks; broken links, link loops and unlistable folders
+    go to `skipped`. Each folder's entries are stat'ed and read by `map` (C
+    loops, no Python per file): at a million files a warm run is mostly
+    this walk."""
+    paths, stats, seen = [], [], set()
     pending = [str(folder)]
     while pending:
         directory = pending.pop()
@@ -339,22 +360,48 @@ def _class_files(folder: Path, skipped: list) -> list[tuple[str, tuple[int, int]
             skipped.append(("symlink loop", directory + os.sep))
             continue
         seen.add((status.st_dev, status.st_ino))
-        for entry in entries:
-            if _is_hidden(entry.name):
-                continue
-            try:  # the one stat per file (DirEntry.stat follows symlinks)
-                target = entry.stat()
-            except OSError as error:
-                skipped.append((_os_reason(error, "unreadable"), entry.path))
-                continue
-            if stat.S_ISREG(target.st_mode):
-                files.append((entry.path, (target.st_size, target.st_mtime_ns)))
-            elif stat.S_ISDIR(target.st_mode):
-                pending.append(entry.path)
+        entries, statuses = _stat_entries(_visible(entries), skipped)
+        modes = np.fromiter(map(_MODE, statuses), np.int64, len(statuses)) & 0o170000
+        for position in np.flatnonzero(modes != stat.S_IFREG).tolist():
+            if modes[position] == stat.S_IFDIR:
+                pending.append(entries[position].path)
             else:
-                skipped.append(("not a regular file", entry.path))
-    files.sort()
-    return files
+                skipped.append(("not a regular file", entries[position].path))
+        regular = np.flatnonzero(modes == stat.S_IFREG).tolist()
+        if len(regular) < len(entries):
+            entries, statuses = _pick(entries, regular), _pick(statuses, regular)
+        paths += map(_PATH, entries)
+        stats.append(np.stack([np.fromiter(map(_SIZE, statuses), np.int64, len(statuses)),
+                               np.fromiter(map(_MTIME, statuses), np.int64, len(statuses))], axis=1))
+    stats = np.concatenate([np.zeros((0, 2), np.int64), *stats])
+    order = sorted(range(len(paths)), key=paths.__getitem__)  # nested folders: one sorted list
+    return list(_pick(paths, order)), stats[order]
+
+
+def _visible(entries: list) -> list:
+    """The entries that are not hidden (`_is_hidden`); names are checked one
+    by one only where one of a folder's names may be hidden."""
+    names = "\0" + "\0".join(map(_NAME, entries)).lower() + "\0"
+    if "\0." not in names and not any(f"\0{hidden}\0" in names for hidden in _HIDDEN_NAMES):
+        return entries
+    return [entry for entry in entries if not _is_hidden(entry.name)]
+
+
+def _stat_entries(entries: list, skipped: list) -> tuple[list, list]:
+    """The entries that can be stat'ed (following symlinks) and their stats;
+    the others go to `skipped`."""
+    try:
+        return entries, list(map(os.DirEntry.stat, entries))
+    except OSError:  # a broken link or a file gone: one by one, to name it
+        pass
+    kept, statuses = [], []
+    for entry in entries:
+        try:
+            statuses.append(entry.stat())
+            kept.append(entry)
+        except OSError as error:
+            skipped.append((_os_reason(error, "unreadable"), entry.path))
+    return kept, statuses
 
 
 def _os_reason(error: OSError, default: str) -> str:
@@ -365,20 +412,21 @@ def _os_reason(error: OSError, default: str) -> str:
     }.get(error.errno, default)
 
 
-def _index_files(source, candidates, stats, skipped: list, quiet=None):
+def _index_files(source, candidates, stats: np.ndarray, listed: np.ndarray, skipped: list, quiet=None):
     """The positions of the readable `candidates`, their orientations and
     their manifest rows, from the manifest of `source` (new or changed files
-    are read now, with progress). `stats`: each candidate's (size, mtime), or None where it
-    cannot be stat'ed; the unreadable go to `skipped` as (reason, path)."""
-    listed = [i for i, stat_pair in enumerate(stats) if stat_pair is not None]
+    are read now, with progress). `listed`: the positions of the candidates
+    that could be stat'ed, `stats` their (size, mtime) rows; the unreadable
+    go to `skipped` as (reason, path)."""
+    listed_paths = candidates if len(listed) == len(candidates) else _pick(candidates, listed)
     with progress.stage("Indexing images", total=len(listed), quiet=quiet) as bar:
-        rows = manifest.refresh(source, [candidates[i] for i in listed],
-                                [stats[i] for i in listed], progress=bar)
+        rows = manifest.refresh(source, listed_paths, stats, progress=bar)
     readable = rows.reasons == b""
-    skipped += [(reason.decode(), candidates[listed[row]])
+    if readable.all():  # the usual case: no copy of a million rows
+        return listed, tuple(rows.orientations.tolist()), rows
+    skipped += [(reason.decode(), listed_paths[row])
                 for row, reason in zip(np.flatnonzero(~readable).tolist(), rows.reasons[~readable])]
-    keep = [listed[row] for row in np.flatnonzero(readable).tolist()]
-    return keep, tuple(rows.orientations[readable].tolist()), rows.take(readable)
+    return listed[readable], tuple(rows.orientations[readable].tolist()), rows.take(readable)
 
 
 def _stat_pair(path: str, skipped: list):
@@ -426,7 +474,9 @@ def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
     labels = [names.index(row[1].strip()) for row in rows]
     skipped = []
     stats = [_stat_pair(candidate, skipped) for candidate in candidates]
-    keep, orientations, kept_rows = _index_files(path, candidates, stats, skipped, quiet)
+    listed = np.asarray([i for i, pair in enumerate(stats) if pair is not None], np.int64)
+    listed_stats = np.asarray([stats[i] for i in listed], np.int64).reshape(len(listed), 2)
+    keep, orientations, kept_rows = _index_files(path, candidates, listed_stats, listed, skipped, quiet)
     _warn_skipped(path.parent, skipped, len(candidates))
     kept_labels = np.asarray(labels, dtype=np.int32)[keep]
     empty = [name for c, name in enumerate(names) if not (kept_labels == c).any()]
@@ -435,13 +485,15 @@ def index_csv(path, class_names=(), quiet: bool | None = None) -> ImageIndex:
             f"CSV data source {path}: label(s) {empty} have no readable images "
             "(missing files or unreadable images; see the warning)."
         )
+    images = _pick(candidates, keep)
     return ImageIndex(
         class_names=names,
         labels=kept_labels,
-        images=tuple(candidates[i] for i in keep),
+        images=images,
         source=str(path),
         orientations=orientations,
         rows=kept_rows,
+        rows_images=images,
     )
 
 
@@ -582,12 +634,15 @@ def split_index(index: ImageIndex, validation_fraction: float, seed: int):
     """Deterministic stratified split: the same files land in validation for
     a given seed, whatever the backend or filesystem order."""
     rng = np.random.default_rng(seed)
-    validation = []
-    for label in range(len(index.class_names)):
-        members = rng.permutation(np.flatnonzero(index.labels == label))
-        validation += members[: int(round(len(members) * validation_fraction))].tolist()
-    validation = np.sort(np.asarray(validation, dtype=np.int64))
-    train = np.setdiff1d(np.arange(len(index)), validation)
+    held = np.zeros(len(index), bool)
+    # One sort, each class a slice of it in index order (not a scan of every
+    # image per class): the same members, permuted by the same draws.
+    order = np.argsort(index.labels, kind="stable")
+    bounds = np.searchsorted(index.labels[order], np.arange(len(index.class_names) + 1))
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        members = rng.permutation(order[start:end])
+        held[members[: int(round(len(members) * validation_fraction))]] = True
+    train, validation = np.flatnonzero(~held), np.flatnonzero(held)
     if len(train) == 0 or len(validation) == 0:
         raise FlowerkitError(
             f"{len(index)} images cannot be split {1 - validation_fraction:.0%}/"
