@@ -204,6 +204,7 @@ def test_predict_unreadable_image(trained_run, tmp_path, capsys):
     assert status == 2 and "Not a Keras model file" in err
 
 
+@pytest.mark.backend_independent  # refused before Keras is imported
 def test_default_train_offline_fails_fast_with_guidance(tmp_path):
     """No flags = codelab on tf_flowers; with no network and an empty cache it
     must say how to point at local data and weights, within seconds."""
