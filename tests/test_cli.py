@@ -112,6 +112,7 @@ def test_evaluate_prints_and_writes_report(trained_run, session_image_folder, tm
 SUBCOMMANDS = ("train", "predict", "evaluate", "export", "inspect", "serve", "backbones")
 
 
+@pytest.mark.backend_independent  # argparse's listing: the same on every backend
 def test_console_script_lists_every_subcommand():
     result = run("flowerkit", "--help")
     assert result.returncode == 0
@@ -135,6 +136,7 @@ def test_python_m_entry_modules_run_their_subcommand(name, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith(f"usage: flowerkit {name} ")
 
 
+@pytest.mark.backend_independent  # module names: the same on every backend
 def test_importing_an_entry_module_keeps_the_api_function():
     """`python -m flowerkit.train` needs a module `flowerkit.train`; importing
     it must not replace the function `flowerkit.train`."""
@@ -202,6 +204,7 @@ def test_predict_unreadable_image(trained_run, tmp_path, capsys):
     assert status == 2 and "Not a Keras model file" in err
 
 
+@pytest.mark.backend_independent  # refused before Keras is imported
 def test_default_train_offline_fails_fast_with_guidance(tmp_path):
     """No flags = codelab on tf_flowers; with no network and an empty cache it
     must say how to point at local data and weights, within seconds."""

@@ -377,11 +377,13 @@ def _allocator_run(extra_env, *args):
     return json.loads(output.splitlines()[-1])
 
 
+@pytest.mark.backend_independent  # glibc's allocator, no Keras in the child
 def test_keep_freed_memory_serves_large_blocks_from_the_heap():
     result = _allocator_run({})
     assert result == {"kept": True, "before": 1, "after": 0}
 
 
+@pytest.mark.backend_independent
 def test_keep_freed_memory_leaves_a_chosen_allocator_alone():
     result = _allocator_run({"MALLOC_ARENA_MAX": "2"})
     assert result == {"kept": False, "before": 1, "after": 1}

@@ -336,6 +336,7 @@ def test_an_onnx_file_is_served_without_keras(run_folder, real_photos, tmp_path)
     assert max(abs(t["probability"] - expected[FLOWER_CLASSES.index(t["class"])]) for t in top) <= TOLERANCE
 
 
+@pytest.mark.backend_independent  # refused before Keras is imported
 def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"not onnx")
     for argv, message in (
