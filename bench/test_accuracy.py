@@ -37,6 +37,8 @@ class TimeToAccuracy(keras.callbacks.Callback):
 
 def _accuracy_recipe(bench_config, preset):
     recipe = flowerkit.get_preset(preset).replace(precision=bench_config.precision)
+    if bench_config.size == "tiny":  # every code path in seconds (bench/gpu.sh --dry-run): small images too
+        recipe = recipe.replace(image_size=bench_config.image_size)
     if bench_config.epochs:
         recipe = recipe.replace(epochs=bench_config.epochs)
         if recipe.fine_tune_epochs:
