@@ -413,7 +413,7 @@ def _clips_from_max_min(graph) -> int:
     a Clip into the convolution before it but not a Max and a Min."""
     from onnx import numpy_helper
 
-    scalars = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer if not tensor.dims}
+    scalars = {t.name: numpy_helper.to_array(t) for t in graph.initializer if not t.dims}
     readers = collections.Counter(name for node in graph.node for name in node.input)
     readers.update(output.name for output in graph.output)
     producers = {output: node for node in graph.node for output in node.output}
