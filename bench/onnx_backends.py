@@ -1,74 +1,139 @@
 """One model's ONNX exports from every backend, timed in ONNX Runtime side by
 side: does the runtime a user gets depend on the backend they trained on?
 
-    KERAS_BACKEND=tensorflow python -m bench.onnx_backends export FOLDER   # then jax, then torch
-    python -m bench.onnx_backends time FOLDER [--batches 1,32] [--rounds 5]
+    KERAS_BACKEND=tensorflow python -m bench.onnx_backends export FOLDER \
+        --photos ../shared/data/flower_photos                             # then jax, then torch
+    python -m bench.onnx_backends time FOLDER [--batches 1,32] [--rounds 5] [--threads 1]
 
-`export` saves the benchmark's network (bench.engine_table.benchmark_run,
-random weights) in FOLDER the first time, so that every backend exports the
-same weights, to FOLDER/BACKEND.onnx. `time` loads each FOLDER/*.onnx in ONNX
-Runtime, times them at each batch with the rounds interleaved, and writes
-bench/results/onnx_backends.json: images/s and the ratio to the fastest
-export at that batch. (Agreement with Keras is `flowerkit export`'s check,
-tests/test_export.py: with random weights every output here is 1/5.)
+`export` saves the benchmark's network (MobileNetV2-0.35 at 224 px, the
+shared ImageNet weights, a seeded head) in FOLDER the first time, so that every
+backend exports the same weights, to FOLDER/BACKEND.onnx, checked against Keras
+on 32 validation photos of --photos (else seeded noise; FOLDER/BACKEND.json). `time` loads each
+FOLDER/*.onnx in ONNX Runtime, times them at each batch with the rounds
+interleaved, and writes bench/results/onnx_backends.json: images/s, the ratio
+to the fastest export at that batch, each export's difference from Keras and
+from the first export on the timed batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
 from pathlib import Path
 
-from bench.engine_table import benchmark_run, interleaved_medians
+import numpy as np
+
+from bench.engine_table import interleaved_medians
 from bench.measure import random_batch
 from bench.report import write_result
+from flowerkit import build_model, get_preset
 from flowerkit.backends.devices import backend
-from flowerkit.exporting import export, load_exported
+from flowerkit.exporting import export
 from flowerkit.inference.loading import load_run
 
+SHARED = Path(os.environ.get("FLOWERKIT_SHARED", "../shared"))
+WEIGHTS = SHARED / "weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"
 
-def export_here(folder: Path) -> Path:
-    """This backend's ONNX export of FOLDER/model.keras (made first if absent)."""
+
+def pretrained_run(folder: Path) -> Path:
+    """The throughput benchmark's network with ImageNet weights (random
+    weights give 1/5 for every class, which no difference would show)."""
+    recipe = get_preset("mobilenet_v2_035_finetune").replace(
+        weights=str(WEIGHTS), precision="float32",
+        class_names=("daisy", "dandelion", "roses", "sunflowers", "tulips"))
+    folder.mkdir(parents=True, exist_ok=True)
+    build_model(recipe).save(folder / "model.keras")
+    recipe.save(folder / "recipe.json")
+    return folder / "model.keras"
+
+
+def export_here(folder: Path, photos=None) -> Path:
+    """This backend's ONNX export of FOLDER/model.keras (made first if absent),
+    compared with Keras on 32 validation photos of `photos` (FOLDER/BACKEND.json)."""
     model_path = folder / "model.keras"
     if not model_path.is_file():
-        benchmark_run(folder)
-    return export(model_path, "onnx", output=folder / f"{backend()}.onnx", verify=False, quiet=True).path
+        pretrained_run(folder)
+    result = export(model_path, "onnx", output=folder / f"{backend()}.onnx", calibration_data=photos,
+                    validation_images=32, probe_images=32, quiet=True)
+    result.path.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=1))
+    print(result.summary())
+    return result.path
 
 
-def time_exports(folder: Path, batches, rounds: int) -> dict:
-    exports = {path.stem: load_exported(path, "onnx") for path in sorted(folder.glob("*.onnx"))}
+def _checked(path: Path) -> dict:
+    """The export's check against Keras, as `export_here` recorded it."""
+    record = path.with_suffix(".json")
+    if not record.is_file():
+        return {}
+    checks = json.loads(record.read_text())
+    return {"max_abs_diff_to_keras": checks["max_abs_diff"], "probe_photos": checks["probe_images"]}
+
+
+def time_exports(folder: Path, batches, rounds: int, threads: int = 0) -> dict:
+    exports = {path.stem: _session(path, threads) for path in sorted(folder.glob("*.onnx"))}
     if not exports:
         raise SystemExit(f"bench.onnx_backends: error: no .onnx files in {folder}; run `export` first")
     images, _ = random_batch(load_run(folder / "model.keras").recipe.replace(batch_size=max(batches)))
     load_before = os.getloadavg()[0]
+    outputs = {name: predict(images) for name, predict in exports.items()}
+    first = next(iter(outputs.values()))
     rows = []
     for batch in batches:
         medians = interleaved_medians(exports, images[:batch], rounds)
         fastest = min(medians.values())
         for name, seconds in medians.items():
             rows.append({"backend": name, "batch": batch, "median_seconds": seconds,
-                         "images_per_second": batch / seconds, "over_fastest": fastest / seconds})
-    return {"runtime": next(iter(exports.values())).runtime, "cpus": os.cpu_count(),
+                         "images_per_second": batch / seconds, "over_fastest": fastest / seconds,
+                         "nodes": len(onnx_nodes(folder / f"{name}.onnx")),
+                         "max_abs_diff_to_first": float(np.max(np.abs(outputs[name] - first))),
+                         **_checked(folder / f"{name}.onnx")})
+    import onnxruntime  # the runtime timed; not needed to export
+
+    return {"runtime": f"onnxruntime {onnxruntime.__version__}", "cpus": os.cpu_count(),
+            "threads": threads or "default",
             "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "rounds": rounds,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), "rows": rows}
+
+
+def _session(path: Path, threads: int):
+    """predict(images) on the export in ONNX Runtime; with `threads`, that many
+    threads per operator (one keeps a loaded machine's thread stalls out)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: ONNX Runtime's default
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda images: session.run(None, {name: images})[0]
+
+
+def onnx_nodes(path: Path) -> list[str]:
+    """The op type of every node of an ONNX file's main graph."""
+    import onnx
+
+    return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.onnx_backends", description=__doc__.split("\n")[0])
     parser.add_argument("step", choices=("export", "time"))
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--photos", help="export: check against Keras on these photos' validation split")
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="time: threads per operator (default: ONNX Runtime's)")
     parser.add_argument("--output", help="the JSON file (default: bench/results/onnx_backends.json)")
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
     if args.step == "export":
-        print(f"wrote {export_here(args.folder)}")
+        print(f"wrote {export_here(args.folder, args.photos)}")
         return 0
     batches = [int(b) for b in args.batches.split(",")]
-    write_result("onnx_backends", time_exports(args.folder, batches, args.rounds), args.output)
+    write_result("onnx_backends", time_exports(args.folder, batches, args.rounds, args.threads), args.output)
     return 0
 
 
