@@ -314,6 +314,42 @@ def test_keras_json_chooses_when_keras_backend_is_unset(tmp_path, monkeypatch):
     assert selection.choose_backend() is None and "KERAS_BACKEND" not in os.environ
 
 
+@pytest.mark.backend_independent
+def test_a_command_starting_beside_an_import_never_reads_the_keras_json_keras_writes(tmp_path, monkeypatch):
+    """Keras writes a default keras.json ("tensorflow") while it imports; a second
+    process choosing its backend meanwhile (another torchrun rank) waits until
+    that file is gone instead of reading it."""
+    import threading
+
+    from flowerkit.backends import selection
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(selection.configured_backend()))
+    with selection.keras_config_left_alone():
+        (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))  # as Keras's import does
+        reader.start()
+        reader.join(timeout=1.0)
+        assert reader.is_alive() and seen == []  # waiting for the import to end
+    reader.join(timeout=30)
+    assert seen == [None] and not (tmp_path / "keras.json").exists()
+
+
+@pytest.mark.backend_independent
+def test_under_torchrun_pytorch_comes_first(tmp_path, monkeypatch):
+    from flowerkit.backends import selection
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(selection, "installed_backends", lambda: ["tensorflow", "jax", "torch"])
+    assert selection.choose_backend().startswith("backend tensorflow (installed")
+    monkeypatch.delenv("KERAS_BACKEND")  # set by the call above
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    assert selection.choose_backend() == "backend torch (launched by torchrun; set KERAS_BACKEND to choose)"
+    assert os.environ["KERAS_BACKEND"] == "torch"
+
+
 def test_api_names_survive_the_cli(capsys):
     """`flowerkit.train` etc. stay the API functions after the CLI ran in this
     process (the `python -m` entry modules of the same names are never imported)."""

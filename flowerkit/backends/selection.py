@@ -10,12 +10,16 @@ installed is a one-line `FlowerkitError`, not an import traceback.
 Keras writes a default `keras.json` ("backend": "tensorflow") at import when
 there is none, even with `KERAS_BACKEND` set (keras/src/backend/config.py,
 checked on 3.15), which would turn a later command without `KERAS_BACKEND`
-into a TensorFlow one: `keras_config_left_alone` removes the file it wrote.
+into a TensorFlow one: `keras_config_left_alone` removes the file it wrote,
+and holds a lock meanwhile that `configured_backend` waits for, so that a
+process starting beside it (another rank under torchrun, another terminal)
+never reads that passing file. Under torchrun, PyTorch comes first.
 Nothing here imports Keras or a backend."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -45,7 +49,8 @@ def configured_backend() -> tuple[str, str] | None:
         return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
     path = keras_config_path()
     try:
-        chosen = json.loads(path.read_text(encoding="utf-8")).get("backend")
+        with _config_lock(fcntl.LOCK_SH):
+            chosen = json.loads(path.read_text(encoding="utf-8")).get("backend")
     except (OSError, ValueError, AttributeError):
         return None
     return (chosen, str(path)) if isinstance(chosen, str) and chosen else None
@@ -84,6 +89,8 @@ def choose_backend(model_path=None) -> str | None:
     trained = trained_backend(model_path) if model_path else None
     if trained in installed:
         backend, why = trained, "the model was trained on it"
+    elif "TORCHELASTIC_RUN_ID" in os.environ and "torch" in installed:
+        backend, why = "torch", "launched by torchrun"
     elif trained:
         backend, why = installed[0], f"trained on {trained}, which is not installed"
     else:
@@ -106,10 +113,27 @@ def keras_config_left_alone():
     """Removes the `keras.json` Keras writes while importing in this block,
     when there was none before (its content is Keras's defaults)."""
     path = keras_config_path()
-    existed = path.exists()
+    with _config_lock(fcntl.LOCK_EX):
+        existed = path.exists()
+        try:
+            yield
+        finally:
+            if not existed:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+@contextlib.contextmanager
+def _config_lock(kind: int):
+    """An flock beside `keras.json` (shared to read it, exclusive while Keras
+    may write it); no lock where that folder cannot be written."""
+    folder = keras_config_path().parent
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".flowerkit-keras-json.lock", "a")
+    except OSError:
         yield
-    finally:
-        if not existed:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        return
+    with handle:
+        fcntl.flock(handle, kind)
+        yield
