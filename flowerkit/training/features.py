@@ -154,8 +154,12 @@ def cached_features(
             # Most images are cached already (e.g. train left out a few conflict copies):
             # compute only the others, into a cache of their own, then gather.
             part = Subset(subset.index.subset(missing), dataset=None)
-            cached_features(extractor, recipe, part, 1, pipeline, verbose)
-            rows = _cached_rows(folder.parent)
+            part_folder = cache_root() / cache_key(recipe, part, 1, pipeline, fingerprints[missing])
+            if not (part_folder / "features.npy").is_file():
+                check_cache_fits(recipe, extractor.output_shape[1:], len(part), 1)
+                _compute_into(part_folder, extractor, recipe, part, 1, pipeline, verbose, None,
+                              fingerprints[missing])
+            _add_rows(rows, part_folder)
         reused = _from_other_caches(folder.parent, subset, rows, wanted)
         if reused is not None:
             return dataclasses.replace(reused, computed=computed_part)
@@ -163,7 +167,7 @@ def cached_features(
     computed = sharding.any_process(not (folder / "features.npy").is_file(), plan)
     if computed:
         check_cache_fits(recipe, extractor.output_shape[1:], len(subset), views)
-        _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan)
+        _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan, fingerprints)
     return CachedFeatures(
         np.load(folder / "features.npy", mmap_mode="r"),
         np.load(folder / "labels.npy", mmap_mode="r"),
@@ -175,10 +179,18 @@ def _cached_rows(folder: Path) -> dict:
     """Image fingerprint -> (cache folder, row) over the caches of the same features."""
     rows = {}
     for cache in sorted(folder.glob("[!.]*/fingerprints.npy")):
-        fingerprints = np.load(cache)
-        for row, fingerprint in enumerate(fingerprints):
-            rows.setdefault(fingerprint.tobytes(), (cache.parent, row))
+        _add_rows(rows, cache.parent)
     return rows
+
+
+def _add_rows(rows: dict, cache: Path) -> None:
+    """Adds the images of the cache in folder `cache` to `rows` (`_cached_rows`);
+    none from a cache cut short by images that broke (it has no fingerprints)."""
+    path = cache / "fingerprints.npy"
+    if not path.is_file():
+        return
+    for row, fingerprint in enumerate(np.load(path)):
+        rows.setdefault(fingerprint.tobytes(), (cache, row))
 
 
 def _from_other_caches(folder: Path, subset: Subset, rows: dict,
@@ -244,10 +256,11 @@ def _stream(verbose):
     return io.StringIO() if not verbose else None  # silent: the line goes nowhere
 
 
-def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan) -> None:
+def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, plan, fingerprints) -> None:
     """Runs the extractor over every image (and flip), with a progress bar,
     straight into a memory-mapped file; the folder appears only when done,
-    so an interrupted run leaves no half-filled cache behind."""
+    so an interrupted run leaves no half-filled cache behind. `fingerprints`:
+    the subset's `image_fingerprints`, saved beside the features."""
     dataset, state = build_dataset(
         subset.index, recipe.image_size, recipe.batch_size, shuffle=False, pipeline=pipeline
     )
@@ -278,7 +291,7 @@ def _compute_into(folder, extractor, recipe, subset, views, pipeline, verbose, p
         for name in ("features.npy", "labels.npy"):
             _keep_first_rows(partial / name, filled)
     else:  # rows by image, for other subsets of the same images (`_from_other_caches`)
-        np.save(partial / "fingerprints.npy", image_fingerprints(subset.index.images))
+        np.save(partial / "fingerprints.npy", fingerprints)
     try:
         os.replace(partial, folder)
     except OSError:  # another process finished the same cache first
