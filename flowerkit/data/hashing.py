@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -155,14 +154,8 @@ def _keep_pairs(path, pairs: np.ndarray) -> None:
     """Writes `pairs` atomically (a temporary file renamed), then drops all
     but the newest `KEPT_PAIRS` results."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".pairs-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, pairs)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with manifest.replaced_atomically(path) as stream:
+        np.save(stream, pairs)
     kept = sorted(path.parent.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
     for old in kept[KEPT_PAIRS:]:
         old.unlink(missing_ok=True)

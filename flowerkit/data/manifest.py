@@ -21,6 +21,7 @@ A manifest that cannot be read is rebuilt, and one that cannot be written
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -303,17 +304,27 @@ def save(source, rows: Manifest, keep: np.ndarray | None = None) -> None:
         if keep is not None:
             merged = merged.take(np.flatnonzero(np.isin(merged.paths, keep)))
         _remove_orphans(path)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, version=np.int64(VERSION),
-                         **{f.name: getattr(merged, f.name) for f in dataclasses.fields(merged)})
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with replaced_atomically(path) as stream:
+            np.savez(stream, version=np.int64(VERSION),
+                     **{f.name: getattr(merged, f.name) for f in dataclasses.fields(merged)})
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path):
+    """A binary stream whose content replaces `path` when the block ends:
+    written to a temporary file beside it (`.<name>.<pid>-…`, which
+    `_remove_orphans` clears after a kill), synced, then renamed over it.
+    An error leaves `path` as it was."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _remove_orphans(path: Path) -> None:
