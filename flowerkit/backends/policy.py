@@ -148,6 +148,14 @@ def keeps_freed_memory(backend_name: str, device: str) -> bool:
     return backend_name == "torch" and device.upper() == "CPU"
 
 
+def keeps_compiled_programs(backend_name: str) -> bool:
+    """Whether compiled programs are kept between runs
+    (`flowerkit.backends.compile_cache`): JAX, which compiles every
+    operation, the random draws of each weight's initial value included.
+    TensorFlow and PyTorch run those eagerly, without compiling."""
+    return backend_name == "jax"
+
+
 # Inference engines per backend on a CPU, fastest first (after Keras itself,
 # which every run has). TensorFlow: its ONNX export ran 1.9x Keras's inference
 # (issue 34, batch 64). JAX: its ONNX export served 12 req/s against 44 for

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from flowerkit import progress
-from flowerkit.backends import allocator, selection
+from flowerkit.backends import allocator, compile_cache, selection
 from flowerkit.backends.devices import warm_up_quietly
 from flowerkit.errors import FlowerkitError, did_you_mean
 
@@ -80,14 +80,15 @@ def choose_backend(model_path=None) -> str:
 def start_backend(model_path=None) -> None:
     """Chooses the backend (`choose_backend`), then imports Keras and its
     backend with the native start-up noise held back and without Keras
-    writing a keras.json, and makes the process-wide allocator choice that
-    `train()` makes (`flowerkit.backends.allocator`), so predict, evaluate
-    and serve run as fast as training. Commands call it after their
+    writing a keras.json, and makes the process-wide choices that `train()`
+    makes (`flowerkit.backends.allocator`, `compile_cache`), so predict,
+    evaluate and serve run as fast as training. Commands call it after their
     arguments are checked, so a typo fails in a fraction of a second."""
     choose_backend(model_path)
     with selection.keras_config_left_alone():
         warm_up_quietly()
     allocator.configure()
+    compile_cache.configure()
 
 
 DATA_SOURCES = ("a folder with one subfolder per class, a path,label .csv file, a TFRecord glob "

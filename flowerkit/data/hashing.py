@@ -23,6 +23,7 @@ import numpy as np
 from flowerkit import progress
 from flowerkit.data import manifest
 from flowerkit.data.sources import ImageIndex
+from flowerkit.keras_home import flowerkit_cache
 
 HASH_BITS = 64
 # Modes that the loader converts to RGB (counted as "odd" in the report).
@@ -135,7 +136,7 @@ def kept_close_pairs(phash: np.ndarray, threshold: int) -> tuple[np.ndarray, np.
     small file read. A result that cannot be read or kept is searched again."""
     codes = np.ascontiguousarray(phash, np.uint8)
     described = f"{PAIRS_VERSION}\0{threshold}\0{codes.shape}\0".encode() + codes.tobytes()
-    path = manifest.flowerkit_cache() / "pairs" / f"{hashlib.sha256(described).hexdigest()[:32]}.npy"
+    path = flowerkit_cache() / "pairs" / f"{hashlib.sha256(described).hexdigest()[:32]}.npy"
     try:
         kept = np.load(path, allow_pickle=False)
         if kept.ndim == 2 and len(kept) == 3:

@@ -42,6 +42,7 @@ from flowerkit.data.decode import (
     ImageProblem, apply_orientation, check_format, exif_orientation, load_pixels, open_image, to_rgb,
 )
 from flowerkit.errors import FlowerkitWarning
+from flowerkit.keras_home import flowerkit_cache
 from flowerkit.processes import process_alive
 
 VERSION = 1
@@ -50,15 +51,6 @@ HASH_BYTES = 8  # a 64-bit perceptual hash
 # cut off): a copy cropped by up to 10% per side is within a few bits of one
 # of them (bench/results/inspect_planted.json).
 CROP_BOXES = ((0.05,) * 4,) + tuple(itertools.product((0.025, 0.075), repeat=4))
-
-
-def flowerkit_cache() -> Path:
-    """`flowerkit` in the Keras cache folder, found the way Keras finds it
-    (KERAS_HOME, else ~/.keras, else /tmp/.keras)."""
-    if os.environ.get("KERAS_HOME"):
-        return Path(os.environ["KERAS_HOME"]) / "flowerkit"
-    base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
-    return base / ".keras" / "flowerkit"
 
 
 def manifest_path(source) -> Path:

@@ -37,11 +37,11 @@ from flowerkit.backends.devices import backend
 from flowerkit.backends.policy import resolve_precision
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.loading import Subset
-from flowerkit.data.manifest import flowerkit_cache
 from flowerkit.data.pipelines import BatchSequence, build_dataset
 from flowerkit.distribute import sharding
 from flowerkit.distribute.plan import Plan
 from flowerkit.errors import FlowerkitError
+from flowerkit.keras_home import flowerkit_cache
 from flowerkit.processes import process_alive
 
 CACHE_VERSION = 2  # 2: integer labels (one-hot is 4 GB at 1M images x 1,000 classes)

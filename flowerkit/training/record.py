@@ -3,7 +3,7 @@ benchmark rows."""
 
 from __future__ import annotations
 
-from flowerkit.backends import allocator
+from flowerkit.backends import allocator, compile_cache
 from flowerkit.backends.devices import backend, device_summary, library_versions
 from flowerkit.backends.fastpaths import current_micro_batch, fast_path_record
 from flowerkit.backends.policy import resolve_jit_compile, resolve_precision
@@ -34,4 +34,6 @@ def run_info(recipe, plan: Plan | None = None) -> dict:
     }
     if allocator.freed_memory_kept() is not None:
         record["torch_keep_freed_memory"] = allocator.freed_memory_kept()
+    if compile_cache.folder_in_use() is not None:
+        record["compilation_cache"] = str(compile_cache.folder_in_use())
     return record

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flowerkit.backends import allocator
+from flowerkit.backends import allocator, compile_cache
 from flowerkit.config.recipe import Recipe
 from flowerkit.data.balance import class_weights
 from flowerkit.data.loading import load_data
@@ -62,8 +62,9 @@ def train(
     `tpu` names a TPU to reach (TensorFlow: "local" on a TPU VM).
 
     The process-wide settings a run needs are made here, not when a model
-    is built: Keras's global seed (from the recipe) and, on PyTorch with a
-    CPU, the allocator (`flowerkit.backends.allocator`).
+    is built: Keras's global seed (from the recipe), on PyTorch with a CPU
+    the allocator (`flowerkit.backends.allocator`), and on JAX the kept
+    compiled programs (`flowerkit.backends.compile_cache`).
     """
     get_backbone(recipe.backbone)  # an unknown name fails before any data is read
     plan = distribution.resolve(recipe, tpu)
@@ -86,6 +87,7 @@ def _train(plan, recipe, source, folder, max_images, verbose, callbacks, overwri
         RunFolder.check_not_finished(folder)  # before reading any data
     keras.utils.set_random_seed(recipe.seed)  # initial weights, dropout, augmentation
     allocator.configure()
+    compile_cache.configure()
     # verbose as `fit` takes it: 2 (--quiet) and 0 one line per pass, else a bar on a terminal.
     quiet = True if verbose in (0, 2) else None
     data = load_data(recipe, source, max_images=max_images, quiet=quiet)
