@@ -143,7 +143,9 @@ def check_before_split(index: ImageIndex, recipe: Recipe, record: dict, quiet: b
     group_of = duplicates.group_of
     if recipe.exclude_conflicts and duplicates.conflicts:
         dropped = duplicates.conflict_members()
-        keep = np.setdiff1d(np.arange(len(index)), dropped)
+        kept = np.ones(len(index), bool)
+        kept[dropped] = False
+        keep = np.flatnonzero(kept)  # setdiff1d sorts all n positions: a second at a million
         index, group_of = index.subset(keep), group_of[keep]
         record["conflict_images_excluded"] = len(dropped)
     record["seconds"] = time.perf_counter() - started
