@@ -499,12 +499,16 @@ def scale_section(paths) -> list[str]:
     steps = ("load_cold", "load_warm", "search", "split", "train")
     lines = ["## Scale (`bench/scale.py`)", "",
              "| images | decoding pass (s) | " + " | ".join(f"{s.replace('_', ' ')} (× decoding)" for s in steps)
-             + " | peak memory (GiB) |", "|---:|---:|" + "---:|" * (len(steps) + 1)]
+             + " | load warm (s) | train's first epoch (s): first run, again | peak memory (GiB) |",
+             "|---:|---:|" + "---:|" * (len(steps) + 3)]
     for size in sizes:
         ratios = [f"{size['over_decode'][s]:.2f}" if s in size["over_decode"] else "" for s in steps]
+        warm = size["seconds"].get("load_warm")
+        epochs = [size["steps"].get(name, {}).get("first_epoch_seconds") for name in ("train", "train_again")]
         peak = max(size["peak_rss_gib"].values(), default=0)
         lines.append(f"| {size['images']:,} | {size['seconds']['decode']:.1f} | " + " | ".join(ratios)
-                     + f" | {peak:.2f} |")
+                     + f" | {f'{warm:.1f}' if warm else ''} | "
+                     + ", ".join(f"{e:.1f}" if e else "–" for e in epochs) + f" | {peak:.2f} |")
     return lines + ["", f"{scale.get('note', '')}; chart: [scale.png](scale.png).", ""]
 
 

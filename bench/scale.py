@@ -11,16 +11,20 @@ decoding pass over the same files:
     load_data warm   the same again, the manifest kept
     search, split    `find_duplicates` and `group_split` alone (warm hashes)
     train            `flowerkit train --preset mobilenet_v2_035 --max-images
-                     2000 --epochs 1` on the whole folder, manifest warm;
+                     2000 --epochs 1` on the whole folder, manifest warm,
+                     features and compiled programs not cached yet;
                      `first_epoch_seconds`: from the command's start to its
                      first epoch's end (data, model, feature pass, epoch)
+    train_again      the same command again: every cache warm
 
 Each runs in its own process, which reports its peak resident memory
 (`ru_maxrss`). Rows accumulate in bench/results/scale.json (one entry per
 size, replaced when measured again); bench/results/scale.png is the log-log
 chart of seconds against images.
 
-    KERAS_BACKEND=jax python -m bench.scale 10000 100000 [--no-train]
+    KERAS_BACKEND=jax python -m bench.scale 10000 100000 [--no-train] [--steps STEP ...]
+
+--steps measures those steps again and keeps the size's other rows.
 
 The folders must exist (`python -m bench.scale_data SIZES`); a private Keras
 cache (manifests, features, the shared ImageNet weights) lives beside them.
@@ -48,8 +52,9 @@ from bench.report import RESULTS, write_result
 from bench.scale_data import dataset_folder, scale_root
 from tests.helpers import SHARED
 
-STEPS = ("decode", "load_cold", "load_warm", "search_split", "decode_again", "train")
-RATIO_STEPS = ("load_cold", "load_warm", "search", "split", "train")
+STEPS = ("decode", "load_cold", "load_warm", "search_split", "decode_again", "train", "train_again")
+TRAIN_STEPS = ("train", "train_again")
+RATIO_STEPS = ("load_cold", "load_warm", "search", "split", "train", "train_again")
 DECODE_THREADS = 4  # as the manifest's pass (flowerkit.data.manifest.refresh)
 TARGETS = {
     "load_cold_over_decode": 2.0, "load_warm_seconds": 10.0, "peak_rss_gib": 3.0,
@@ -180,8 +185,14 @@ def run_step(name: str, size: int) -> dict:
     elif name == "search_split":
         result = step_search_split(folder)
     else:
+        if name == "train":  # the first run on this folder: only the manifest kept
+            for cache in ("features", COMPILE_CACHE):
+                shutil.rmtree(_keras_home() / "flowerkit" / cache, ignore_errors=True)
         result = step_train(folder)
     return {**result, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+COMPILE_CACHE = "jax-compilation-cache"  # flowerkit.backends.compile_cache.FOLDER_NAME
 
 
 def _keras_home() -> Path:
@@ -213,6 +224,7 @@ def summarise(size: int, steps: dict) -> dict:
         "search": steps.get("search_split", {}).get("search_seconds"),
         "split": steps.get("search_split", {}).get("split_seconds"),
         "train": steps.get("train", {}).get("seconds"),
+        "train_again": steps.get("train_again", {}).get("seconds"),
     }
     return {
         "images": size,
@@ -246,7 +258,7 @@ def chart(sizes: dict, path: Path) -> None:
     measured = sorted(sizes.values(), key=lambda s: s["images"])
     figure = Figure(figsize=(7.5, 5))
     axis = figure.subplots()
-    for step in ("decode", "load_cold", "load_warm", "search", "split", "train"):
+    for step in ("decode", "load_cold", "load_warm", "search", "split", "train", "train_again"):
         points = [(s["images"], s["seconds"][step]) for s in measured if s["seconds"].get(step)]
         if points:
             axis.plot(*zip(*points), marker="o", label=step.replace("_", " "))
@@ -272,6 +284,7 @@ def main(argv=None) -> None:
     parser.add_argument("sizes", nargs="+", type=int)
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, help="only these steps, the others kept")
     args = parser.parse_args(argv)
     if args.step:  # a child process: one step, one JSON line
         print(json.dumps(run_step(args.step, args.sizes[0])), flush=True)
@@ -282,12 +295,13 @@ def main(argv=None) -> None:
         if not (dataset_folder(size) / "complete.json").is_file():
             print(f"bench.scale: {dataset_folder(size)} is not complete: python -m bench.scale_data {size}")
             continue
-        steps = {}
-        for name in STEPS:
-            if name == "train" and args.no_train:
+        kept = result["sizes"].get(str(size), {}).get("steps", {}) if args.steps else {}
+        steps = {name: row for name, row in kept.items() if name not in args.steps} if args.steps else {}
+        for name in args.steps or STEPS:
+            if name in TRAIN_STEPS and args.no_train:
                 continue
             print(f"bench.scale: {size} {name} ...", flush=True)
-            steps[name] = measure(size, name)
+            steps[name] = {**measure(size, name), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             print(f"bench.scale: {size} {name}: {json.dumps(steps[name])}", flush=True)
         result["sizes"][str(size)] = summarise(size, steps)
         result["growth"] = growth(result["sizes"])
