@@ -69,6 +69,15 @@ def test_hashing_an_indexed_folder_reuses_its_rows_without_a_second_stat(image_f
         hash_index(swapped, quiet=True)  # rows of other images are not reused
 
 
+def test_a_subsets_rows_are_those_of_the_manifest_gathered_on_reading(image_folder, keras_home):
+    rows = index_folder(image_folder, quiet=True).rows
+    picked = manifest.Rows.of(rows).take([7, 2, 29, 4]).take([3, 0])  # a split, then a sample
+    eager = rows.take([7, 2, 29, 4]).take([3, 0])
+    assert len(picked) == 2 and picked.positions.tolist() == [4, 7]
+    for field in dataclasses.fields(manifest.Manifest):
+        assert np.array_equal(getattr(picked, field.name), getattr(eager, field.name)), field.name
+
+
 def test_added_changed_and_deleted_files_are_all_that_is_read(image_folder, keras_home, reads):
     index_folder(image_folder, quiet=True)
     before = hash_index(index_folder(image_folder, quiet=True), quiet=True)

@@ -70,7 +70,8 @@ def hash_index(index: ImageIndex, workers: int | None = None, quiet: bool | None
             bar.update(len(rows))
         else:
             rows = _file_rows(index, bar, workers)
-    problems = {int(p): rows.reasons[p].decode() for p in np.flatnonzero(rows.reasons != b"")}
+    reasons = rows.reasons  # once: a subset's rows gather a column on each read
+    problems = {int(p): reasons[p].decode() for p in np.flatnonzero(reasons != b"")}
     return ImageHashes(rows.content, rows.phash, rows.modes.astype(str), rows.pixels.astype(np.int64),
                        problems, rows.crops)
 

@@ -202,6 +202,31 @@ class Manifest:
         return rows, fresh
 
 
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """Some rows of a manifest, gathered only when a column is read: an
+    index's subsets (the split, a sample) keep their rows without copying
+    every column of a million rows each time."""
+
+    table: Manifest
+    positions: np.ndarray  # int64 rows of `table`, in order
+
+    @classmethod
+    def of(cls, rows: "Manifest | Rows") -> "Rows":
+        return rows if isinstance(rows, Rows) else cls(rows, np.arange(len(rows)))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getattr__(self, column: str) -> np.ndarray:
+        if column.startswith("__"):  # copy and pickle probe special names
+            raise AttributeError(column)
+        return getattr(self.table, column)[self.positions]
+
+    def take(self, rows) -> "Rows":
+        return Rows(self.table, self.positions[rows])
+
+
 def empty() -> Manifest:
     return Manifest(
         paths=np.zeros(0, "S1"), sizes=np.zeros(0, np.int64), mtimes=np.zeros(0, np.int64),

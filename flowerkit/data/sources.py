@@ -82,7 +82,7 @@ class ImageIndex:
     orientations: tuple[int, ...] = ()
     # The manifest rows of file images (`flowerkit.data.manifest`), aligned
     # with `images`: hashing reuses them instead of a second stat per file.
-    rows: manifest.Manifest | None = dataclasses.field(default=None, repr=False, compare=False)
+    rows: manifest.Manifest | manifest.Rows | None = dataclasses.field(default=None, repr=False, compare=False)
     # The `images` those rows were made for: an index whose images were
     # replaced since (dataclasses.replace) has other ones. Checked by
     # identity: comparing a million paths costs a second in a warm run.
@@ -105,7 +105,7 @@ class ImageIndex:
             labels=self.labels[indices],
             images=images,
             orientations=_pick(self.orientations, indices) if self.orientations else (),
-            rows=self.rows.take(indices) if aligned else None,
+            rows=manifest.Rows.of(self.rows).take(indices) if aligned else None,
             rows_images=images if aligned else None,
         )
 
