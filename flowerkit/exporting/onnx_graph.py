@@ -73,7 +73,7 @@ def global_pools_from_means(model) -> int:
     graph = model.graph
     ranks = _ranks(shape_inference.infer_shapes(model).graph)
     constants = _constants(graph)
-    nodes, rewritten = [], 0
+    nodes, axes_names, rewritten = [], [], 0
     for node in graph.node:
         if node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4 or _axes(node, constants) != [1, 2]:
             nodes.append(node)
@@ -87,9 +87,21 @@ def global_pools_from_means(model) -> int:
             helper.make_node("Transpose", [pooled], [output], name=f"{node.name}/to_nhwc", perm=[0, 2, 3, 1])
             if keepdims else helper.make_node("Flatten", [pooled], [output], name=f"{node.name}/flatten", axis=1),
         ]
+        axes_names.extend(node.input[1:])
         rewritten += 1
     _replace_nodes(graph, nodes)
+    _drop_unread(graph, axes_names)
     return rewritten
+
+
+def _drop_unread(graph, names) -> None:
+    """Drops the initializers and Constant nodes among `names` that nothing
+    (no node, no graph output) reads any more; graph inputs stay."""
+    readers = _readers(graph)
+    unread = set(names) - set(readers) - {graph_input.name for graph_input in graph.input}
+    for tensor in [tensor for tensor in graph.initializer if tensor.name in unread]:
+        graph.initializer.remove(tensor)
+    _replace_nodes(graph, [node for node in graph.node if not (node.op_type == "Constant" and node.output[0] in unread)])
 
 
 def _axes(node, constants) -> list[int] | None:
