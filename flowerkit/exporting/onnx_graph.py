@@ -101,7 +101,8 @@ def _drop_unread(graph, names) -> None:
     unread = set(names) - set(readers) - {graph_input.name for graph_input in graph.input}
     for tensor in [tensor for tensor in graph.initializer if tensor.name in unread]:
         graph.initializer.remove(tensor)
-    _replace_nodes(graph, [node for node in graph.node if not (node.op_type == "Constant" and node.output[0] in unread)])
+    _replace_nodes(graph, [node for node in graph.node
+                           if not (node.op_type == "Constant" and node.output[0] in unread)])
 
 
 def _axes(node, constants) -> list[int] | None:
