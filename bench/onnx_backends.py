@@ -10,7 +10,8 @@ shared ImageNet weights, a seeded head) in FOLDER the first time, so that every
 backend exports the same weights, to FOLDER/BACKEND.onnx, checked against Keras
 on 32 validation photos of --photos (else seeded noise; FOLDER/BACKEND.json). `time` loads each
 FOLDER/*.onnx in ONNX Runtime, times them at each batch with the rounds
-interleaved, and writes bench/results/onnx_backends.json: images/s, the ratio
+interleaved in a shuffled order (a sample at batch B is largest batch / B
+calls in a row), and writes bench/results/onnx_backends.json: images/s, the ratio
 to the fastest export at that batch, each export's difference from Keras and
 from the first export on the timed batch.
 """
@@ -21,12 +22,14 @@ import argparse
 import datetime
 import json
 import os
+import random
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.engine_table import interleaved_medians
 from bench.measure import random_batch
 from bench.report import write_result
 from flowerkit import build_model, get_preset
@@ -82,7 +85,7 @@ def time_exports(folder: Path, batches, rounds: int, threads: int = 0) -> dict:
     first = next(iter(outputs.values()))
     rows = []
     for batch in batches:
-        medians = interleaved_medians(exports, images[:batch], rounds)
+        medians = shuffled_medians(exports, images[:batch], rounds, repeats=max(batches) // batch)
         fastest = min(medians.values())
         for name, seconds in medians.items():
             rows.append({"backend": name, "batch": batch, "median_seconds": seconds,
@@ -93,9 +96,28 @@ def time_exports(folder: Path, batches, rounds: int, threads: int = 0) -> dict:
     import onnxruntime  # the runtime timed; not needed to export
 
     return {"runtime": f"onnxruntime {onnxruntime.__version__}", "cpus": os.cpu_count(),
-            "threads": threads or "default",
+            "threads": threads or "default", "images_per_sample": max(batches),
             "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "rounds": rounds,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), "rows": rows}
+
+
+def shuffled_medians(exports: dict, images, rounds: int, repeats: int = 1, seed: int = 0) -> dict:
+    """name -> median seconds of one call on `images`, after a warm-up call
+    each. Every round times each export once, in a new random order (in a
+    fixed order a loaded machine's periodic stalls fell on the same file),
+    each sample `repeats` calls in a row (a batch-1 call is a few ms)."""
+    rng = random.Random(seed)
+    for predict in exports.values():
+        predict(images)
+    seconds = {name: [] for name in exports}
+    for _ in range(rounds):
+        for name in rng.sample(list(exports), len(exports)):
+            predict = exports[name]
+            started = time.perf_counter()
+            for _ in range(repeats):
+                predict(images)
+            seconds[name].append((time.perf_counter() - started) / repeats)
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def _session(path: Path, threads: int):

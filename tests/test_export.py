@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 from tests.helpers import REPO, installed, run_main, shared_path, tiny_run_folder
+from tests.test_export_onnx_graph import runtime_operators
 
 from flowerkit.errors import FlowerkitError
 from flowerkit.exporting import FORMATS, export, load_exported, read_labels, run_exported
@@ -68,7 +69,7 @@ def keras_probabilities(run_folder, photos) -> np.ndarray:
 
 
 @pytest.mark.parametrize("format", FORMATS)
-def test_export_matches_keras_in_its_own_runtime(format, run_folder, photos, keras_probabilities):
+def test_export_matches_keras_in_its_own_runtime(format, run_folder, photos, keras_probabilities, tmp_path):
     backend = _backend()
     if message := unavailable(format, backend):
         with pytest.raises(FlowerkitError, match=message) as error:
@@ -106,6 +107,12 @@ def test_export_matches_keras_in_its_own_runtime(format, run_folder, photos, ker
         operators = [node.op_type for node in saved.graph.node]
         assert operators.count("Conv") == _convolutions(run_folder / "model.keras") == 52
         assert operators.count("Clip") == 35 and "Max" not in operators and operators.count("MatMul") == 1
+        # ONNX Runtime folds every zero padding into its Conv and pools in
+        # NCHW, as for TensorFlow's file (PyTorch's kept Pads, PyTorch's and
+        # JAX's a ReduceMean on NHWC).
+        at_run_time = runtime_operators(saved, tmp_path)
+        assert "Pad" not in at_run_time and "ReduceMean" not in at_run_time
+        assert at_run_time.count("Conv") + at_run_time.count("FusedConv") == 52  # FusedConv: with its Clip
 
 
 def _convolutions(model_path) -> int:
@@ -202,39 +209,6 @@ def test_onnx_weights_written_apart_are_saved_inside(tmp_path):
     saved = onnx.load(str(path))
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(saved.graph.initializer[0]), weights)
     assert {p.key: p.value for p in saved.metadata_props}["class_names"] == '["a", "b", "c"]'
-
-
-@pytest.mark.backend_independent
-def test_relu6_as_max_and_min_becomes_one_clip():
-    """Max(x, 0) then Min(., 6) (jax2onnx's ReLU6) is rewritten as Clip(x, 0, 6),
-    same values in ONNX Runtime; a Max read elsewhere too is left alone."""
-    import onnx
-    import onnxruntime
-    from onnx import helper, numpy_helper
-
-    from flowerkit.exporting.convert import _clips_from_max_min
-
-    def relu6_graph(max_read_twice: bool):
-        nodes = [helper.make_node("Max", ["x", "zero"], ["m"]), helper.make_node("Min", ["m", "six"], ["y"])]
-        outputs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [5])]
-        if max_read_twice:
-            nodes.append(helper.make_node("Neg", ["m"], ["n"]))
-            outputs.append(helper.make_tensor_value_info("n", onnx.TensorProto.FLOAT, [5]))
-        constants = [numpy_helper.from_array(np.float32(value), name) for name, value in (("zero", 0), ("six", 6))]
-        inputs = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [5])]
-        return helper.make_model(helper.make_graph(nodes, "relu6", inputs, outputs, constants))
-
-    x = np.array([-3, 0, 2.5, 6, 9], dtype=np.float32)
-    model = relu6_graph(max_read_twice=False)
-    assert _clips_from_max_min(model.graph) == 1
-    assert [(n.op_type, list(n.input)) for n in model.graph.node] == [("Clip", ["x", "zero", "six"])]
-    onnx.checker.check_model(model)
-    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.clip(x, 0, 6))
-
-    shared = relu6_graph(max_read_twice=True)
-    assert _clips_from_max_min(shared.graph) == 0
-    assert [n.op_type for n in shared.graph.node] == ["Max", "Min", "Neg"]
 
 
 @pytest.fixture(scope="module")

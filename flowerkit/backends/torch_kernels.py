@@ -72,7 +72,6 @@ def _conv_call(self, inputs):
     import keras
     import torch.nn.functional as functional
 
-    
     if inputs.ndim != 4:
         return type(self).call(self, inputs)
     images = inputs.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: no copy
@@ -85,8 +84,11 @@ def _conv_call(self, inputs):
     else:
         weight = kernel.permute(3, 2, 0, 1)  # (kh, kw, in/groups, out) -> (out, in/groups, kh, kw)
         groups = self.groups
-    _, pad_height = output_size_and_padding(images.shape[2], weight.shape[2], self.strides[0], self.padding)
-    _, pad_width = output_size_and_padding(images.shape[3], weight.shape[3], self.strides[1], self.padding)
+    # Python ints: a trace (the ONNX export) would otherwise record the pads
+    # as arithmetic on the input's shape, a Pad ONNX Runtime cannot fold into the Conv.
+    height, width = int(images.shape[2]), int(images.shape[3])
+    _, pad_height = output_size_and_padding(height, weight.shape[2], self.strides[0], self.padding)
+    _, pad_width = output_size_and_padding(width, weight.shape[3], self.strides[1], self.padding)
     if pad_height[0] == pad_height[1] and pad_width[0] == pad_width[1]:
         padding = (pad_height[0], pad_width[0])  # symmetric: the convolution pads itself
     else:

@@ -32,7 +32,6 @@ the LiteRT interpreter (`ai_edge_litert`, else `tf.lite`).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import time
@@ -49,6 +48,7 @@ from flowerkit.errors import FlowerkitError
 from flowerkit.backends.devices import backend as current_backend
 from flowerkit.backends.fastpaths import apply_fast_paths
 from flowerkit.exporting.formats import check_can_export, fixed_batch, require_runtime
+from flowerkit.exporting.onnx_graph import tune_for_onnxruntime
 from flowerkit.exporting.runtimes import INPUT_NAME, LABELS_FILE, artefact_size, load_exported
 from flowerkit.inference.loading import load_run
 
@@ -391,7 +391,8 @@ def _write_labels(path: Path, format: str, class_names) -> Path:
 
 
 def _finish_onnx(path: Path, recipe, backend: str) -> None:
-    """Adds the contract to the ONNX model's metadata and saves it as one
+    """Adds the contract to the ONNX model's metadata, rewrites the graph into
+    the forms ONNX Runtime optimises (`onnx_graph`) and saves it as one
     file: some converters write the weights to a separate `.data` file
     (mode 600), which the model does not need at this size (under 2 GB)."""
     import onnx
@@ -399,38 +400,11 @@ def _finish_onnx(path: Path, recipe, backend: str) -> None:
     model = onnx.load(str(path), load_external_data=False)
     external = _external_files(model, path.parent)
     onnx.load_external_data_for_model(model, str(path.parent))
-    _clips_from_max_min(model.graph)
+    tune_for_onnxruntime(model)
     _set_metadata(model, recipe, backend)
     onnx.save(model, str(path))
     for data_file in external - {path}:
         data_file.unlink(missing_ok=True)
-
-
-def _clips_from_max_min(graph) -> int:
-    """Rewrites Max(x, low) then Min(., high), low <= high scalar constants,
-    the Max read by nothing else, as the one node Clip(x, low, high), the same
-    values; returns how many. jax2onnx writes ReLU6 so, and ONNX Runtime fuses
-    a Clip into the convolution before it but not a Max and a Min."""
-    from onnx import numpy_helper
-
-    scalars = {t.name: numpy_helper.to_array(t) for t in graph.initializer if not t.dims}
-    readers = collections.Counter(name for node in graph.node for name in node.input)
-    readers.update(output.name for output in graph.output)
-    producers = {output: node for node in graph.node for output in node.output}
-    merged = set()
-    for node in graph.node:
-        inner = producers.get(node.input[0]) if node.op_type == "Min" and len(node.input) == 2 else None
-        if (inner is None or inner.op_type != "Max" or len(inner.input) != 2 or readers[inner.output[0]] != 1
-                or inner.input[1] not in scalars or node.input[1] not in scalars
-                or scalars[inner.input[1]] > scalars[node.input[1]]):
-            continue
-        node.op_type = "Clip"
-        node.input[:] = [inner.input[0], inner.input[1], node.input[1]]
-        merged.add(inner.output[0])
-    kept = [node for node in graph.node if not (node.op_type == "Max" and node.output[0] in merged)]
-    del graph.node[:]
-    graph.node.extend(kept)
-    return len(merged)
 
 
 def _external_files(model, folder: Path) -> set[Path]:
