@@ -3,6 +3,7 @@ are, and small synthetic image folders."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -108,6 +109,29 @@ def tiny_run_folder(folder: Path, classes=CLASSES, image_size: int = 32) -> Path
     model.save(folder / "model.keras")
     Recipe(class_names=tuple(classes), image_size=image_size).save(folder / "recipe.json")
     return folder / "model.keras"
+
+
+@contextlib.contextmanager
+def eager_steps_where_not_jit():
+    """Keras compiles every model with run_eagerly=True where flowerkit's
+    "auto" jit_compile is off (TensorFlow on CPU; PyTorch is eager anyway):
+    a graph traced for a few batches of 8 costs far more than it saves
+    (MobileNetV2's fine-tuning step: ~25 s traced, ~1 s eager). Where the
+    step is XLA-compiled (JAX), it stays compiled: eager JAX is slower still.
+    For tests about what training does, not how its step is compiled."""
+    import keras
+
+    from flowerkit.backends.policy import resolve_jit_compile
+
+    with pytest.MonkeyPatch.context() as patch:
+        if not resolve_jit_compile("auto"):
+            compile = keras.Model.compile
+
+            def eager_compile(model, *args, **kwargs):
+                compile(model, *args, **{**kwargs, "run_eagerly": True})
+
+            patch.setattr(keras.Model, "compile", eager_compile)
+        yield
 
 
 # --- small models shared by the fast-path tests (tests/test_fastpath*.py) ------

@@ -108,7 +108,8 @@ def test_phase_two_augmentation_takes_the_backends_fast_path(fine_tuned):
     assert seen.compiled[-1] is (keras.backend.backend() == "jax")
 
 
-def test_resume_inside_phase_two(image_folder, tmp_path):
+def test_resume_inside_phase_two(image_folder, tmp_path, eager_steps):
+    # Eager on TensorFlow: the fixture above trains phase 2 in a traced graph.
     with pytest.raises(KeyboardInterrupt):
         flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=0,
                         callbacks=[StopAfter(3)])  # after the first fine-tuning epoch
