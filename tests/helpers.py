@@ -115,9 +115,9 @@ def tiny_run_folder(folder: Path, classes=CLASSES, image_size: int = 32) -> Path
 def eager_steps_where_not_jit():
     """Keras compiles every model with run_eagerly=True where flowerkit's
     "auto" jit_compile is off (TensorFlow on CPU; PyTorch is eager anyway):
-    a graph traced for a few batches of 8 costs far more than it saves
-    (MobileNetV2's fine-tuning step: ~25 s traced, ~1 s eager). Where the
-    step is XLA-compiled (JAX), it stays compiled: eager JAX is slower still.
+    tracing MobileNetV2's step costs many times what a few eager batches
+    of 8 do. Where the step is XLA-compiled (JAX), it stays compiled: eager
+    JAX is slower still.
     For tests about what training does, not how its step is compiled."""
     import keras
 
