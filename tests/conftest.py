@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import make_image_folder
+from tests.helpers import eager_steps_where_not_jit, make_image_folder
 
 
 def pytest_configure(config):
@@ -43,3 +43,11 @@ def backend() -> str:
     import keras
 
     return keras.backend.backend()
+
+
+@pytest.fixture
+def eager_steps():
+    """Training steps run eagerly where they are not XLA-compiled
+    (tests.helpers.eager_steps_where_not_jit)."""
+    with eager_steps_where_not_jit():
+        yield

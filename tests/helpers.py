@@ -3,6 +3,7 @@ are, and small synthetic image folders."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -110,11 +111,40 @@ def tiny_run_folder(folder: Path, classes=CLASSES, image_size: int = 32) -> Path
     return folder / "model.keras"
 
 
+@contextlib.contextmanager
+def eager_steps_where_not_jit():
+    """Keras compiles every model with run_eagerly=True where flowerkit's
+    "auto" jit_compile is off (TensorFlow on CPU; PyTorch is eager anyway):
+    tracing MobileNetV2's step costs many times what a few eager batches
+    of 8 do. Where the step is XLA-compiled (JAX), it stays compiled: eager
+    JAX is slower still.
+    For tests about what training does, not how its step is compiled."""
+    import keras
+
+    from flowerkit.backends.policy import resolve_jit_compile
+
+    with pytest.MonkeyPatch.context() as patch:
+        if not resolve_jit_compile("auto"):
+            compile = keras.Model.compile
+
+            def eager_compile(model, *args, **kwargs):
+                compile(model, *args, **{**kwargs, "run_eagerly": True})
+
+            patch.setattr(keras.Model, "compile", eager_compile)
+        yield
+
+
 # --- small models shared by the fast-path tests (tests/test_fastpath*.py) ------
 
 
-def small_mobilenet_v2(pretrained=False):
-    """MobileNetV2 alpha 0.35 at 64x64 with a Dense(3) head, seeded."""
+# MobileNetV2 cut after block 6: 7 of its 17 depthwise convolutions (strides
+# 1 and 2), 40% of its layers, so train steps compile in less than half the time.
+MOBILENET_V2_CUT = "block_6_project_BN"
+
+
+def small_mobilenet_v2(pretrained=False, cut_after=None):
+    """MobileNetV2 alpha 0.35 at 64x64 with a Dense(3) head, seeded;
+    `cut_after` a layer name: the backbone ends there (MOBILENET_V2_CUT)."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -123,6 +153,8 @@ def small_mobilenet_v2(pretrained=False):
     )
     if pretrained:
         backbone.load_weights(shared_path("weights/mobilenet_v2_0.35_imagenet_no_top.weights.h5"))
+    if cut_after:
+        backbone = keras.Model(backbone.input, backbone.get_layer(cut_after).output)
     inputs = keras.Input((64, 64, 3))
     # training=False as in transfer learning: BatchNormalization on its moving
     # statistics. (Batch statistics of 4 images at 2x2 pixels amplify float

@@ -21,9 +21,15 @@ from tests.helpers import (
     assert_same_train_step,
     efficientnet_lite0_backbone,
     one_train_step,
+    MOBILENET_V2_CUT,
     small_images,
     small_mobilenet_v2,
 )
+
+# The train-step tests below run MobileNetV2 cut after block 6 (7 depthwise
+# layers, strides 1 and 2): the same layers, less for XLA to compile. The
+# whole network's 17 switched layers: test_model_predicts_the_same.
+CUT_DEPTHWISE_LAYERS = 7
 from flowerkit import compat
 from flowerkit.backends.fastpaths import apply_fast_paths, fast_path_record, is_matmul, is_shifted
 from flowerkit.backends.geometry import shifted_depthwise_conv
@@ -230,13 +236,13 @@ def test_fit_step_is_the_same_with_the_fast_path():
     x, y = small_images()
     steps = []
     for setting in ("stock", "shifted"):
-        model = small_mobilenet_v2(pretrained=True)
+        model = small_mobilenet_v2(pretrained=True, cut_after=MOBILENET_V2_CUT)
         # 1x1 convolutions stock in both: their own test is below. (With both
         # paths on, the loss still agrees within 1e-5, but ReLU6 inputs sitting
         # at exactly 6.0 flip on float rounding and move single gradient
         # entries by a few percent of a layer's largest update.)
         record = apply_fast_paths(model, setting, "stock", "stock")
-        assert record["shifted_layers"] == (17 if setting == "shifted" else 0)
+        assert record["shifted_layers"] == (CUT_DEPTHWISE_LAYERS if setting == "shifted" else 0)
         steps.append(one_train_step(model, x, y))
     assert_same_train_step(*steps, layer_rtol=0.05)
 
@@ -262,7 +268,7 @@ def test_saved_switched_model_loads_in_plain_keras(tmp_path):
     # tests/test_cross_backend.py's, from fixtures each backend saved.
     load_backend = keras.backend.backend()
     x, y = small_images()
-    model = small_mobilenet_v2(pretrained=True)
+    model = small_mobilenet_v2(pretrained=True, cut_after=MOBILENET_V2_CUT)
     record = apply_fast_paths(model)
     assert record["shifted_layers"] + record["native_layers"] > 0  # the auto policy switched layers
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -455,14 +461,14 @@ def test_mixed_precision_fast_paths_stay_as_close_to_float32_as_stock():
     it than the stock bfloat16 layers' (x2), and a train step gives a finite loss
     and moves the weights."""
     x, y = small_images()
-    float32_logits = small_mobilenet_v2(pretrained=True).predict_on_batch(x)
+    float32_logits = small_mobilenet_v2(pretrained=True, cut_after=MOBILENET_V2_CUT).predict_on_batch(x)
     deviations = {}
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         for settings in (("stock", "stock", "stock"), ("shifted", "stock", "matmul")):
-            model = small_mobilenet_v2(pretrained=True)
+            model = small_mobilenet_v2(pretrained=True, cut_after=MOBILENET_V2_CUT)
             record = apply_fast_paths(model, *settings)
-            assert record["shifted_layers"] == (17 if settings[0] == "shifted" else 0)
+            assert record["shifted_layers"] == (CUT_DEPTHWISE_LAYERS if settings[0] == "shifted" else 0)
             logits = np.asarray(model.predict_on_batch(x), "float32")
             deviations[settings[0]] = float(np.abs(logits - float32_logits).max())
         model.compile(optimizer=keras.optimizers.SGD(0.01),
@@ -530,7 +536,7 @@ def test_micro_batched_step_is_the_batch_step():
 def _frozen_batch_norm():
     """small_mobilenet_v2 with BatchNorm in inference mode, as flowerkit
     fine-tunes (the rest trains)."""
-    model = small_mobilenet_v2(pretrained=True)
+    model = small_mobilenet_v2(pretrained=True, cut_after=MOBILENET_V2_CUT)
     for layer in compat.all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False

@@ -147,7 +147,7 @@ def test_feature_cache_on_with_random_augmentation_is_an_error():
     assert _recipe(augmentation=("flip",)).caches_features
 
 
-def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_path, capsys):
+def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_path, capsys, eager_steps):
     result = flowerkit.train(_recipe(), source=str(image_folder), output_dir=tmp_path, verbose=2)
     # verbose=2 (--quiet): one labelled line per feature pass, not a bare bar.
     err = capsys.readouterr().err
@@ -169,7 +169,7 @@ def test_the_saved_model_carries_the_head_trained_on_features(image_folder, tmp_
     assert again.metrics["phases"][0]["feature_cache"] == "hit"
 
 
-def test_cached_and_uncached_runs_train_on_the_same_batches(image_folder):
+def test_cached_and_uncached_runs_train_on_the_same_batches(image_folder, eager_steps):
     """Same seed and data: the cache changes speed, not results. (On real
     photos, 1500 of them: bench/test_accuracy.py's feature-cache check.)"""
     # Without augmentation or dropout, and with the feature batches served
