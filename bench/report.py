@@ -51,7 +51,7 @@ def load_rows(paths) -> list[dict]:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise SystemExit(f"bench.report: error: cannot read {path}: {error}")
-        for bench in data.get("benchmarks", []):
+        for bench in data.get("benchmarks", []) if isinstance(data, dict) else ():  # a script's rows
             info = dict(bench.get("extra_info", {}))
             if "benchmark" not in info:
                 continue
