@@ -307,7 +307,8 @@ def main(argv=None) -> None:
         result["growth"] = growth(result["sizes"])
         result.update(targets=TARGETS, backend=os.environ.get("KERAS_BACKEND"), cpus=os.cpu_count(),
                       date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                      note="one run per size on a shared 2-core VM (other jobs running): compare ratios")
+                      note="one run per size on a shared 2-core VM (other jobs running): compare ratios; steps "
+                           "measured again (--steps) carry their own date")
         write_result("scale", result)
         chart(result["sizes"], RESULTS / "scale.png")
 
