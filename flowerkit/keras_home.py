@@ -1,5 +1,7 @@
-"""Where flowerkit keeps what it computes once (manifests, features, compiled
-programs): `flowerkit` in the Keras cache folder, found the way Keras finds it."""
+"""Where Keras keeps its files (keras.json, downloaded weights) and where
+flowerkit keeps what it computes once (manifests, features, compiled
+programs), found the way Keras finds its folder. Imports nothing heavy: the
+backend is chosen from keras.json before Keras starts."""
 
 from __future__ import annotations
 
@@ -7,10 +9,15 @@ import os
 from pathlib import Path
 
 
-def flowerkit_cache() -> Path:
-    """`$KERAS_HOME/flowerkit`, else `~/.keras/flowerkit`, else `/tmp/.keras/flowerkit`
-    (Keras's own order: a home folder that cannot be written is skipped)."""
+def keras_home() -> Path:
+    """`$KERAS_HOME`, else `~/.keras`, else `/tmp/.keras` where the home folder
+    cannot be written: Keras's own rule (keras/src/backend/config.py, 3.15)."""
     if os.environ.get("KERAS_HOME"):
-        return Path(os.environ["KERAS_HOME"]) / "flowerkit"
+        return Path(os.environ["KERAS_HOME"])
     base = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
-    return base / ".keras" / "flowerkit"
+    return base / ".keras"
+
+
+def flowerkit_cache() -> Path:
+    """`flowerkit` in the Keras folder (`keras_home`)."""
+    return keras_home() / "flowerkit"

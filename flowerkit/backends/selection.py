@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 from flowerkit.errors import FlowerkitError
+from flowerkit.keras_home import keras_home
 
 # Keras's own default first, so an install with TensorFlow behaves as Keras does.
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -38,9 +39,8 @@ def installed_backends() -> list[str]:
 
 
 def keras_config_path() -> Path:
-    """`keras.json` where Keras reads it: `$KERAS_HOME`, else `~/.keras`."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home).expanduser() / "keras.json"
+    """`keras.json` where Keras reads it (`keras_home`)."""
+    return keras_home() / "keras.json"
 
 
 def configured_backend() -> tuple[str, str] | None:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from flowerkit.config.presets import PRESETS
 from flowerkit.config.recipe import Recipe
+from flowerkit.keras_home import keras_home
 
 # Where a checkout next to the project's shared data, or a test run, keeps the photos.
 _PHOTO_FOLDERS = ("{shared}/data/flower_photos", "../shared/data/flower_photos", "flower_photos")
 
 
 def keras_models_folder() -> Path:
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home).expanduser() / "models"
+    return keras_home() / "models"
 
 
 def weights_cached(recipe: Recipe, models: Path) -> bool:

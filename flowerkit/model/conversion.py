@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from flowerkit.errors import FlowerkitError, FlowerkitWarning
+from flowerkit.keras_home import keras_home
 from flowerkit.model.efficientnet_lite import torch_key
 from flowerkit.model.torch_checkpoint import read_state_dict
 
@@ -32,7 +33,7 @@ def file_sha256(path) -> str:
 
 def keras_cache_dir() -> Path:
     """Where Keras caches downloads (`keras.utils.get_file`'s default)."""
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+    return keras_home() / "models"
 
 
 def load_torch_weights(model: keras.Model, path, expected_sha256: str | None = None) -> None:
