@@ -50,6 +50,7 @@ from pathlib import Path
 
 from bench.report import RESULTS, write_result
 from bench.scale_data import dataset_folder, scale_root
+from flowerkit.backends import compile_cache
 from tests.helpers import SHARED
 
 STEPS = ("decode", "load_cold", "load_warm", "search_split", "decode_again", "train", "train_again")
@@ -186,13 +187,10 @@ def run_step(name: str, size: int) -> dict:
         result = step_search_split(folder)
     else:
         if name == "train":  # the first run on this folder: only the manifest kept
-            for cache in ("features", COMPILE_CACHE):
+            for cache in ("features", compile_cache.FOLDER_NAME):
                 shutil.rmtree(_keras_home() / "flowerkit" / cache, ignore_errors=True)
         result = step_train(folder)
     return {**result, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-
-
-COMPILE_CACHE = "jax-compilation-cache"  # flowerkit.backends.compile_cache.FOLDER_NAME
 
 
 def _keras_home() -> Path:

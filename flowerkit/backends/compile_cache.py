@@ -27,7 +27,7 @@ _folder: Path | None = None
 
 
 def configure() -> Path | None:
-    """Keeps compiled programs in `compiled_programs_folder()` where the policy
+    """Keeps compiled programs in `FOLDER_NAME` of the flowerkit cache where the policy
     says so (`policy.keeps_compiled_programs`), once per process; the folder
     in use, or None."""
     global _folder
