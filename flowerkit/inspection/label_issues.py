@@ -18,6 +18,11 @@ FOLDS = 5
 STEPS = 150
 L2 = 1e-2
 LEARNING_RATE = 0.5
+# Rows per gradient step. Up to this many training rows every step is the full
+# batch (the shared photos' folds are ~2,600); beyond it each step takes the
+# next rows of a seeded shuffle, so a fold costs STEPS x BATCH_ROWS rows, not
+# STEPS x n: at 100 k images in 1,000 classes 2.3 s a step becomes 0.2 s.
+BATCH_ROWS = 8192
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,28 +60,46 @@ def fold_assignment(labels, folds: int, seed: int, groups=None) -> np.ndarray:
 
 
 def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = L2,
-                learning_rate: float = LEARNING_RATE):
-    """Multinomial logistic regression by full-batch gradient descent with
-    Nesterov momentum on standardised features: (weights, bias, mean, scale)."""
+                learning_rate: float = LEARNING_RATE, batch_rows: int = BATCH_ROWS, seed: int = 0):
+    """Multinomial logistic regression by gradient descent with Nesterov
+    momentum on standardised features: (weights, bias, mean, scale). Full
+    batch up to `batch_rows` rows, else mini-batches of a seeded shuffle."""
     features = np.asarray(features, np.float32)
+    labels = np.asarray(labels)
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + np.float32(1e-6)
-    x = (features - mean) / scale
-    rows = np.arange(len(x))
-    weights = np.zeros((x.shape[1], classes), np.float32)
+    full = len(features) <= batch_rows
+    x_full = (features - mean) / scale if full else None
+    batches = _batches(len(features), batch_rows, seed)
+    weights = np.zeros((features.shape[1], classes), np.float32)
     bias = np.zeros(classes, np.float32)
     velocity_w, velocity_b = np.zeros_like(weights), np.zeros_like(bias)
-    rate = np.float32(learning_rate / np.sqrt(x.shape[1]))
+    rate = np.float32(learning_rate / np.sqrt(features.shape[1]))
     l2, momentum = np.float32(l2), np.float32(0.9)
     for _ in range(steps):
+        if full:
+            x, y = x_full, labels
+        else:
+            rows = next(batches)
+            x, y = (features[rows] - mean) / scale, labels[rows]
         look_w, look_b = weights + momentum * velocity_w, bias + momentum * velocity_b
         error = _softmax(x @ look_w + look_b)  # minus the one-hot labels, without building them
-        error[rows, labels] -= 1
+        error[np.arange(len(x)), y] -= 1
         error /= len(x)
         velocity_w = momentum * velocity_w - rate * (x.T @ error + l2 * look_w)
         velocity_b = momentum * velocity_b - rate * error.sum(axis=0)
         weights, bias = weights + velocity_w, bias + velocity_b
     return weights, bias, mean, scale
+
+
+def _batches(count: int, batch_rows: int, seed: int):
+    """Endless sorted row positions, `batch_rows` at a time, from a new seeded
+    shuffle each pass (sorted: a gather in file order reads memory forwards)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(count)
+        for start in range(0, count - batch_rows + 1, batch_rows):
+            yield np.sort(order[start : start + batch_rows])
 
 
 def predict_softmax(model, features) -> np.ndarray:
@@ -93,7 +116,8 @@ def _softmax(logits):
 
 
 def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: int = 0,
-                      groups=None, progress=None, steps: int = STEPS, l2: float = L2) -> LabelIssues:
+                      groups=None, progress=None, steps: int = STEPS, l2: float = L2,
+                      batch_rows: int = BATCH_ROWS) -> LabelIssues:
     """Out-of-fold probabilities and the ranked suspects (module docstring)."""
     features = np.asarray(features, np.float32).reshape(len(features), -1)
     labels = np.asarray(labels, dtype=np.int64)
@@ -107,7 +131,8 @@ def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: 
         if held.all():  # one group holds every image: nothing else to learn from
             probabilities[held] = 1 / classes
             continue
-        model = fit_softmax(features[~held], labels[~held], classes, steps, l2)
+        model = fit_softmax(features[~held], labels[~held], classes, steps, l2,
+                            batch_rows=batch_rows, seed=seed + fold)
         probabilities[held] = predict_softmax(model, features[held])
         if progress:
             progress(fold + 1, folds)

@@ -28,6 +28,7 @@ from flowerkit.data.hashing import hash_index
 from flowerkit.inspection.label_issues import FOLDS, find_label_issues
 from flowerkit.model.build import build_model, split_at_features
 from flowerkit.config.recipe import Recipe
+from flowerkit import progress
 
 
 def feature_recipe(recipe: Recipe) -> Recipe:
@@ -50,7 +51,7 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS,
     features = None
     if recipe.backbone != "none":
         with timer("feature_seconds"):
-            features, cache = _features(
+            features, cache = pooled_features(
                 feature_recipe(recipe.replace(class_names=index.class_names)), index,
                 verbose=2 if quiet else 1)
         timer.seconds["feature_cache"] = cache
@@ -60,9 +61,11 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS,
         by_hashes = find_duplicates(hashes, index.labels) if features is not None else duplicates
     issues = None
     if features is not None:
-        with timer("label_issue_seconds"):
+        with timer("label_issue_seconds"), progress.stage(
+                "Checking labels", total=folds, unit="fold", quiet=quiet) as bar:
             issues = find_label_issues(features, index.labels, len(index.class_names), folds,
-                                       recipe.seed, groups=duplicates.group_of)
+                                       recipe.seed, groups=duplicates.group_of,
+                                       progress=lambda done, total: bar.update())
     _, _, kept = group_split(index, recipe.validation_split, recipe.seed, duplicates.group_of)
     root = source_root(index)
     names = [relative_name(image, root) if isinstance(image, str) else f"record {i}"
@@ -157,7 +160,9 @@ def _duplicates_report(duplicates, by_hashes, with_features: bool, index, names,
     }
 
 
-def _features(recipe: Recipe, index, verbose):
+def pooled_features(recipe: Recipe, index, verbose):
+    """(n, width) float32 pooled features of every image of `index` (the
+    feature cache's), and "computed" or "hit"."""
     model = build_model(recipe, compile=False)
     extractor, _ = split_at_features(model)
     cached = features_lib.cached_features(
