@@ -499,12 +499,13 @@ def scale_section(paths) -> list[str]:
     steps = ("load_cold", "load_warm", "search", "split", "train")
     lines = ["## Scale (`bench/scale.py`)", "",
              "| images | decoding pass (s) | " + " | ".join(f"{s.replace('_', ' ')} (× decoding)" for s in steps)
-             + " | load warm (s) | train's first epoch (s): first run, again | peak memory (GiB) |",
+             + " | load warm (s) | train's first epoch (s): first run, new folder, again | peak memory (GiB) |",
              "|---:|---:|" + "---:|" * (len(steps) + 3)]
     for size in sizes:
         ratios = [f"{size['over_decode'][s]:.2f}" if s in size["over_decode"] else "" for s in steps]
         warm = size["seconds"].get("load_warm")
-        epochs = [size["steps"].get(name, {}).get("first_epoch_seconds") for name in ("train", "train_again")]
+        epochs = [size["steps"].get(name, {}).get("first_epoch_seconds")
+                  for name in ("train", "train_new_folder", "train_again")]
         peak = max(size["peak_rss_gib"].values(), default=0)
         lines.append(f"| {size['images']:,} | {size['seconds']['decode']:.1f} | " + " | ".join(ratios)
                      + f" | {f'{warm:.1f}' if warm else ''} | "

@@ -51,11 +51,12 @@ def test_the_results_page_has_a_row_per_size(tmp_path):
     sizes = {"10000": scale.summarise(10_000, {"decode": {"seconds": 8.0, "peak_rss_bytes": 2**29},
                                                "load_cold": {"seconds": 40.0, "peak_rss_bytes": 2**30},
                                                "load_warm": {"seconds": 2.5},
+                                               "train_new_folder": {"seconds": 40.0, "first_epoch_seconds": 28.0},
                                                "train_again": {"seconds": 30.0, "first_epoch_seconds": 21.5}})}
     (tmp_path / "scale.json").write_text(json.dumps({"sizes": sizes, "note": "one run"}))
     lines = scale_section([tmp_path / "inspect_cost.json", tmp_path / "scale.json"])
     assert lines[0] == "## Scale (`bench/scale.py`)"
-    assert lines[4] == "| 10,000 | 8.0 | 5.00 | 0.31 |  |  |  | 2.5 | –, 21.5 | 1.00 |"
+    assert lines[4] == "| 10,000 | 8.0 | 5.00 | 0.31 |  |  |  | 2.5 | –, 28.0, 21.5 | 1.00 |"
     assert scale_section([tmp_path / "other.json"]) == []
 
 
