@@ -407,7 +407,7 @@ def serving_table(rows) -> list[str]:
 def inspection_section(paths) -> list[str]:
     """`bench/inspect_*.py`'s results (issue 24's targets), where present."""
     found = {Path(p).stem: json.loads(Path(p).read_text()) for p in paths
-             if Path(p).name.startswith("inspect_") and Path(p).suffix == ".json"}
+             if Path(p).name.startswith(("inspect_", "label_noise")) and Path(p).suffix == ".json"}
     if not found:
         return []
     lines = ["## Data inspection (`flowerkit inspect`)", ""]
@@ -432,12 +432,17 @@ def inspection_section(paths) -> list[str]:
                      f"balanced accuracy {weights['none']['val_balanced_accuracy']:.3f} with "
                      f"`class_weight=none`, {weights['auto']['val_balanced_accuracy']:.3f} with `auto` "
                      f"(`bench/inspect_imbalance.py`).")
-    cost = found.get("inspect_cost")
-    if cost:
-        lines.append(f"- `inspect` on {cost['images']} photos ({cost['backend']}): "
+    for name in sorted(n for n in found if n.startswith("inspect_cost")):
+        cost = found[name]
+        lines.append(f"- `inspect` on {cost['images']:,} images ({cost['backend']}, `{name}`): "
                      f"{cost['runs']['uncached']['wall_seconds']:.0f} s uncached, "
                      f"{cost['uncached_over_feature_pass']:.2f}x its feature pass; "
                      f"{cost['runs']['cached']['wall_seconds']:.0f} s cached (`bench/inspect_cost.py`).")
+    for row in found.get("label_noise", {}).get("rows", []):
+        lines.append(f"- Label check, {row['flipped']:,} of {row['images']:,} labels flipped "
+                     f"({row['data']}, {row['classes']} classes, batch {row['batch_rows']}): "
+                     f"{row['recall_top_2x']:.1%} of them in the top {2 * row['flipped']:,}, "
+                     f"{row['seconds']:.0f} s (`bench/label_noise.py`).")
     return lines + [""]
 
 

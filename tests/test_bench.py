@@ -319,11 +319,20 @@ def test_results_page_shows_serving_and_inspection_rows(tmp_path):
     (tmp_path / "jax-cpu-serve.json").write_text(json.dumps(serve))
     (tmp_path / "inspect_planted.json").write_text(json.dumps(
         {"images": 600, "planted_pairs": 150, "recall": 148 / 150, "precision_on_planted_images": 1.0}))
+    (tmp_path / "inspect_cost_100k.json").write_text(json.dumps(
+        {"images": 100000, "backend": "jax", "uncached_over_feature_pass": 1.12,
+         "runs": {"uncached": {"wall_seconds": 2800.0}, "cached": {"wall_seconds": 300.0}}}))
+    (tmp_path / "label_noise.json").write_text(json.dumps({"rows": [
+        {"data": "synthetic Gaussians", "images": 100000, "classes": 1000, "batch_rows": 8192,
+         "flipped": 5000, "recall_top_2x": 0.95, "seconds": 170.0}]}))
     runs = [*sorted(str(p) for p in FIXTURES.glob("*.json")), *map(str, sorted(tmp_path.glob("*.json")))]
     assert main([*runs, "--markdown", str(tmp_path / "page" / "README.md")]) == 0
     page = (tmp_path / "page" / "README.md").read_text()
     assert "| onnx | on | 32 | 1600 | 0 | 12.0 | 2628 | 3597 | 729 → 720 MiB (-1.2%) |" in page
     assert "recall 98.7%, precision 100.0%" in page
+    assert "- `inspect` on 100,000 images (jax, `inspect_cost_100k`): 2800 s uncached, 1.12x" in page
+    assert ("- Label check, 5,000 of 100,000 labels flipped (synthetic Gaussians, 1000 classes, "
+            "batch 8192): 95.0% of them in the top 10,000, 170 s") in page
 
 
 def _add_runtimes_and_limits(name, run):
