@@ -79,6 +79,8 @@ def test_commands_run_a_forced_onnx_engine_within_tolerance_and_say_so(tiny_run,
     for engine in ("keras", "onnx"):
         status, out, err = run_main(capsys, "predict", model, *images, "--json", "--engine", engine)
         assert status == 0 and f"flowerkit: engine {engine}\n" in err, err
+        building = "Building the onnx engine for model.keras (once: cached as model.engine.onnx): 1 export in "
+        assert (building in err) == (engine == "onnx")  # the wait is named, and only when there is one
         results = json.loads(out)
         assert {result["engine"] for result in results} == {engine}
         status, out, err = run_main(capsys, "evaluate", model, "--data", photos, "--engine", engine,

@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from flowerkit import progress
 from flowerkit.backends.devices import backend as current_backend
 from flowerkit.backends.devices import device_kind
 from flowerkit.backends.policy import inference_engine
@@ -130,7 +131,11 @@ def cached_export(model_path, engine: str) -> EngineChoice:
 
 def _rebuild(model_path: Path, engine: str, export_path: Path, record_path: Path, model_hash: str) -> EngineChoice:
     record_path.unlink(missing_ok=True)
-    result = export(model_path, FORMATS[engine][0], output=export_path, verify=True)
+    # A LiteRT conversion can take minutes on a small CPU: say what the wait is for.
+    with progress.stage(f"Building the {engine} engine for {model_path.name} (once: cached as "
+                        f"{export_path.name})", total=1, unit="export") as bar:
+        result = export(model_path, FORMATS[engine][0], output=export_path, verify=True)
+        bar.update()
     if result.max_abs_diff is None or result.max_abs_diff > TOLERANCE:
         export_path.unlink(missing_ok=True)
         raise FlowerkitError(
