@@ -89,13 +89,17 @@ class Stage:
         print(self.summary(), file=self.stream, flush=True)
 
     def summary(self) -> str:
-        """`Hashing images: 5,100 images in 2.0 s (2,550 images/s)`; no rate
-        for a stage shorter than `RATE_FROM_SECONDS`."""
+        """`Hashing images: 5,100 images in 2.0 s (2,550 images/s)`, or seconds
+        per unit below one a second; no rate for a stage shorter than
+        `RATE_FROM_SECONDS`."""
         unit = _plural(self.unit, self.count)
         line = f"{self.label}: {self.count:,} {unit} in {self.seconds:.1f} s"
         if self.count and self.seconds >= RATE_FROM_SECONDS:
             rate = self.count / self.seconds
-            line += f" ({rate:,.0f} {_plural(self.unit, rate)}/s)"
+            if rate >= 1:
+                line += f" ({rate:,.0f} {_plural(self.unit, rate)}/s)"
+            else:  # slow units (folds, exports): "0 folds/s" says nothing
+                line += f" ({self.seconds / self.count:,.1f} s per {self.unit})"
         return line
 
 

@@ -37,6 +37,8 @@ def _summary(count: int, seconds: float, unit: str = "image") -> str:
 
 def test_a_stage_that_took_time_states_its_rate():
     assert _summary(5100, 2.0) == "Hashing images: 5,100 images in 2.0 s (2,550 images/s)"
+    # Was "(0 folds/s)": inspect's label check on 100,000 images.
+    assert _summary(5, 217.6, unit="fold") == "Hashing images: 5 folds in 217.6 s (43.5 s per fold)"
 
 
 def test_a_stage_answered_from_a_cache_states_no_rate():
