@@ -157,18 +157,18 @@ def keeps_compiled_programs(backend_name: str) -> bool:
 
 
 # Inference engines per backend on a CPU, fastest first (after Keras itself,
-# which every run has). TensorFlow: its ONNX export ran 1.9x Keras's inference
-# (issue 34, batch 64). JAX: its ONNX export served 12 req/s against 44 for
-# Keras (bench/results serve rows). PyTorch: its ONNX export ran at 0.67x the
-# fused Keras model (docs/fast-paths.md).
+# which every run has), from one quiet run of bench/engine_table.py per backend
+# (bench/results/engines-*.json, batches 1-64): TensorFlow's ONNX export ran
+# 2.1-6.8x Keras, PyTorch's 2.0-6.5x (LiteRT's loop of batch-1 calls, faster
+# still from batch 2, needs litert-torch and minutes of conversion under load);
+# JAX's 2.1-4.2x, not chosen yet: jax2onnx exports on every first predict
+# have not been through the suite.
 ENGINES = ("keras", "onnx", "litert")
-FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": (), "torch": ()}
-# Batches up to SMALL_BATCH (a photo or two to predict, a small server batch):
-# PyTorch's ONNX export in ONNX Runtime ran 2.4-4.7x the fused Keras model at
-# batches 1-8 and 1.11-1.14x at 16-64 (one thread, bench/engine_table.py,
-# docs/fast-paths.md); earlier quiet runs had Keras ahead at 64.
+FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": (), "torch": ("onnx",)}
+# Batches up to SMALL_BATCH: the same table since PyTorch's ONNX export
+# overtook Keras at every batch (it used to only up to 8).
 SMALL_BATCH = 8
-FASTER_ENGINES_ON_CPU_SMALL_BATCH = {**FASTER_ENGINES_ON_CPU, "torch": ("onnx",)}
+FASTER_ENGINES_ON_CPU_SMALL_BATCH = FASTER_ENGINES_ON_CPU
 
 
 def inference_engine(backend: str, device_kind: str, available=(), setting: str = "auto",
