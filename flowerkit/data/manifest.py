@@ -405,10 +405,11 @@ def read_files(images, stats, progress=None, workers: int = 4, processes: int | 
 
 
 POOL_FROM = 2000  # fewer new files are read in threads: starting processes costs ~1 s
-# On 2 CPUs, threads already use most of both (Pillow's decoding) and the
-# workers' start-up costs more than they gain: 1.4-2.4x slower on a shared
-# 2-CPU machine (bench/results/manifest_cold.json).
-POOL_MIN_CPUS = 4
+# Two CPUs are enough: on an idle 2-CPU machine two processes read 20,000
+# small JPEGs 2.5x as fast as threads and the 3,303 photos 1.25x (the hashes'
+# numpy steps hold the GIL). Only an oversubscribed machine favoured threads
+# (bench/results/manifest_cold.json, measured with other jobs running).
+POOL_MIN_CPUS = 2
 POOL_CHUNK = 256  # files per task sent to a worker process
 THREAD_CHUNK = 32  # files per task of a thread
 
