@@ -127,11 +127,12 @@ def test_a_tiny_folder_of_one_group_per_class_trains_every_fold():
     labels = np.repeat(np.arange(3), 4)
     features = rng.normal(0, 1, (12, 8)) + labels[:, None]
     issues = find_label_issues(features, labels, 3, folds=2, groups=labels)
-    assert np.isfinite(issues.probabilities).all()
-    assert not np.allclose(issues.probabilities, 1 / 3)  # some fold learned
+    assert np.isfinite(issues.self_confidence).all() and np.isfinite(issues.predicted_probability).all()
+    assert not np.allclose(issues.self_confidence, 1 / 3)  # some fold learned
     # One group of everything: no other image to learn from, so no opinion.
     alone = find_label_issues(features, labels, 3, folds=2, groups=np.zeros(12, int))
-    np.testing.assert_allclose(alone.probabilities, 1 / 3)
+    np.testing.assert_allclose(alone.self_confidence, 1 / 3)
+    np.testing.assert_allclose(alone.predicted_probability, 1 / 3)
     assert len(alone.suspects) == 0
 
 

@@ -215,7 +215,17 @@ def test_label_folds_and_suspects_equal_the_earlier_ranking():
     groups[100:160:2] = groups[101:161:2]  # pairs of duplicates
     assert (fold_assignment(labels, 5, 0, groups) == _reference_folds(labels, 5, 0, groups)).all()
     issues = find_label_issues(features, labels, 4, seed=0, groups=groups, steps=30)
-    probabilities = issues.probabilities
+    # The probabilities as they were computed before: a head per fold on a copy of its rows.
+    features = features.astype(np.float32)
+    assignment = fold_assignment(labels, 5, 0, groups)
+    probabilities = np.zeros((400, 4), np.float32)
+    for fold in range(5):
+        held = assignment == fold
+        head = fit_softmax(features[~held], labels[~held], 4, steps=30, seed=fold)
+        probabilities[held] = predict_softmax(head, features[held])
+    assert np.array_equal(issues.self_confidence, probabilities[np.arange(400), labels])
+    assert np.array_equal(issues.predicted, probabilities.argmax(axis=1))
+    assert np.array_equal(issues.predicted_probability, probabilities.max(axis=1))
     thresholds = np.array([probabilities[labels == c, c].mean() for c in range(4)])
     above = probabilities >= thresholds[None, :]
     above[np.arange(400), labels] = False
@@ -224,6 +234,26 @@ def test_label_folds_and_suspects_equal_the_earlier_ranking():
     assert np.allclose(issues.thresholds, thresholds, rtol=1e-6)
     assert issues.suspects.tolist() == order[suspect[order]].tolist()
     assert len(set(issues.suspects[:40].tolist()) & set(range(20))) >= 15
+
+
+def test_label_check_reads_rows_in_place_and_chunks_change_nothing():
+    """A fold's head reads its rows from the cache (no copy of 80% of it) and
+    the held-out rows are predicted in chunks: the same heads and suspects."""
+    rng = np.random.default_rng(6)
+    classes, n = 12, 3000
+    labels = rng.integers(0, classes, n)
+    features = (rng.normal(0, 1, (classes, 20))[labels] + rng.normal(size=(n, 20))).astype(np.float32)
+    labels[:150] = (labels[:150] + 1) % classes  # flipped: suspects to find
+    rows = np.flatnonzero(rng.random(n) < 0.8)
+    for batch_rows in (n, 512):  # the full batch, then mini-batches
+        in_place = fit_softmax(features, labels, classes, steps=5, batch_rows=batch_rows, rows=rows)
+        copied = fit_softmax(features[rows], labels[rows], classes, steps=5, batch_rows=batch_rows)
+        for got, expected in zip(in_place, copied):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    whole = find_label_issues(features, labels, classes, seed=0, steps=20, batch_rows=512)
+    chunked = find_label_issues(features, labels, classes, seed=0, steps=20, batch_rows=512, chunk=97)
+    assert np.array_equal(whole.self_confidence, chunked.self_confidence)
+    assert np.array_equal(whole.suspects, chunked.suspects) and len(whole.suspects) > 0
 
 
 def _reference_fit_softmax(features, labels, classes, steps, l2=1e-2, learning_rate=0.5):

@@ -27,9 +27,9 @@ BATCH_ROWS = 8192
 
 @dataclasses.dataclass(frozen=True)
 class LabelIssues:
-    probabilities: np.ndarray  # (n, classes) out-of-fold
-    self_confidence: np.ndarray  # (n,) probability of the given label
-    predicted: np.ndarray  # (n,) argmax class
+    self_confidence: np.ndarray  # (n,) out-of-fold probability of the given label
+    predicted: np.ndarray  # (n,) out-of-fold argmax class
+    predicted_probability: np.ndarray  # (n,) its probability
     thresholds: np.ndarray  # (classes,) per-class confident-learning threshold
     suspects: np.ndarray  # positions, most suspect first
     folds: int
@@ -60,17 +60,26 @@ def fold_assignment(labels, folds: int, seed: int, groups=None) -> np.ndarray:
 
 
 def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = L2,
-                learning_rate: float = LEARNING_RATE, batch_rows: int = BATCH_ROWS, seed: int = 0):
+                learning_rate: float = LEARNING_RATE, batch_rows: int = BATCH_ROWS, seed: int = 0,
+                rows=None):
     """Multinomial logistic regression by gradient descent with Nesterov
     momentum on standardised features: (weights, bias, mean, scale). Full
-    batch up to `batch_rows` rows, else mini-batches of a seeded shuffle."""
-    features = np.asarray(features, np.float32)
+    batch up to `batch_rows` rows, else mini-batches of a seeded shuffle.
+    `rows` (sorted positions; default all) are read from `features` a batch at
+    a time, not copied: a fold's training rows are most of a large cache."""
     labels = np.asarray(labels)
-    mean = features.mean(axis=0)
-    scale = features.std(axis=0) + np.float32(1e-6)
-    full = len(features) <= batch_rows
-    x_full = (features - mean) / scale if full else None
-    batches = _batches(len(features), batch_rows, seed)
+    if rows is not None and len(rows) <= batch_rows:
+        features, labels, rows = np.asarray(features[rows], np.float32), labels[rows], None
+    features = np.asarray(features, np.float32) if rows is None else features
+    count = len(features) if rows is None else len(rows)
+    full = count <= batch_rows
+    if full:
+        mean = features.mean(axis=0)
+        scale = features.std(axis=0) + np.float32(1e-6)
+        x_full = (features - mean) / scale
+    else:
+        mean, scale = _moments(features, np.arange(len(features)) if rows is None else rows)
+    batches = _batches(count, batch_rows, seed)
     weights = np.zeros((features.shape[1], classes), np.float32)
     bias = np.zeros(classes, np.float32)
     velocity_w, velocity_b = np.zeros_like(weights), np.zeros_like(bias)
@@ -80,8 +89,8 @@ def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = 
         if full:
             x, y = x_full, labels
         else:
-            rows = next(batches)
-            x, y = (features[rows] - mean) / scale, labels[rows]
+            batch = next(batches) if rows is None else rows[next(batches)]
+            x, y = (np.asarray(features[batch], np.float32) - mean) / scale, labels[batch]
         look_w, look_b = weights + momentum * velocity_w, bias + momentum * velocity_b
         error = _softmax(x @ look_w + look_b)  # minus the one-hot labels, without building them
         error[np.arange(len(x)), y] -= 1
@@ -90,6 +99,20 @@ def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = 
         velocity_b = momentum * velocity_b - rate * error.sum(axis=0)
         weights, bias = weights + velocity_w, bias + velocity_b
     return weights, bias, mean, scale
+
+
+def _moments(features, rows, chunk: int = 65_536):
+    """Per-column mean and standard deviation (+1e-6) of `features[rows]`,
+    accumulated in float64 a chunk of rows at a time."""
+    total = np.zeros(features.shape[1])
+    squares = np.zeros(features.shape[1])
+    for start in range(0, len(rows), chunk):
+        x = np.asarray(features[rows[start : start + chunk]], np.float64)
+        total += x.sum(axis=0)
+        squares += np.square(x).sum(axis=0)
+    mean = total / len(rows)
+    std = np.sqrt(np.maximum(squares / len(rows) - np.square(mean), 0))
+    return mean.astype(np.float32), (std + 1e-6).astype(np.float32)
 
 
 def _batches(count: int, batch_rows: int, seed: int):
@@ -117,34 +140,60 @@ def _softmax(logits):
 
 def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: int = 0,
                       groups=None, progress=None, steps: int = STEPS, l2: float = L2,
-                      batch_rows: int = BATCH_ROWS) -> LabelIssues:
-    """Out-of-fold probabilities and the ranked suspects (module docstring)."""
-    features = np.asarray(features, np.float32).reshape(len(features), -1)
+                      batch_rows: int = BATCH_ROWS, chunk: int = 65_536) -> LabelIssues:
+    """Out-of-fold probabilities and the ranked suspects (module docstring).
+
+    Nothing here is n x classes: each fold's head is kept (features x
+    classes), its held-out rows are predicted `chunk` rows at a time, once for
+    the self-confidences and again, once the thresholds are known, for the
+    other classes' test (at 1 M images in 1,000 classes the probabilities
+    would be 4 GB)."""
+    features = np.asarray(features)
+    features = features.reshape(len(features), -1)
     labels = np.asarray(labels, dtype=np.int64)
     folds = max(2, min(folds, int(np.bincount(labels, minlength=classes).max())))
     assignment = fold_assignment(labels, folds, seed, groups)
-    probabilities = np.zeros((len(labels), classes), np.float32)
+    n = len(labels)
+    self_confidence = np.zeros(n, np.float32)
+    predicted = np.zeros(n, np.int64)
+    predicted_probability = np.zeros(n, np.float32)
+    heads = {}
     for fold in range(folds):
-        held = assignment == fold
-        if not held.any():
+        held = np.flatnonzero(assignment == fold)
+        if not len(held):
             continue
-        if held.all():  # one group holds every image: nothing else to learn from
-            probabilities[held] = 1 / classes
-            continue
-        model = fit_softmax(features[~held], labels[~held], classes, steps, l2,
-                            batch_rows=batch_rows, seed=seed + fold)
-        probabilities[held] = predict_softmax(model, features[held])
+        # One group holding every image leaves nothing to learn from: no opinion (uniform).
+        heads[fold] = None if len(held) == n else fit_softmax(
+            features, labels, classes, steps, l2, batch_rows=batch_rows, seed=seed + fold,
+            rows=np.flatnonzero(assignment != fold))
+        for rows, probabilities in _held_out(heads[fold], features, held, classes, chunk):
+            self_confidence[rows] = probabilities[np.arange(len(rows)), labels[rows]]
+            predicted[rows] = probabilities.argmax(axis=1)
+            predicted_probability[rows] = probabilities[np.arange(len(rows)), predicted[rows]]
         if progress:
             progress(fold + 1, folds)
-    self_confidence = probabilities[np.arange(len(labels)), labels]
     counts = np.bincount(labels, minlength=classes)
     totals = np.bincount(labels, weights=self_confidence, minlength=classes)
     thresholds = np.where(counts > 0, totals / np.maximum(counts, 1), 1.0)
-    suspect = (self_confidence < thresholds[labels]) & _another_class_above(probabilities, labels, thresholds)
+    another = np.zeros(n, bool)
+    for fold, head in heads.items():
+        for rows, probabilities in _held_out(head, features, np.flatnonzero(assignment == fold), classes, chunk):
+            another[rows] = _another_class_above(probabilities, labels[rows], thresholds, chunk)
+    suspect = (self_confidence < thresholds[labels]) & another
     order = np.argsort(self_confidence, kind="stable")
-    suspects = order[suspect[order]]
-    return LabelIssues(probabilities, self_confidence, probabilities.argmax(axis=1), thresholds,
-                       suspects, folds)
+    return LabelIssues(self_confidence, predicted, predicted_probability, thresholds, order[suspect[order]],
+                       folds)
+
+
+def _held_out(head, features, held, classes: int, chunk: int):
+    """(rows, their probabilities under `head`) for `held`, `chunk` rows at a
+    time; a head of None gives every class the same probability."""
+    for start in range(0, len(held), chunk):
+        rows = held[start : start + chunk]
+        if head is None:
+            yield rows, np.full((len(rows), classes), 1 / classes, np.float32)
+        else:
+            yield rows, predict_softmax(head, np.asarray(features[rows], np.float32))
 
 
 def _another_class_above(probabilities, labels, thresholds, chunk: int = 65_536) -> np.ndarray:

@@ -190,7 +190,7 @@ def _issues(issues, index, names) -> dict:
             "given": index.class_names[index.labels[p]],
             "predicted": index.class_names[issues.predicted[p]],
             "given_probability": float(issues.self_confidence[p]),
-            "predicted_probability": float(issues.probabilities[p, issues.predicted[p]]),
+            "predicted_probability": float(issues.predicted_probability[p]),
         }
         for p in issues.suspects.tolist()
     ]
