@@ -2,7 +2,7 @@
 backend's own) and ONNX Runtime / LiteRT on the model's cached, verified
 exports (`flowerkit.exporting.engines`), each timed at batches 1 to 64 in
 one process with the rounds interleaved, so that a busy machine slows all
-alike. The data behind `policy.inference_engine`'s table and SMALL_BATCH.
+alike. The data behind `policy.inference_engine`'s table.
 
     KERAS_BACKEND=torch python -m bench.engine_table [--model runs/x/model.keras]
         [--batches 1,2,4,8,16,32,64] [--rounds 5] [--output bench/results/engines-torch.json]
@@ -70,7 +70,7 @@ def engine_rows(predictors: dict, images, batches, rounds: int) -> list[dict]:
     available = tuple(predictors)
     for batch in batches:
         medians = interleaved_medians(predictors, images[:batch], rounds)
-        auto = inference_engine(backend(), device_kind(), available, "auto", batch)
+        auto = inference_engine(backend(), device_kind(), available, "auto")
         fastest = min(medians, key=medians.get)
         for engine, seconds in medians.items():
             rows.append({"engine": engine, "batch": batch, "median_seconds": seconds,

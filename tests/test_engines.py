@@ -114,7 +114,7 @@ def test_auto_follows_the_policy_and_a_missing_engine_is_one_line(tiny_run, caps
     model, photos = tiny_run
     image = next(photos.rglob("*.jpg"))
     status, out, err = run_main(capsys, "predict", model, image, "--json")
-    expected = inference_engine(keras.backend.backend(), device_kind(), available_engines(), batch_size=1)
+    expected = inference_engine(keras.backend.backend(), device_kind(), available_engines())
     assert status == 0 and json.loads(out)[0]["engine"] == expected, err
 
     monkeypatch.setattr(engines, "installed", lambda module: False)  # no runtime installed
@@ -125,21 +125,21 @@ def test_auto_follows_the_policy_and_a_missing_engine_is_one_line(tiny_run, caps
 
 @pytest.mark.backend_independent
 @pytest.mark.parametrize(
-    "backend, device_kind, available, setting, batch_size, expected",
+    "backend, device_kind, available, setting, expected",
     [
-        ("tensorflow", "CPU", ("keras", "onnx", "litert"), "auto", 64, "onnx"),  # 1.9x Keras on TensorFlow
-        ("tensorflow", "CPU", ("keras", "litert"), "auto", 1, "keras"),
-        ("tensorflow", "GPU", ("keras", "onnx"), "auto", 64, "keras"),
-        ("jax", "CPU", ("keras", "onnx"), "auto", 1, "keras"),  # JAX's ONNX export ran slower than Keras
-        ("torch", "CPU", ("keras", "onnx", "litert"), "auto", 64, "onnx"),  # 2.2x Keras at 64
-        ("torch", "CPU", ("keras", "onnx", "litert"), "auto", 1, "onnx"),  # one image: 6.5x
-        ("torch", "CPU", ("keras", "litert"), "auto", 64, "keras"),  # LiteRT is not in the table
-        ("torch", "GPU", ("keras", "onnx"), "auto", 1, "keras"),
-        ("torch", "CPU", ("keras",), "litert", 64, "litert"),  # forced: the caller checks it can run
+        ("tensorflow", "CPU", ("keras", "onnx", "litert"), "auto", "onnx"),  # 2.1-6.5x Keras
+        ("tensorflow", "CPU", ("keras", "litert"), "auto", "keras"),
+        ("tensorflow", "GPU", ("keras", "onnx"), "auto", "keras"),
+        ("jax", "CPU", ("keras", "onnx"), "auto", "onnx"),  # 2.1-4.2x Keras, 1.2-2x its requests served
+        ("jax", "CPU", ("keras",), "auto", "keras"),  # no jax2onnx or onnxruntime installed
+        ("torch", "CPU", ("keras", "onnx", "litert"), "auto", "onnx"),  # 2.0-6.5x Keras
+        ("torch", "CPU", ("keras", "litert"), "auto", "keras"),  # LiteRT is not in the table
+        ("torch", "GPU", ("keras", "onnx"), "auto", "keras"),
+        ("torch", "CPU", ("keras",), "litert", "litert"),  # forced: the caller checks it can run
     ],
 )
-def test_engine_policy(backend, device_kind, available, setting, batch_size, expected):
-    assert inference_engine(backend, device_kind, available, setting, batch_size) == expected
+def test_engine_policy(backend, device_kind, available, setting, expected):
+    assert inference_engine(backend, device_kind, available, setting) == expected
 
 
 def test_an_auto_export_that_fails_runs_keras_with_a_warning_a_forced_one_is_an_error(model_path, monkeypatch):

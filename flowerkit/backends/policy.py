@@ -158,31 +158,24 @@ def keeps_compiled_programs(backend_name: str) -> bool:
 
 # Inference engines per backend on a CPU, fastest first (after Keras itself,
 # which every run has), from one quiet run of bench/engine_table.py per backend
-# (bench/results/engines-*.json, batches 1-64): TensorFlow's ONNX export ran
-# 2.1-6.8x Keras, PyTorch's 2.0-6.5x (LiteRT's loop of batch-1 calls, faster
-# still from batch 2, needs litert-torch and minutes of conversion under load);
-# JAX's 2.1-4.2x, not chosen yet: jax2onnx exports on every first predict
-# have not been through the suite.
+# (bench/results/engines-*.json, batches 1-64): each backend's ONNX export ran
+# 2.0-6.8x its Keras model at every batch (JAX's too, and it served 1.2-2x the
+# requests: bench/results/jax-AMD_EPYC-serve.json). LiteRT, faster still on
+# PyTorch from batch 2, is left out: litert-torch takes minutes to convert.
 ENGINES = ("keras", "onnx", "litert")
-FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": (), "torch": ("onnx",)}
-# Batches up to SMALL_BATCH: the same table since PyTorch's ONNX export
-# overtook Keras at every batch (it used to only up to 8).
-SMALL_BATCH = 8
-FASTER_ENGINES_ON_CPU_SMALL_BATCH = FASTER_ENGINES_ON_CPU
+FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": ("onnx",), "torch": ("onnx",)}
 
 
-def inference_engine(backend: str, device_kind: str, available=(), setting: str = "auto",
-                     batch_size: int = 64) -> str:
+def inference_engine(backend: str, device_kind: str, available=(), setting: str = "auto") -> str:
     """Which engine runs `predict`, `evaluate` and `serve`: "keras" (the
     backend's own), or "onnx"/"litert" on an export cached beside the model.
-    "auto" picks the first of `FASTER_ENGINES_ON_CPU` (up to `SMALL_BATCH`
-    images a batch: `FASTER_ENGINES_ON_CPU_SMALL_BATCH`) that is `available`
-    on a CPU, "keras" on GPUs and TPUs; a named engine is forced."""
+    "auto" picks the first of `FASTER_ENGINES_ON_CPU` that is `available` on
+    a CPU, "keras" on GPUs and TPUs; a named engine is forced."""
     if setting not in ("auto", *ENGINES):
         raise ValueError(f"Unknown engine {setting!r}: use one of auto, {', '.join(ENGINES)}.")
     if setting != "auto":
         return setting
     if device_kind.upper() != "CPU":
         return "keras"
-    table = FASTER_ENGINES_ON_CPU_SMALL_BATCH if batch_size <= SMALL_BATCH else FASTER_ENGINES_ON_CPU
-    return next((engine for engine in table.get(backend.lower(), ()) if engine in available), "keras")
+    return next((engine for engine in FASTER_ENGINES_ON_CPU.get(backend.lower(), ()) if engine in available),
+                "keras")

@@ -74,7 +74,7 @@ def run(args) -> int:
     _, kind = resolve_model(args.model)
     if kind == "keras":
         start_backend(args.model)
-    predictor = load_predictor(args.model, engine=args.engine, max_batch=args.max_batch)
+    predictor = load_predictor(args.model, engine=args.engine)
     say_engine(predictor.describe()["engine"])
     token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE) or None
     settings = ServeSettings(

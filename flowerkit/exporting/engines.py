@@ -52,14 +52,14 @@ def evaluate(model_path, source: str | None = None, split: str = "all", batch_si
     """`flowerkit.inference.evaluate` on the engine `engine` picks (see
     `choose_engine`); the report's "engine" names it."""
     return evaluation.evaluate(model_path, source, split=split, batch_size=batch_size, tta=tta,
-                               quiet=quiet, engine=choose_engine(model_path, engine, batch_size))
+                               quiet=quiet, engine=choose_engine(model_path, engine))
 
 
 def predict(model_path, image_paths, top_k: int = 3, tta=None, engine: str = "auto") -> list[dict]:
     """`flowerkit.inference.predict` on the engine `engine` picks (see
     `choose_engine`); each result's "engine" names it."""
     return evaluation.predict(model_path, image_paths, top_k=top_k, tta=tta,
-                              engine=choose_engine(model_path, engine, min(len(image_paths), 64)))
+                              engine=choose_engine(model_path, engine))
 
 
 def available_engines(backend: str | None = None) -> tuple[str, ...]:
@@ -76,9 +76,8 @@ def available_engines(backend: str | None = None) -> tuple[str, ...]:
     return tuple(engines)
 
 
-def choose_engine(model_path, setting: str = "auto", batch_size: int = 64) -> EngineChoice:
-    """The engine for `model_path` on this backend and device at batches of
-    `batch_size`, with its cached export loaded (built and verified first
+def choose_engine(model_path, setting: str = "auto") -> EngineChoice:
+    """The engine for `model_path` on this backend and device, with its cached export loaded (built and verified first
     where needed). A forced engine that cannot run here raises a one-line
     FlowerkitError; an "auto" export that fails falls back to Keras with a
     warning (slower, never wrong)."""
@@ -86,7 +85,7 @@ def choose_engine(model_path, setting: str = "auto", batch_size: int = 64) -> En
         raise FlowerkitError(f"Model file not found: {model_path}")
     available = available_engines()
     try:
-        engine = inference_engine(current_backend(), device_kind(), available, setting, batch_size)
+        engine = inference_engine(current_backend(), device_kind(), available, setting)
     except ValueError as error:
         raise FlowerkitError(str(error)) from None
     if engine == "keras":

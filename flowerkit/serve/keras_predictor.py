@@ -19,12 +19,12 @@ from flowerkit.serve.predictors import Predictor, versions
 class KerasPredictor(Predictor):
     kind = "keras"
 
-    def __init__(self, path, engine: str = "auto", max_batch: int = 64):
+    def __init__(self, path, engine: str = "auto"):
         self.path = Path(path)
         run = load_run(self.path)
         self.model, self.recipe = run.model, run.recipe
         self.class_names, self.image_size = run.class_names, run.image_size
-        self.engine = choose_engine(self.path, engine, max_batch)
+        self.engine = choose_engine(self.path, engine)
         self.run_batch = self.engine.predict or self.model.predict_on_batch
 
     def run(self, images: np.ndarray) -> np.ndarray:

@@ -35,17 +35,16 @@ def resolve_model(path) -> tuple[Path, str]:
     return path, "keras"
 
 
-def load_predictor(path, engine: str = "auto", max_batch: int = 64) -> Predictor:
+def load_predictor(path, engine: str = "auto") -> Predictor:
     """The predictor for a run folder or `model.keras` (on the engine
-    `engine` picks for batches up to `max_batch`:
-    `flowerkit.exporting.engines.choose_engine`), or an exported file (its
+    `engine` picks: `flowerkit.exporting.engines.choose_engine`), or an exported file (its
     own runtime; `engine` may only name that)."""
     path, kind = resolve_model(path)
     if kind == "keras":
         # Keras and its backend are imported here, for a .keras model only.
         from flowerkit.serve.keras_predictor import KerasPredictor
 
-        return KerasPredictor(path, engine, max_batch)
+        return KerasPredictor(path, engine)
     if engine not in ("auto", kind):
         raise FlowerkitError(f"{path} is an exported {kind} file and runs in its own runtime: "
                              f"--engine {engine} needs a run folder or model.keras.")
