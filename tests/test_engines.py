@@ -143,7 +143,10 @@ def test_engine_policy(backend, device_kind, available, setting, expected):
 
 
 def test_an_auto_export_that_fails_runs_keras_with_a_warning_a_forced_one_is_an_error(model_path, monkeypatch):
+    attempts = []
+
     def failing_export(model_path, engine):
+        attempts.append(engine)
         raise FlowerkitError(f"The {engine} export of {model_path} differs from Keras by 1.0e-02.")
 
     monkeypatch.setattr(engines, "cached_export", failing_export)
@@ -151,5 +154,14 @@ def test_an_auto_export_that_fails_runs_keras_with_a_warning_a_forced_one_is_an_
     monkeypatch.setattr(engines, "inference_engine", lambda *args: "onnx" if args[3] != "keras" else "keras")
     with pytest.warns(FlowerkitWarning, match="differs from Keras by 1.0e-02. Running on Keras instead."):
         assert choose_engine(model_path, "auto").engine == "keras"
+    # The failure is remembered for this model file: the next run warns at once, no new export.
+    with pytest.warns(FlowerkitWarning, match="differs from Keras by 1.0e-02. Running on Keras instead."):
+        assert choose_engine(model_path, "auto").engine == "keras"
+    assert attempts == ["onnx"]
     with pytest.raises(FlowerkitError, match="differs from Keras"):
-        choose_engine(model_path, "onnx")
+        choose_engine(model_path, "onnx")  # forced: tried again
+    assert attempts == ["onnx", "onnx"]
+    model_path.write_bytes(model_path.read_bytes() + b"\0")  # another model file: tried afresh
+    with pytest.warns(FlowerkitWarning):
+        choose_engine(model_path, "auto")
+    assert attempts == ["onnx", "onnx", "onnx"]

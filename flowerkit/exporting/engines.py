@@ -77,10 +77,11 @@ def available_engines(backend: str | None = None) -> tuple[str, ...]:
 
 
 def choose_engine(model_path, setting: str = "auto") -> EngineChoice:
-    """The engine for `model_path` on this backend and device, with its cached export loaded (built and verified first
-    where needed). A forced engine that cannot run here raises a one-line
-    FlowerkitError; an "auto" export that fails falls back to Keras with a
-    warning (slower, never wrong)."""
+    """The engine for `model_path` on this backend and device, with its
+    cached export loaded (built and verified first where needed). A forced
+    engine that cannot run here raises a one-line FlowerkitError; an "auto"
+    export that fails falls back to Keras with a warning (slower, never
+    wrong), and is not tried again for the same model file."""
     if not Path(model_path).is_file():
         raise FlowerkitError(f"Model file not found: {model_path}")
     available = available_engines()
@@ -97,11 +98,15 @@ def choose_engine(model_path, setting: str = "auto") -> EngineChoice:
         )
     if setting != "auto":
         return cached_export(model_path, engine)
-    try:
-        return cached_export(model_path, engine)
-    except (FlowerkitError, OSError) as error:  # OSError: a read-only run folder, a full disk
-        warnings.warn(f"{error} Running on Keras instead.", FlowerkitWarning, stacklevel=2)
-        return EngineChoice("keras")
+    failure = _failed_before(model_path, engine)
+    if failure is None:
+        try:
+            return cached_export(model_path, engine)
+        except (FlowerkitError, OSError) as error:  # OSError: a read-only run folder, a full disk
+            failure = str(error)
+            _remember_failure(model_path, engine, failure)
+    warnings.warn(f"{failure} Running on Keras instead.", FlowerkitWarning, stacklevel=2)
+    return EngineChoice("keras")
 
 
 def cache_paths(model_path, engine: str) -> tuple[Path, Path]:
@@ -146,6 +151,24 @@ def _rebuild(model_path: Path, engine: str, export_path: Path, record_path: Path
     record_path.write_text(json.dumps(record, indent=1))
     return EngineChoice(engine, export_path, load_exported(export_path, FORMATS[engine][0]), rebuilt=True,
                         max_abs_diff=result.max_abs_diff)
+
+
+def _failed_before(model_path, engine: str) -> str | None:
+    """Why the last "auto" export of this very model file failed, if it did."""
+    record = _read_record(cache_paths(model_path, engine)[1])
+    if record and "failed" in record and record.get("model_sha256") == _sha256(Path(model_path)):
+        return record["failed"]
+    return None
+
+
+def _remember_failure(model_path, engine: str, reason: str) -> None:
+    """A record that spares the next "auto" run the same failed export (a
+    forced engine still tries again; a changed model file starts afresh)."""
+    try:
+        cache_paths(model_path, engine)[1].write_text(
+            json.dumps({"model_sha256": _sha256(Path(model_path)), "failed": reason}, indent=1))
+    except OSError:
+        pass
 
 
 def _read_record(path: Path) -> dict | None:
