@@ -129,6 +129,11 @@ def _peer_rows(rows, runs, kind) -> list[str]:
     if speed(native):
         lines.append(_row(f"↳ flowerkit × native PyTorch ({speed(native):,.1f} img/s)", mine,
                           lambda c: _times(speed(c), speed(native))))
+    engines = [_engine_cell(rows, run, cell) for run, cell in zip(runs, mine)]
+    if any(engine and engine[0] != "keras" for engine in engines):
+        lines.append(_row("↳ as `flowerkit predict` runs it (`auto` engine: img/s; × native PyTorch)", engines,
+                          lambda c: f"{c[0]}: {speed(c[1]):,.1f}"
+                                    + (f" ({_times(speed(c[1]), speed(native))})" if speed(native) else "")))
     if any(c and c.get("fraction_of_peak") for c in mine):
         lines.append(_row("↳ GFLOP/s (fraction of measured peak)", mine,
                           lambda c: f"{c['gflops_per_second']:.1f} ({c['fraction_of_peak']:.0%})"
@@ -137,6 +142,17 @@ def _peer_rows(rows, runs, kind) -> list[str]:
         lines.append(_row("↳ roofline: img/s at the measured limit (flowerkit's share, bound)", mine,
                           _roofline_text))
     return lines
+
+
+def _engine_cell(rows, run, cell):
+    """(the engine `flowerkit predict` picked in this run, its speed row), or
+    None where the run did not record it (runs before it did) or lacks that row."""
+    engine = (cell or {}).get("auto_engine")
+    if engine == "keras":
+        return engine, cell
+    peer = {"onnx": "onnx_runtime", "litert": "litert"}.get(engine)
+    row = _cell(rows, run, cell["benchmark"], peer) if peer else None
+    return (engine, row) if row else None
 
 
 def roofline(cell) -> tuple[float, str] | None:

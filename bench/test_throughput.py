@@ -20,8 +20,10 @@ from bench.measure import random_batch, row_info, run_info, timed
 from bench.peers import EXPORTED, STOCK_FIELDS, NativeTorch, exported_model, plain_keras_model
 from flowerkit import build_model, load_data
 from flowerkit.backends import devices as runtime
+from flowerkit.backends.policy import inference_engine
 from flowerkit.data import iterate_batches
 from flowerkit.errors import FlowerkitError
+from flowerkit.exporting.engines import available_engines
 from flowerkit.exporting.formats import fixed_batch
 
 
@@ -107,6 +109,9 @@ def test_inference(benchmark, bench_config, machine_limits, implementation, tmp_
     images, _ = random_batch(subject.recipe)
     compile_seconds = timed(lambda: subject.predict(images))
     benchmark.pedantic(subject.predict, args=(images,), rounds=bench_config.rounds, iterations=1)
+    if implementation == "flowerkit":  # the engine `flowerkit predict` runs this model on here
+        subject.fields["auto_engine"] = inference_engine(runtime.backend(), runtime.device_kind(),
+                                                         available_engines())
     _record(benchmark, "inference", subject.recipe, len(images), compile_seconds,
             forward_flops(subject.flops_model), machine_limits, implementation,
             bytes_per_image=forward_bytes(subject.flops_model), **subject.fields)

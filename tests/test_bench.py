@@ -186,6 +186,7 @@ def test_tiny_suite_writes_every_field(tmp_path, backend):
     assert set(exported) == {"onnx_runtime", "litert"}
     assert all(row["images_per_second"] > 0 and row["export_seconds"] > 0 for row in exported.values())
     assert set(rows) == {"input_pipeline", "inference", "train_step_frozen", "train_step_finetune"}
+    assert rows["inference"]["auto_engine"] == "onnx"  # what `flowerkit predict` runs on TensorFlow
     for row in rows.values():
         assert row["backend"] == backend
         for field in ("device_kind", "device_name", "device_count", "versions", "batch_size",
@@ -348,6 +349,7 @@ def _add_runtimes_and_limits(name, run):
         row = json.loads(json.dumps(inference))
         row["extra_info"].update(implementation=implementation, images_per_second=speed)
         run["benchmarks"].append(row)
+    inference["extra_info"]["auto_engine"] = "keras" if backend == "jax" else "onnx"
 
 
 @pytest.mark.backend_independent
@@ -361,9 +363,12 @@ def test_report_shows_the_exported_runtimes_and_the_roofline(tmp_path):
     assert main([*paths, "--markdown", str(tmp_path / "page" / "README.md")]) == 0
     lines = (tmp_path / "page" / "README.md").read_text().splitlines()
     at = lines.index("| inference (img/s) | 20.0 (0.10×) | 205.0 (1.00×) | 45.0 (0.22×) |")
-    assert lines[at + 1:at + 4] == [
+    assert lines[at + 1:at + 5] == [
         "| ↳ ONNX Runtime, exported (img/s; flowerkit ×) | – | 410.0 (0.50×) | 90.0 (0.50×) |",
         "| ↳ LiteRT, exported (img/s; flowerkit ×) | – | 205.0 (1.00×) | – |",
+        # What `flowerkit predict` runs: the engine its run recorded, at that engine's speed.
+        "| ↳ as `flowerkit predict` runs it (`auto` engine: img/s; × native PyTorch) "
+        "| keras: 20.0 | onnx: 410.0 | onnx: 90.0 |",
         "| ↳ roofline: img/s at the measured limit (flowerkit's share, bound) "
         "| 455 (4%, memory) | 1,000 (20%, compute) | 455 (10%, memory) |",
     ]
