@@ -240,6 +240,25 @@ def test_ctrl_c_says_that_the_same_command_resumes(image_folder, tmp_path, capsy
             f"finished epoch ({tmp_path / 'run'})") in out
 
 
+def test_only_the_process_that_writes_the_run_prints_its_last_line(image_folder, tmp_path, capsys,
+                                                                    monkeypatch):
+    """Under torchrun every process runs the command; the others (no run
+    folder written) end without repeating process 0's summary."""
+    import flowerkit.training
+    from flowerkit.training.runner import TrainResult
+
+    def trained(recipe, output_dir, **kwargs):
+        metrics = {"val_accuracy": 0.5, "val_loss": 1.0, "epochs": 1, "wall_seconds": 2.0}
+        return TrainResult(None, recipe, {}, metrics, output_dir if writes else None)
+
+    monkeypatch.setattr(flowerkit.training, "train", trained)
+    for writes in (True, False):
+        status, out, _ = run_main(capsys, "train", "--preset", "dense", "--data", image_folder,
+                                  "--output", tmp_path / "run")
+        assert status == 0
+        assert ("flowerkit: validation accuracy 0.5000 (loss 1.0000) after 1 epochs" in out) == writes
+
+
 # --- a finished run; a full disk ---------------------------------------------
 
 

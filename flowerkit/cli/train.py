@@ -196,6 +196,8 @@ def run(args) -> int:
         print(f"flowerkit: interrupted; run the same command again to resume from the last "
               f"finished epoch ({output})", flush=True)
         raise
+    if result.output_dir is None:  # another process of a torchrun job: process 0 reports
+        return 0
     metrics = result.metrics
     print(
         f"flowerkit: validation accuracy {metrics['val_accuracy']:.4f} "
