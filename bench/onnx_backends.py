@@ -3,7 +3,7 @@ side: does the runtime a user gets depend on the backend they trained on?
 
     KERAS_BACKEND=tensorflow python -m bench.onnx_backends export FOLDER \
         --photos ../shared/data/flower_photos                             # then jax, then torch
-    python -m bench.onnx_backends time FOLDER [--batches 1,32] [--rounds 5] [--threads 1]
+    KERAS_BACKEND=torch python -m bench.onnx_backends time FOLDER [--batches 1,32] [--rounds 5] [--threads 1]
 
 `export` saves the benchmark's network (MobileNetV2-0.35 at 224 px, the
 shared ImageNet weights, a seeded head) in FOLDER the first time, so that every
