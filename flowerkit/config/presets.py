@@ -79,7 +79,8 @@ PRESETS["efficientnet_lite2"] = dict(
     PRESETS["efficientnet_lite0"], backbone="efficientnet_lite2", weights="imagenet", image_size=300,
     head_units=(512,), epochs=20, learning_rate_schedule="cosine",
 )
-# Lite0's fine-tuning schedule on Lite2 at 300 px: 0.962 once, not yet tuned (docs/presets.md).
+# Lite0's fine-tuning schedule on Lite2 at 300 px: 0.962 on PyTorch and TensorFlow, not yet
+# tuned (docs/presets.md).
 PRESETS["efficientnet_lite2_finetune"] = dict(
     PRESETS["efficientnet_lite0_finetune"], backbone="efficientnet_lite2", weights="imagenet",
     image_size=300,
