@@ -160,8 +160,9 @@ def keeps_compiled_programs(backend_name: str) -> bool:
 # which every run has), from one quiet run of bench/engine_table.py per backend
 # (bench/results/engines-*.json, batches 1-64): each backend's ONNX export ran
 # 2.0-6.8x its Keras model at every batch (JAX's too, and it served 1.2-2x the
-# requests: bench/results/jax-AMD_EPYC-serve.json). LiteRT, faster still on
-# PyTorch from batch 2, is left out: litert-torch takes minutes to convert.
+# requests: bench/results/jax-AMD_EPYC-serve.json). LiteRT, faster for one
+# image, is left out: it converts in 11-20 s (ONNX 2-5 s) and was not faster
+# at 64 (docs/fast-paths.md).
 ENGINES = ("keras", "onnx", "litert")
 FASTER_ENGINES_ON_CPU = {"tensorflow": ("onnx",), "jax": ("onnx",), "torch": ("onnx",)}
 
