@@ -145,11 +145,11 @@ def test_engine_policy(backend, device_kind, available, setting, expected):
 def test_an_auto_export_that_fails_runs_keras_with_a_warning_a_forced_one_is_an_error(model_path, monkeypatch):
     attempts = []
 
-    def failing_export(model_path, engine):
-        attempts.append(engine)
-        raise FlowerkitError(f"The {engine} export of {model_path} differs from Keras by 1.0e-02.")
+    def failing_export(model_path, format, **options):
+        attempts.append(format)
+        raise FlowerkitError(f"The {format} export of {model_path} differs from Keras by 1.0e-02.")
 
-    monkeypatch.setattr(engines, "cached_export", failing_export)
+    monkeypatch.setattr(engines, "export", failing_export)
     monkeypatch.setattr(engines, "available_engines", lambda: ("keras", "onnx"))
     monkeypatch.setattr(engines, "inference_engine", lambda *args: "onnx" if args[3] != "keras" else "keras")
     with pytest.warns(FlowerkitWarning, match="differs from Keras by 1.0e-02. Running on Keras instead."):

@@ -98,15 +98,11 @@ def choose_engine(model_path, setting: str = "auto") -> EngineChoice:
         )
     if setting != "auto":
         return cached_export(model_path, engine)
-    failure = _failed_before(model_path, engine)
-    if failure is None:
-        try:
-            return cached_export(model_path, engine)
-        except (FlowerkitError, OSError) as error:  # OSError: a read-only run folder, a full disk
-            failure = str(error)
-            _remember_failure(model_path, engine, failure)
-    warnings.warn(f"{failure} Running on Keras instead.", FlowerkitWarning, stacklevel=2)
-    return EngineChoice("keras")
+    try:
+        return cached_export(model_path, engine, once=True)
+    except (FlowerkitError, OSError) as error:  # OSError: a read-only run folder, a full disk
+        warnings.warn(f"{error} Running on Keras instead.", FlowerkitWarning, stacklevel=2)
+        return EngineChoice("keras")
 
 
 def cache_paths(model_path, engine: str) -> tuple[Path, Path]:
@@ -116,21 +112,30 @@ def cache_paths(model_path, engine: str) -> tuple[Path, Path]:
     return export_path, export_path.with_name(export_path.name + ".json")
 
 
-def cached_export(model_path, engine: str) -> EngineChoice:
+def cached_export(model_path, engine: str, once: bool = False) -> EngineChoice:
     """The verified export of `model_path` for `engine`, rebuilt when missing,
-    made from another model file, damaged or unloadable."""
+    made from another model file, damaged or unloadable. With `once` (the
+    "auto" choice) a failed build is kept in the record and raised again for
+    the same model file rather than tried on every run."""
     model_path = Path(model_path)
     export_path, record_path = cache_paths(model_path, engine)
     model_hash = _sha256(model_path)
-    record = _read_record(record_path)
-    if record and record.get("model_sha256") == model_hash and export_path.is_file() \
-            and record.get("export_sha256") == _sha256(export_path):
-        try:
-            return EngineChoice(engine, export_path, load_exported(export_path, FORMATS[engine][0]),
-                                max_abs_diff=record.get("max_abs_diff"))
-        except Exception:  # noqa: BLE001 - a runtime's own error for a damaged file: rebuild it
-            pass
-    return _rebuild(model_path, engine, export_path, record_path, model_hash)
+    record = _read_record(record_path) or {}
+    if record.get("model_sha256") == model_hash:
+        if once and "failed" in record:
+            raise FlowerkitError(record["failed"])
+        if export_path.is_file() and record.get("export_sha256") == _sha256(export_path):
+            try:
+                return EngineChoice(engine, export_path, load_exported(export_path, FORMATS[engine][0]),
+                                    max_abs_diff=record.get("max_abs_diff"))
+            except Exception:  # noqa: BLE001 - a runtime's own error for a damaged file: rebuild it
+                pass
+    try:
+        return _rebuild(model_path, engine, export_path, record_path, model_hash)
+    except (FlowerkitError, OSError) as error:
+        if once:
+            _remember_failure(record_path, model_hash, str(error))
+        raise
 
 
 def _rebuild(model_path: Path, engine: str, export_path: Path, record_path: Path, model_hash: str) -> EngineChoice:
@@ -153,21 +158,12 @@ def _rebuild(model_path: Path, engine: str, export_path: Path, record_path: Path
                         max_abs_diff=result.max_abs_diff)
 
 
-def _failed_before(model_path, engine: str) -> str | None:
-    """Why the last "auto" export of this very model file failed, if it did."""
-    record = _read_record(cache_paths(model_path, engine)[1])
-    if record and "failed" in record and record.get("model_sha256") == _sha256(Path(model_path)):
-        return record["failed"]
-    return None
-
-
-def _remember_failure(model_path, engine: str, reason: str) -> None:
+def _remember_failure(record_path: Path, model_hash: str, reason: str) -> None:
     """A record that spares the next "auto" run the same failed export (a
     forced engine still tries again; a changed model file starts afresh)."""
     try:
-        cache_paths(model_path, engine)[1].write_text(
-            json.dumps({"model_sha256": _sha256(Path(model_path)), "failed": reason}, indent=1))
-    except OSError:
+        record_path.write_text(json.dumps({"model_sha256": model_hash, "failed": reason}, indent=1))
+    except OSError:  # a read-only run folder: tried again next time, not wrong
         pass
 
 
