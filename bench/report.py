@@ -150,7 +150,7 @@ def _engine_cell(rows, run, cell):
     engine = (cell or {}).get("auto_engine")
     if engine == "keras":
         return engine, cell
-    peer = {"onnx": "onnx_runtime", "litert": "litert"}.get(engine)
+    peer = {"onnx": "onnx_runtime", "litert": "litert"}.get(engine)  # bench.peers.EXPORTED, inverted
     row = _cell(rows, run, cell["benchmark"], peer) if peer else None
     return (engine, row) if row else None
 

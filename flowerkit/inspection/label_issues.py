@@ -67,19 +67,17 @@ def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = 
     batch up to `batch_rows` rows, else mini-batches of a seeded shuffle.
     `rows` (sorted positions; default all) are read from `features` a batch at
     a time, not copied: a fold's training rows are most of a large cache."""
-    labels = np.asarray(labels)
-    if rows is not None and len(rows) <= batch_rows:
-        features, labels, rows = np.asarray(features[rows], np.float32), labels[rows], None
-    features = np.asarray(features, np.float32) if rows is None else features
-    count = len(features) if rows is None else len(rows)
-    full = count <= batch_rows
+    features, labels = np.asarray(features), np.asarray(labels)
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows)
+    full = len(rows) <= batch_rows
     if full:
-        mean = features.mean(axis=0)
-        scale = features.std(axis=0) + np.float32(1e-6)
-        x_full = (features - mean) / scale
+        x_full, labels = np.asarray(features[rows], np.float32), labels[rows]  # <= batch_rows rows
+        mean = x_full.mean(axis=0)
+        scale = x_full.std(axis=0) + np.float32(1e-6)
+        x_full = (x_full - mean) / scale
     else:
-        mean, scale = _moments(features, np.arange(len(features)) if rows is None else rows)
-    batches = _batches(count, batch_rows, seed)
+        mean, scale = _moments(features, rows)
+    batches = _batches(len(rows), batch_rows, seed)
     weights = np.zeros((features.shape[1], classes), np.float32)
     bias = np.zeros(classes, np.float32)
     velocity_w, velocity_b = np.zeros_like(weights), np.zeros_like(bias)
@@ -89,7 +87,7 @@ def fit_softmax(features, labels, classes: int, steps: int = STEPS, l2: float = 
         if full:
             x, y = x_full, labels
         else:
-            batch = next(batches) if rows is None else rows[next(batches)]
+            batch = rows[next(batches)]
             x, y = (np.asarray(features[batch], np.float32) - mean) / scale, labels[batch]
         look_w, look_b = weights + momentum * velocity_w, bias + momentum * velocity_b
         error = _softmax(x @ look_w + look_b)  # minus the one-hot labels, without building them
@@ -157,16 +155,17 @@ def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: 
     self_confidence = np.zeros(n, np.float32)
     predicted = np.zeros(n, np.int64)
     predicted_probability = np.zeros(n, np.float32)
-    heads = {}
+    heads = []  # (held-out positions, their head) per fold
     for fold in range(folds):
         held = np.flatnonzero(assignment == fold)
         if not len(held):
             continue
         # One group holding every image leaves nothing to learn from: no opinion (uniform).
-        heads[fold] = None if len(held) == n else fit_softmax(
+        head = None if len(held) == n else fit_softmax(
             features, labels, classes, steps, l2, batch_rows=batch_rows, seed=seed + fold,
             rows=np.flatnonzero(assignment != fold))
-        for rows, probabilities in _held_out(heads[fold], features, held, classes, chunk):
+        heads.append((held, head))
+        for rows, probabilities in _held_out(head, features, held, classes, chunk):
             self_confidence[rows] = probabilities[np.arange(len(rows)), labels[rows]]
             predicted[rows] = probabilities.argmax(axis=1)
             predicted_probability[rows] = probabilities[np.arange(len(rows)), predicted[rows]]
@@ -176,8 +175,8 @@ def find_label_issues(features, labels, classes: int, folds: int = FOLDS, seed: 
     totals = np.bincount(labels, weights=self_confidence, minlength=classes)
     thresholds = np.where(counts > 0, totals / np.maximum(counts, 1), 1.0)
     another = np.zeros(n, bool)
-    for fold, head in heads.items():
-        for rows, probabilities in _held_out(head, features, np.flatnonzero(assignment == fold), classes, chunk):
+    for held, head in heads:
+        for rows, probabilities in _held_out(head, features, held, classes, chunk):
             another[rows] = _another_class_above(probabilities, labels[rows], thresholds, chunk)
     suspect = (self_confidence < thresholds[labels]) & another
     order = np.argsort(self_confidence, kind="stable")
