@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import shared_path
 
 from flowerkit.data.duplicates import (
-    CROP_BITS, EXACT_LIMIT, STRICT_BITS, components, find_duplicates, mixed_groups, nearest_neighbours,
+    CROP_BITS, EXACT_LIMIT, STRICT_BITS, UnitRows, components, find_duplicates, mixed_groups, nearest_neighbours,
 )
 from flowerkit.data import hashing
 from flowerkit.data.hashing import ImageHashes, close_pairs, kept_close_pairs, pack_bits, popcount
@@ -361,6 +361,39 @@ def test_approximate_neighbours_find_each_points_near_twin():
     assert (approximate == twin[:, None]).any(axis=1).mean() >= 0.99
     assert (approximate != np.arange(1000)[:, None]).all()
     assert (nearest_neighbours(unit, 1)[:, 0] == twin).all()  # the exact search
+
+
+def test_the_exact_neighbour_search_holds_one_block_at_a_time():
+    import tracemalloc
+
+    points = np.random.default_rng(8).normal(size=(8192, 8)).astype(np.float32)
+    block = 1024 * 8192 * 8  # one block's ranking: 1,024 rows x 8,192 int64 positions
+    tracemalloc.start()
+    try:
+        nearest = nearest_neighbours(points, 3, exact_limit=10**6)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert nearest.shape == (8192, 3)
+    assert peak < 4 * block  # keeping every block's ranking alive was 8 blocks and more
+
+
+def test_unit_rows_read_a_memory_mapped_cache_a_chunk_at_a_time(tmp_path):
+    rng = np.random.default_rng(7)
+    points = rng.normal(size=(500, 160)).astype(np.float32)
+    points = np.concatenate([points, points + rng.normal(0, 0.3, points.shape).astype(np.float32)])
+    mapped = np.lib.format.open_memmap(tmp_path / "features.npy", "w+", np.float32, points.shape)
+    mapped[:] = 3 * points  # unnormalised, as a feature cache holds them
+    rows = UnitRows(np.load(tmp_path / "features.npy", mmap_mode="r"), chunk=128)
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    np.testing.assert_allclose(rows[:], unit, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows[[7, 3]], unit[[7, 3]], rtol=1e-5, atol=1e-6)
+    assert rows[9] @ rows[9] == pytest.approx(1.0)
+    assert [start for start, _ in rows.chunks()] == list(range(0, 1000, 128))
+    approximate = nearest_neighbours(rows, 5, exact_limit=0)  # added and searched in 8 chunks
+    twin = np.r_[np.arange(500, 1000), np.arange(500)]
+    assert (approximate == twin[:, None]).any(axis=1).mean() >= 0.99
+    assert (nearest_neighbours(rows, 1)[:, 0] == twin).all()
 
 
 def test_a_cropped_copy_of_a_real_photo_is_close_to_one_of_its_crops():

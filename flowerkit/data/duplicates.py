@@ -19,7 +19,8 @@ more than one class is a label conflict.
 Nothing is n x n: identical hashes and contents are grouped by sorting,
 close hashes found by multi-index hashing (`hashing.close_pairs`, its result
 kept for the next run on the same hashes), feature neighbours by an
-approximate nearest-neighbour index (faiss HNSW) beyond `EXACT_LIMIT` images. `pairs` lists the pairs that joined the groups (each
+approximate nearest-neighbour index (faiss HNSW) beyond `EXACT_LIMIT` images,
+the features read in chunks (`UnitRows`). `pairs` lists the pairs that joined the groups (each
 image to its group's first holder of the same bytes or hash, and the close
 pairs between those), not every pair of members. Keras-free."""
 
@@ -38,6 +39,7 @@ FEATURE_COSINE = 0.95  # unrelated photos of one flower: < 0.89
 NEIGHBOURS = 10  # feature neighbours looked at per image (the copies: within 5)
 EXACT_LIMIT = 20_000  # up to this many images, neighbours from exact cosines in blocks
 ANN_DIMS = 128  # beyond it, faiss HNSW on the features' first principal components
+CHUNK = 65_536  # feature rows read, scaled and searched at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,7 @@ def find_duplicates(
     content = _ids(hashes.content.view(np.dtype((np.void, 32))).ravel(), readable)
     exact = _star_edges(content)
     first, second, bits = _hash_edges(hashes.phash, readable, strict_bits)
-    unit = _normalised(features) if features is not None else None
+    unit = unit_rows(features) if features is not None else None
     cosine = None
     if unit is not None:
         cosine = _cosines(unit, first, second)
@@ -169,15 +171,46 @@ def _listed(exact, near, unit) -> list[dict]:
     return [{"first": i, "second": j, **pair} for (i, j), pair in sorted(listed.items())]
 
 
-def _normalised(features: np.ndarray) -> np.ndarray:
-    flat = np.asarray(features, np.float32).reshape(len(features), -1)
-    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+class UnitRows:
+    """Feature rows scaled to unit length as they are read: a memory-mapped
+    feature cache is read in chunks, never copied whole (n x d float32 is
+    5 GB at 1 M images of 1,280 features). Indexed like an array."""
+
+    def __init__(self, features, chunk: int = CHUNK):
+        self.rows = features.reshape(len(features), -1)
+        self.chunk = chunk
+        norms = np.concatenate([np.zeros(0, np.float32)] + [
+            np.linalg.norm(np.asarray(self.rows[s : s + chunk], np.float32), axis=1)
+            for s in range(0, len(self.rows), chunk)])
+        self.scale = (1.0 / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows.shape
+
+    def __getitem__(self, positions) -> np.ndarray:
+        rows = np.asarray(self.rows[positions], np.float32)
+        return rows * (self.scale[positions][..., None] if rows.ndim > 1 else self.scale[positions])
+
+    def chunks(self):
+        """(start, unit rows) from the first row to the last."""
+        for start in range(0, len(self), self.chunk):
+            yield start, self[start : start + self.chunk]
+
+
+def unit_rows(features) -> UnitRows:
+    """`features` (an array, a memory map) as `UnitRows`, or itself if it is."""
+    return features if isinstance(features, UnitRows) else UnitRows(np.asanyarray(features))
 
 
 def similar_pairs(unit: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS,
                   exact_limit: int = EXACT_LIMIT):
     """Pairs (i < j), one among the other's `neighbours` nearest by cosine,
     with a cosine of at least `threshold`, and their cosines."""
+    unit = unit_rows(unit)
     count = len(unit)
     nearest = nearest_neighbours(unit, min(neighbours, count - 1), exact_limit)
     rows = np.repeat(np.arange(count), nearest.shape[1])
@@ -197,40 +230,44 @@ def nearest_neighbours(unit: np.ndarray, neighbours: int, exact_limit: int = EXA
     """(n, neighbours) positions of each unit row's nearest others by cosine
     (-1 where fewer were found): exact in blocks up to `exact_limit` rows,
     else a faiss HNSW graph on the first `ANN_DIMS` principal components."""
+    unit = unit_rows(unit)
     count = len(unit)
     if neighbours < 1:
         return np.zeros((count, 0), np.int64)
     if count > exact_limit:
         return _approximate_neighbours(unit, neighbours)
+    whole = unit[:]  # up to exact_limit rows (the brute-force reference: any)
     found = []
     for start in range(0, count, chunk):
-        similarity = unit[start : start + chunk] @ unit.T
+        similarity = whole[start : start + chunk] @ whole.T
         similarity[np.arange(len(similarity)), np.arange(start, start + len(similarity))] = -np.inf
-        found.append(np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours])
+        # A copy: the slice alone would keep each block's whole (chunk x n) ranking alive.
+        found.append(np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours].copy())
     return np.concatenate(found)
 
 
-def _approximate_neighbours(unit: np.ndarray, neighbours: int) -> np.ndarray:
+def _approximate_neighbours(unit: UnitRows, neighbours: int) -> np.ndarray:
     import faiss  # heavy (its own OpenMP runtime): loaded only for large searches
 
-    data = np.ascontiguousarray(unit, np.float32)
-    dims = min(ANN_DIMS, data.shape[1])
+    dims = min(ANN_DIMS, unit.shape[1])
     graph = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = 80
     graph.hnsw.efSearch = 64
     index = graph
-    if dims < data.shape[1]:
-        index = faiss.IndexPreTransform(faiss.PCAMatrix(data.shape[1], dims), graph)
-        sample = np.random.default_rng(0).permutation(len(data))[:50_000]
-        index.train(data[np.sort(sample)])
-    index.add(data)
-    _, nearest = index.search(data, neighbours + 1)
-    self_found = nearest == np.arange(len(data))[:, None]
+    if dims < unit.shape[1]:
+        index = faiss.IndexPreTransform(faiss.PCAMatrix(unit.shape[1], dims), graph)
+        sample = np.random.default_rng(0).permutation(len(unit))[:50_000]
+        index.train(np.ascontiguousarray(unit[np.sort(sample)]))
+    for _, rows in unit.chunks():  # added and searched a chunk at a time: no n x d copy
+        index.add(np.ascontiguousarray(rows))
+    nearest = np.concatenate([index.search(np.ascontiguousarray(rows), neighbours + 1)[1]
+                              for _, rows in unit.chunks()])
+    self_found = nearest == np.arange(len(unit))[:, None]
     # Drop each row's own position (or, if it was not returned, the last).
     drop = np.where(self_found.any(axis=1), self_found.argmax(axis=1), neighbours)
     keep = np.ones_like(nearest, bool)
-    keep[np.arange(len(data)), drop] = False
-    return nearest[keep].reshape(len(data), neighbours).astype(np.int64)
+    keep[np.arange(len(unit)), drop] = False
+    return nearest[keep].reshape(len(unit), neighbours).astype(np.int64)
 
 
 def components(count: int, first, second) -> np.ndarray:
