@@ -363,6 +363,17 @@ def test_approximate_neighbours_find_each_points_near_twin():
     assert (nearest_neighbours(unit, 1)[:, 0] == twin).all()  # the exact search
 
 
+def test_approximate_neighbours_are_the_exact_ones_among_near_ties():
+    rng = np.random.default_rng(9)
+    centres = rng.normal(size=(60, 160))  # clusters: many near ties, which PCA reorders
+    points = (centres[rng.integers(0, 60, 3000)] + 0.7 * rng.normal(size=(3000, 160))).astype(np.float32)
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    exact = nearest_neighbours(unit, 10)
+    approximate = nearest_neighbours(unit, 10, exact_limit=0)
+    same = np.mean([set(a) == set(e) for a, e in zip(approximate, exact)])
+    assert same >= 0.98  # ranked by the principal components alone: 4% of the rows
+
+
 def test_the_exact_neighbour_search_holds_one_block_at_a_time():
     import tracemalloc
 

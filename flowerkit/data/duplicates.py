@@ -40,6 +40,8 @@ NEIGHBOURS = 10  # feature neighbours looked at per image (the copies: within 5)
 EXACT_LIMIT = 20_000  # up to this many images, neighbours from exact cosines in blocks
 ANN_DIMS = 128  # beyond it, faiss HNSW on the features' first principal components
 CHUNK = 65_536  # feature rows read, scaled and searched at a time
+RERANKED = 3  # approximate candidates per neighbour, ranked again by exact cosine
+RERANK_ROWS = 1024  # rows re-ranked at a time (their candidates' features: ~150 MB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,12 +249,17 @@ def nearest_neighbours(unit: np.ndarray, neighbours: int, exact_limit: int = EXA
 
 
 def _approximate_neighbours(unit: UnitRows, neighbours: int) -> np.ndarray:
+    """Each row's `neighbours` nearest others: `RERANKED` x as many
+    candidates from a faiss HNSW graph on the first principal components,
+    ranked again by their exact cosines (the components' ranking of near
+    ties differs from the exact one)."""
     import faiss  # heavy (its own OpenMP runtime): loaded only for large searches
 
     dims = min(ANN_DIMS, unit.shape[1])
+    wanted = min(neighbours * RERANKED + 1, len(unit))
     graph = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = 80
-    graph.hnsw.efSearch = 64
+    graph.hnsw.efSearch = max(64, wanted)
     index = graph
     if dims < unit.shape[1]:
         index = faiss.IndexPreTransform(faiss.PCAMatrix(unit.shape[1], dims), graph)
@@ -260,14 +267,23 @@ def _approximate_neighbours(unit: UnitRows, neighbours: int) -> np.ndarray:
         index.train(np.ascontiguousarray(unit[np.sort(sample)]))
     for _, rows in unit.chunks():  # added and searched a chunk at a time: no n x d copy
         index.add(np.ascontiguousarray(rows))
-    nearest = np.concatenate([index.search(np.ascontiguousarray(rows), neighbours + 1)[1]
-                              for _, rows in unit.chunks()])
-    self_found = nearest == np.arange(len(unit))[:, None]
-    # Drop each row's own position (or, if it was not returned, the last).
-    drop = np.where(self_found.any(axis=1), self_found.argmax(axis=1), neighbours)
-    keep = np.ones_like(nearest, bool)
-    keep[np.arange(len(unit)), drop] = False
-    return nearest[keep].reshape(len(unit), neighbours).astype(np.int64)
+    found = []
+    for start, rows in unit.chunks():
+        candidates = index.search(np.ascontiguousarray(rows), wanted)[1]
+        found += [_reranked(unit, rows[s : s + RERANK_ROWS], start + s, candidates[s : s + RERANK_ROWS],
+                            neighbours) for s in range(0, len(rows), RERANK_ROWS)]
+    return np.concatenate(found)
+
+
+def _reranked(unit: UnitRows, rows, start: int, candidates, neighbours: int) -> np.ndarray:
+    """The `neighbours` candidates of each row (positions from `start`) with
+    the highest exact cosines, itself and missing ones (-1) left out."""
+    own = np.arange(start, start + len(rows))[:, None]
+    valid = (candidates >= 0) & (candidates != own)
+    gathered = unit[candidates.clip(0).ravel()].reshape(*candidates.shape, -1)
+    cosine = np.where(valid, np.einsum("md,mkd->mk", rows, gathered), -np.inf)
+    best = np.argsort(-cosine, axis=1, kind="stable")[:, :neighbours]
+    return np.where(np.take_along_axis(valid, best, 1), np.take_along_axis(candidates, best, 1), -1).astype(np.int64)
 
 
 def components(count: int, first, second) -> np.ndarray:
