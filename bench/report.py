@@ -527,11 +527,59 @@ def scale_section(paths) -> list[str]:
         warm = size["seconds"].get("load_warm")
         epochs = [size["steps"].get(name, {}).get("first_epoch_seconds")
                   for name in ("train", "train_new_folder", "train_again")]
-        peak = max(size["peak_rss_gib"].values(), default=0)
+        peak = max((gib for name, gib in size["peak_rss_gib"].items() if not name.startswith("planted")),
+                   default=0)
         lines.append(f"| {size['images']:,} | {size['seconds']['decode']:.1f} | " + " | ".join(ratios)
                      + f" | {f'{warm:.1f}' if warm else ''} | "
                      + ", ".join(f"{e:.1f}" if e else "–" for e in epochs) + f" | {peak:.2f} |")
-    return lines + ["", f"{scale.get('note', '')}; chart: [scale.png](scale.png).", ""]
+    return (lines + ["", f"{scale.get('note', '')}; chart: [scale.png](scale.png).", ""] + _other_backends(sizes)
+            + _planted_lines(sizes))
+
+
+def _other_backends(sizes) -> list[str]:
+    """Train's first epoch measured on other backends than the table's (JAX)."""
+    found = {}
+    for size in sizes:
+        for base in ("train", "train_new_folder", "train_again"):
+            for backend in ("tensorflow", "torch"):
+                row = size["steps"].get(f"{base}_{backend}", {})
+                if row.get("first_epoch_seconds"):
+                    found.setdefault((size["images"], backend), {})[base] = row["first_epoch_seconds"]
+    lines = [f"- {backend}, {images:,} images: " + ", ".join(
+        f"{epochs[k]:.1f}" if k in epochs else "–" for k in ("train", "train_new_folder", "train_again"))
+        for (images, backend), epochs in sorted(found.items())]
+    return (["Train's first epoch (s: first run, new folder, again) on the other backends:", ""] + lines + [""]
+            if lines else [])
+
+
+def _planted_lines(sizes) -> list[str]:
+    """The planted copies that `inspect`'s feature check found at each size
+    (`bench.scale`'s planted_features rows): recall / precision per kind."""
+    rows = [(size, name, row) for size in sizes for name, row in sorted(size["steps"].items())
+            if name.startswith("planted_features") and "feature_seconds" in row]
+    if not rows:
+        return []
+
+    def scored(row, kind):
+        found = row.get(kind)
+        if not found:
+            return "–"
+        precision = f"{found['precision']:.3f}" if found["precision"] is not None else "–"
+        return f"{found['recall']:.3f} / {precision} ({found['pairs']})"
+
+    lines = ["Planted copies found with features (`--steps planted_features`): recall / precision (pairs);"
+             " precision over the grouped pairs that involve a planted image.", "",
+             "| images | backend | feature size (px) | feature pass (s) | search (s) | photos | photos, cropped "
+             "| colour fields | groups equal to the exact search | peak memory (GiB) |",
+             "|---:|---|---:|---:|---:|---|---|---|---|---:|"]
+    for size, _, row in rows:
+        differ = row.get("images_grouped_differently")
+        exact = "–" if differ is None else ("yes" if differ == 0 else f"no: {differ:,} images differ")
+        lines.append(f"| {row['images']:,} | {row.get('backend') or ''} | {row['image_size']} | "
+                     f"{row['feature_seconds']:.0f} | {row['search_seconds']:.1f} | {scored(row, 'photos')} | "
+                     f"{scored(row, 'photos_cropped')} | {scored(row, 'colour_fields')} | {exact} | "
+                     f"{row.get('peak_rss_bytes', 0) / 1024**3:.2f} |")
+    return lines + [""]
 
 
 def results_readme(rows, chart_name: str, paths=()) -> str:

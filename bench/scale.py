@@ -19,13 +19,21 @@ decoding pass over the same files:
                      programs kept: a first run on a new folder by someone who
                      has trained this recipe before
     train_again      the same command again: every cache warm
+    planted_features what `inspect`'s feature check finds: the feature pass
+                     (the default recipe's pooled features, cached), the
+                     duplicate search, recall and precision of the planted
+                     copies (colour fields; shared photos, if planted with
+                     `bench.scale_data --photos`) and, up to
+                     `BRUTE_FORCE_LIMIT` images, whether the groups equal an
+                     exact neighbour search's; `--feature-size` runs the
+                     backbone at another size (a row of its own)
 
 Each runs in its own process, which reports its peak resident memory
 (`ru_maxrss`). Rows accumulate in bench/results/scale.json (one entry per
 size, replaced when measured again); bench/results/scale.png is the log-log
 chart of seconds against images.
 
-    KERAS_BACKEND=jax python -m bench.scale 10000 100000 [--no-train] [--steps STEP ...]
+    KERAS_BACKEND=jax python -m bench.scale 10000 100000 [--no-train] [--steps STEP ...] [--feature-size PX]
 
 --steps measures those steps again and keeps the size's other rows.
 
@@ -51,13 +59,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from bench.report import RESULTS, write_result
 from bench.scale_data import dataset_folder, scale_root
 from flowerkit.backends import compile_cache
 from tests.helpers import SHARED
 
 STEPS = ("decode", "load_cold", "load_warm", "search_split", "decode_again", "train", "train_new_folder",
-         "train_again")
+         "train_again", "planted_features")
+BRUTE_FORCE_LIMIT = 120_000  # the exact neighbour search as reference, up to this many images
 TRAIN_STEPS = ("train", "train_new_folder", "train_again")
 RATIO_STEPS = ("load_cold", "load_warm", "search", "split", "train", "train_again")
 DECODE_THREADS = 4  # as the manifest's pass (flowerkit.data.manifest.refresh)
@@ -127,15 +138,87 @@ def step_search_split(folder: Path) -> dict:
             "planted_pairs_found": _planted_found(folder, index, duplicates.group_of)}
 
 
+def step_planted_features(folder: Path, image_size: int | None = None) -> dict:
+    """What `inspect` finds of the planted copies with features: the feature
+    pass (the default recipe's pooled features, at `image_size` if given,
+    cached like inspect's), the duplicate search, recall and precision of the
+    planted pairs (the colour fields' and, if planted, the photos'), and, up
+    to `BRUTE_FORCE_LIMIT` images, whether the groups equal those of an exact
+    neighbour search."""
+    from flowerkit.data.duplicates import find_duplicates
+    from flowerkit.data.hashing import hash_index
+    from flowerkit.data.sources import index_source
+    from flowerkit.inspection.runner import feature_recipe, pooled_features
+
+    index = index_source(str(folder), quiet=True)
+    hashes = hash_index(index, quiet=True)
+    recipe = feature_recipe(_recipe().replace(class_names=index.class_names))
+    if image_size:
+        # Keras keeps MobileNetV2's ImageNet weights per input size; the 224-px file (the
+        # recipe's own) is the one offline here, and the same network at any size.
+        weights = _keras_home() / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+        recipe = recipe.replace(image_size=image_size, weights=str(weights))
+    started = time.perf_counter()
+    features, cache = pooled_features(recipe, index, verbose=2)
+    feature_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    duplicates = find_duplicates(hashes, index.labels, features)
+    search = time.perf_counter() - started
+    row = {"images": len(index), "image_size": recipe.image_size, "feature_seconds": feature_seconds,
+           "feature_cache": cache, "search_seconds": search, "duplicate_groups": len(duplicates.groups),
+           "conflict_groups": len(duplicates.conflicts),
+           "colour_fields": pair_scores(_planted_positions(folder, index), duplicates.group_of)}
+    photos = folder.parent / "photos.json"
+    if photos.is_file():
+        position = _positions(folder, index)
+        planted = json.loads(photos.read_text())["pairs"]
+        for kind, chosen in (("photos", planted), ("photos_cropped", [p for p in planted if p["cropped"]])):
+            pairs = [(position[p["pair"][0]], position[p["pair"][1]]) for p in chosen]
+            row[kind] = pair_scores(pairs, duplicates.group_of)
+    if len(index) <= BRUTE_FORCE_LIMIT:
+        started = time.perf_counter()
+        exact = find_duplicates(hashes, index.labels, features, exact_limit=len(index))
+        row["brute_force_seconds"] = time.perf_counter() - started
+        # Each image's group is named by its smallest member: equal arrays, equal groups.
+        row["images_grouped_differently"] = int(np.count_nonzero(exact.group_of != duplicates.group_of))
+        row["brute_force_groups"] = len(exact.groups)
+    return row
+
+
+def pair_scores(pairs: list[tuple[int, int]], group_of: np.ndarray) -> dict:
+    """Recall of planted (original, copy) position pairs (both in one group),
+    and precision: the share of planted pairs among the grouped pairs that
+    involve a planted image (an original or its copy)."""
+    found = sum(group_of[a] == group_of[b] for a, b in pairs)
+    involved = np.zeros(len(group_of), bool)
+    involved[np.asarray(pairs, np.int64).ravel()] = True
+    groups = np.unique(group_of[involved])
+    size = np.bincount(group_of, minlength=len(group_of))[groups]
+    planted = np.bincount(group_of[involved], minlength=len(group_of))[groups]
+    others = size - planted
+    # Every pair of a group minus those between two images that are not planted.
+    grouped = int((size * (size - 1) // 2 - others * (others - 1) // 2).sum())
+    return {"pairs": len(pairs), "recall": found / max(len(pairs), 1),
+            "precision": found / grouped if grouped else None, "grouped_pairs": grouped}
+
+
+def _positions(folder: Path, index) -> dict:
+    return {os.path.relpath(path, folder): i for i, path in enumerate(index.images)}
+
+
+def _planted_positions(folder: Path, index) -> list[tuple[int, int]]:
+    position = _positions(folder, index)
+    pairs = [(position.get(a), position.get(b))
+             for a, b in json.loads((folder.parent / "planted.json").read_text())["pairs"]]
+    return [(a, b) for a, b in pairs if a is not None and b is not None]
+
+
 def _planted_found(folder: Path, index, group_of) -> float | None:
     """The share of planted copy pairs that the hash check put in one group
     (the copies are cropped: the feature check of `inspect` is for those)."""
-    planted = folder.parent / "planted.json"
-    if not planted.is_file():
+    if not (folder.parent / "planted.json").is_file():
         return None
-    position = {os.path.relpath(path, folder): i for i, path in enumerate(index.images)}
-    pairs = [(position.get(a), position.get(b)) for a, b in json.loads(planted.read_text())["pairs"]]
-    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    pairs = _planted_positions(folder, index)
     return sum(group_of[a] == group_of[b] for a, b in pairs) / max(len(pairs), 1)
 
 
@@ -180,7 +263,7 @@ def step_train(folder: Path) -> dict:
             "data_check_seconds": metrics.get("data_inspection", {}).get("seconds")}
 
 
-def run_step(name: str, size: int) -> dict:
+def run_step(name: str, size: int, feature_size: int | None = None) -> dict:
     """One step in this process, with its peak resident memory."""
     folder = dataset_folder(size) / "images"
     if name in ("decode", "decode_again"):
@@ -189,6 +272,8 @@ def run_step(name: str, size: int) -> dict:
         result = step_load(folder, cold=name == "load_cold")
     elif name == "search_split":
         result = step_search_split(folder)
+    elif name == "planted_features":
+        result = step_planted_features(folder, feature_size)
     else:
         # The first run on this folder: only the manifest kept (train_new_folder:
         # and the compiled programs, which depend on the recipe, not the folder).
@@ -207,11 +292,12 @@ def _keras_home() -> Path:
     return home
 
 
-def measure(size: int, name: str) -> dict:
+def measure(size: int, name: str, feature_size: int | None = None) -> dict:
     """Runs `name` on `size` in a fresh process; its result."""
     environment = {**os.environ, "KERAS_HOME": str(_keras_home())}
-    done = subprocess.run([sys.executable, "-m", "bench.scale", "--step", name, str(size)], env=environment,
-                          capture_output=True, text=True)
+    sized = ["--feature-size", str(feature_size)] if feature_size else []
+    done = subprocess.run([sys.executable, "-m", "bench.scale", "--step", name, str(size), *sized],
+                          env=environment, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
         return {"error": (done.stderr or done.stdout).strip().splitlines()[-3:], "exit_code": done.returncode}
@@ -285,15 +371,27 @@ def chart(sizes: dict, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
+def step_key(name: str, feature_size: int | None, backend: str | None = "jax") -> str:
+    """The row's name: planted_features at another size, and the train steps
+    on another backend than JAX (the chart's), are rows of their own."""
+    if name == "planted_features" and feature_size:
+        return f"{name}_{feature_size}px"
+    if name in TRAIN_STEPS and backend not in (None, "jax"):
+        return f"{name}_{backend}"
+    return name
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     parser.add_argument("sizes", nargs="+", type=int)
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--steps", nargs="+", choices=STEPS, help="only these steps, the others kept")
+    parser.add_argument("--feature-size", type=int, metavar="PIXELS",
+                        help="planted_features: the recipe's features at this size (default: its own)")
     args = parser.parse_args(argv)
     if args.step:  # a child process: one step, one JSON line
-        print(json.dumps(run_step(args.step, args.sizes[0])), flush=True)
+        print(json.dumps(run_step(args.step, args.sizes[0], args.feature_size)), flush=True)
         return
     path = RESULTS / "scale.json"
     result = json.loads(path.read_text()) if path.is_file() else {"sizes": {}}
@@ -302,16 +400,19 @@ def main(argv=None) -> None:
             print(f"bench.scale: {dataset_folder(size)} is not complete: python -m bench.scale_data {size}")
             continue
         kept = result["sizes"].get(str(size), {}).get("steps", {}) if args.steps else {}
-        steps = {name: row for name, row in kept.items() if name not in args.steps} if args.steps else {}
-        for name in args.steps or STEPS:
-            if name in TRAIN_STEPS and args.no_train:
-                continue
+        measured = {name: step_key(name, args.feature_size, os.environ.get("KERAS_BACKEND"))
+                    for name in args.steps or STEPS
+                    if not (name in TRAIN_STEPS and args.no_train)}
+        steps = {name: row for name, row in kept.items() if name not in measured.values()}
+        for name, key in measured.items():
             print(f"bench.scale: {size} {name} ...", flush=True)
-            steps[name] = {**measure(size, name), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-            print(f"bench.scale: {size} {name}: {json.dumps(steps[name])}", flush=True)
+            steps[key] = {**measure(size, name, args.feature_size), "backend": os.environ.get("KERAS_BACKEND"),
+                          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            print(f"bench.scale: {size} {name}: {json.dumps(steps[key])}", flush=True)
         result["sizes"][str(size)] = summarise(size, steps)
         result["growth"] = growth(result["sizes"])
-        result.update(targets=TARGETS, backend=os.environ.get("KERAS_BACKEND"), cpus=os.cpu_count(),
+        result.pop("backend", None)  # each step's row names its own
+        result.update(targets=TARGETS, cpus=os.cpu_count(),
                       date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                       note="one run per size on a shared 2-core VM (other jobs running): compare ratios; steps "
                            "measured again (--steps) carry their own date")

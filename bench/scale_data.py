@@ -10,6 +10,14 @@ Each size goes to `$FLOWERKIT_SCALE_DIR/<size>/images/<class>/` (default
 /tmp/flowerkit-scale, never the repository), with `planted.json` (the copy
 pairs) and `complete.json` beside it. Generation is resumable: chunks finished
 by an interrupted run are kept.
+
+Colour fields are not photographs: a backbone's features hardly tell one
+from another, so what the feature check finds among them says little about
+photos. `python -m bench.scale_data --photos SIZES` adds `PHOTO_ORIGINALS`
+of the shared flower photos and a copy of each, transformed as above (three
+in four cropped), half in another class, to a finished folder, with
+`photos.json` (their pairs) beside it: the copies a user's photo collection
+has, to be found among a million other images.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 CHUNK = 2000
 COPY_FRACTION = 0.01
 MAX_CLASSES = 1000
+PHOTO_ORIGINALS = 400
 
 
 def scale_root() -> Path:
@@ -158,10 +167,58 @@ def generate(size: int, processes: int = 2) -> Path:
     return folder
 
 
+def plant_photos(size: int, photos: Path, originals: int = PHOTO_ORIGINALS) -> Path:
+    """Adds `originals` shared photos and a near copy of each to the finished
+    folder of `size` (see the module docstring); their pairs in photos.json."""
+    from PIL import Image
+
+    folder = dataset_folder(size)
+    record = folder / "photos.json"
+    if record.exists():
+        print(f"{record}: present", flush=True)
+        return record
+    if not (folder / "complete.json").exists():
+        raise SystemExit(f"bench.scale_data: {folder} is not complete: python -m bench.scale_data {size}")
+    files = sorted(photos.glob("*/*.jpg"))
+    if len(files) < originals:
+        raise SystemExit(f"bench.scale_data: {photos} has {len(files)} photos, {originals} needed "
+                         "(FLOWERKIT_SHARED names the shared folder)")
+    rng = np.random.default_rng(34)
+    classes = class_count(size)
+    pairs = []
+    for k, number in enumerate(sorted(rng.choice(len(files), originals, replace=False).tolist())):
+        source = files[number]
+        label = int(rng.integers(classes))
+        target = label if k % 2 == 0 else (label + 1 + int(rng.integers(classes - 1))) % classes
+        with Image.open(source) as opened:
+            pixels = np.asarray(opened.convert("RGB"))
+        if k % 4 == 3:  # uncropped: resized and re-encoded only
+            image = Image.fromarray(pixels)
+            scale = rng.uniform(0.60, 0.90)
+            copy = np.asarray(image.resize((round(image.width * scale), round(image.height * scale)),
+                                           Image.BILINEAR))
+            quality = int(rng.integers(60, 91))
+        else:
+            copy, quality = near_copy(pixels, rng)
+        original = f"{class_name(label)}/photo-{source.parent.name}-{source.stem}.jpg"
+        copied = f"{class_name(target)}/photo-{source.parent.name}-{source.stem}-copy.jpg"
+        (folder / "images" / original).write_bytes(source.read_bytes())
+        (folder / "images" / copied).write_bytes(_jpeg(copy, quality))
+        pairs.append({"pair": [original, copied], "cropped": k % 4 != 3})
+    record.write_text(json.dumps({"source": str(photos), "pairs": pairs}) + "\n")
+    print(f"{folder}: {len(pairs)} photo pairs planted", flush=True)
+    return record
+
+
 def main(argv=None):
-    sizes = [int(s) for s in (argv if argv is not None else sys.argv[1:])] or [10_000, 100_000, 1_000_000]
+    arguments = list(argv if argv is not None else sys.argv[1:])
+    photos = "--photos" in arguments
+    sizes = [int(s) for s in arguments if s != "--photos"] or [10_000, 100_000, 1_000_000]
     for size in sizes:
         generate(size)
+        if photos:
+            shared = Path(os.environ.get("FLOWERKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+            plant_photos(size, shared / "data" / "flower_photos")
 
 
 if __name__ == "__main__":

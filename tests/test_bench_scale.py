@@ -70,3 +70,53 @@ def test_the_first_epoch_is_timed_at_its_line_and_the_output_passes_through():
         print("26/26 - 40s - 2s/step - accuracy: 0.6 - loss: 1.1")
     assert lines.first_epoch_seconds == 3.5
     assert written.getvalue().splitlines()[1].startswith("26/26 - 42s")
+
+
+def test_photo_copies_are_planted_once_beside_the_colour_fields(tmp_path, monkeypatch):
+    from tests.helpers import shared_path
+
+    photos = shared_path("data/flower_photos")
+    monkeypatch.setenv("FLOWERKIT_SCALE_DIR", str(tmp_path))
+    folder = scale_data.generate(200, processes=1)
+    record = scale_data.plant_photos(200, photos, originals=8)
+    pairs = json.loads(record.read_text())["pairs"]
+    assert len(scale.image_files(folder / "images")) == 200 + 16
+    assert [p["cropped"] for p in pairs] == [True, True, True, False] * 2
+    assert sum(a.split("/")[0] != b.split("/")[0] for a, b in (p["pair"] for p in pairs)) == 4
+    for pair in pairs:
+        original, copy = (folder / "images" / name for name in pair["pair"])
+        source = photos / original.name.split("-")[1] / (original.name.split("-", 2)[2])
+        assert original.read_bytes() == source.read_bytes()  # the photo itself
+        with Image.open(original) as big, Image.open(copy) as small:
+            assert 0.6 * 0.8 * big.width - 2 <= small.width <= 0.9 * big.width + 1
+    assert scale_data.plant_photos(200, photos, originals=8) == record  # present: nothing added
+    assert len(scale.image_files(folder / "images")) == 200 + 16
+
+
+def test_planted_pairs_score_recall_and_precision_over_the_groups_they_touch():
+    import numpy as np
+
+    # Images 0-2 in one group (2 not planted), 3 and 4 apart, 5 and 6 a group of others.
+    group_of = np.array([0, 0, 0, 3, 4, 5, 5])
+    scores = scale.pair_scores([(0, 1), (3, 4)], group_of)
+    assert scores == {"pairs": 2, "recall": 0.5, "precision": 1 / 3, "grouped_pairs": 3}
+    assert scale.pair_scores([(3, 4)], group_of)["precision"] is None
+
+
+def test_the_results_page_lists_the_planted_copies_found_at_each_size(tmp_path):
+    from bench.report import scale_section
+
+    found = {"images": 100_800, "image_size": 288, "feature_seconds": 600.4, "search_seconds": 12.25,
+             "backend": "torch", "photos": {"pairs": 400, "recall": 0.995, "precision": 1.0},
+             "colour_fields": {"pairs": 1000, "recall": 0.41, "precision": None},
+             "images_grouped_differently": 0, "peak_rss_bytes": 3 * 2**30}
+    sizes = {"100000": scale.summarise(100_000, {"decode": {"seconds": 20.0}, "planted_features": found,
+                                                 "train_torch": {"first_epoch_seconds": 24.04},
+                                                 "train_again_torch": {"first_epoch_seconds": 9.5},
+                                                 "train_again": {"first_epoch_seconds": 11.0}})}
+    (tmp_path / "scale.json").write_text(json.dumps({"sizes": sizes}))
+    lines = scale_section([tmp_path / "scale.json"])
+    assert lines[-2] == ("| 100,800 | torch | 288 | 600 | 12.2 | 0.995 / 1.000 (400) | – | 0.410 / – (1000) "
+                         "| yes | 3.00 |")
+    assert [line for line in lines if line.startswith("- ")] == ["- torch, 100,000 images: 24.0, –, 9.5"]
+    assert "| 100,000 | 20.0 |" in lines[4] and lines[4].endswith("| 0.00 |")  # inspect's memory apart
