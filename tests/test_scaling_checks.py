@@ -429,3 +429,23 @@ def test_a_cropped_copy_of_a_real_photo_is_close_to_one_of_its_crops():
     assert (np.diag(closest) <= CROP_BITS).all()
     assert (closest[~np.eye(4, dtype=bool)] > CROP_BITS).all()
     assert (popcount(copy ^ whole) > STRICT_BITS).any()  # what the whole image's hash alone misses
+
+
+@pytest.mark.parametrize("numpy_bit_count", [True, False])
+def test_popcount_counts_bits_without_unpacking_them(numpy_bit_count, monkeypatch):
+    import tracemalloc
+
+    if not numpy_bit_count:
+        monkeypatch.delattr(np, "bitwise_count", raising=False)  # NumPy 1.26
+    values = np.random.default_rng(10).integers(0, 2**63, size=(20_000, 17), dtype=np.uint64)
+    values[0, :3] = [0, 2**64 - 1, 2**63]
+    tracemalloc.start()
+    try:
+        counted = popcount(values)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert counted.shape == values.shape and counted.dtype == np.int64
+    assert counted[0, :3].tolist() == [0, 64, 1]
+    assert counted[5].tolist() == [bin(int(v)).count("1") for v in values[5]]
+    assert peak < 3 * values.nbytes  # unpacked bits were 8x the input

@@ -19,8 +19,9 @@ more than one class is a label conflict.
 Nothing is n x n: identical hashes and contents are grouped by sorting,
 close hashes found by multi-index hashing (`hashing.close_pairs`, its result
 kept for the next run on the same hashes), feature neighbours by an
-approximate nearest-neighbour index (faiss HNSW) beyond `EXACT_LIMIT` images,
-the features read in chunks (`UnitRows`). `pairs` lists the pairs that joined the groups (each
+approximate nearest-neighbour index (faiss HNSW, its candidates ranked again
+by exact cosine) beyond `EXACT_LIMIT` images, the features read in chunks
+(`UnitRows`). `pairs` lists the pairs that joined the groups (each
 image to its group's first holder of the same bytes or hash, and the close
 pairs between those), not every pair of members. Keras-free."""
 
@@ -115,13 +116,21 @@ def _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limi
     closest = bits
     if hashes.crops is not None:
         crops = pack_bits(hashes.crops.reshape(-1, hashes.crops.shape[-1])).reshape(len(codes), -1)
-        closest = np.minimum.reduce([
-            bits,
-            popcount(codes[first, None] ^ crops[second]).min(axis=1),
-            popcount(codes[second, None] ^ crops[first]).min(axis=1),
-        ])
+        closest = np.concatenate([np.zeros(0, np.int64)] + [
+            _crop_bits(codes, crops, first[s : s + CHUNK], second[s : s + CHUNK], bits[s : s + CHUNK])
+            for s in range(0, len(first), CHUNK)])
     keep = (closest <= crop_bits) | (cosine >= feature_cosine)
     return first[keep], second[keep], bits[keep], cosine[keep]
+
+
+def _crop_bits(codes, crops, first, second, bits) -> np.ndarray:
+    """The fewest bits between a pair's hashes, or one's hash and any of
+    the other's crops' hashes."""
+    return np.minimum.reduce([
+        bits,
+        popcount(codes[first, None] ^ crops[second]).min(axis=1),
+        popcount(codes[second, None] ^ crops[first]).min(axis=1),
+    ])
 
 
 def _cosines(unit, first, second, chunk: int = 65_536) -> np.ndarray:
