@@ -371,6 +371,16 @@ def chart(sizes: dict, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
+def _feature_pass(row: dict, previous: dict) -> dict:
+    """A planted_features row that found its features cached keeps the time
+    of the pass that computed them (`feature_pass`), from the row before it."""
+    if row.get("feature_cache") != "hit":
+        return {}
+    if previous.get("feature_cache") == "computed":
+        return {"feature_pass": {"seconds": previous["feature_seconds"], "date": previous.get("date")}}
+    return {"feature_pass": previous["feature_pass"]} if "feature_pass" in previous else {}
+
+
 def step_key(name: str, feature_size: int | None, backend: str | None = "jax") -> str:
     """The row's name: planted_features at another size, and the train steps
     on another backend than JAX (the chart's), are rows of their own."""
@@ -408,6 +418,7 @@ def main(argv=None) -> None:
             print(f"bench.scale: {size} {name} ...", flush=True)
             steps[key] = {**measure(size, name, args.feature_size), "backend": os.environ.get("KERAS_BACKEND"),
                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            steps[key].update(_feature_pass(steps[key], kept.get(key, {})))
             print(f"bench.scale: {size} {name}: {json.dumps(steps[key])}", flush=True)
         result["sizes"][str(size)] = summarise(size, steps)
         result["growth"] = growth(result["sizes"])

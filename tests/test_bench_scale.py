@@ -120,3 +120,12 @@ def test_the_results_page_lists_the_planted_copies_found_at_each_size(tmp_path):
                          "| yes | 3.00 |")
     assert [line for line in lines if line.startswith("- ")] == ["- torch, 100,000 images: 24.0, –, 9.5"]
     assert "| 100,000 | 20.0 |" in lines[4] and lines[4].endswith("| 0.00 |")  # inspect's memory apart
+
+
+def test_a_row_with_cached_features_keeps_the_time_of_the_pass_that_computed_them():
+    computed = {"feature_cache": "computed", "feature_seconds": 1002.4, "date": "2026-12-07 10:58 UTC"}
+    again = {"feature_cache": "hit", "feature_seconds": 3.1}
+    kept = scale._feature_pass(again, computed)
+    assert kept == {"feature_pass": {"seconds": 1002.4, "date": "2026-12-07 10:58 UTC"}}
+    assert scale._feature_pass(again, {**again, **kept}) == kept  # and on, run after run
+    assert scale._feature_pass(computed, {}) == {}
