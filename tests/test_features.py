@@ -137,6 +137,12 @@ def test_inspect_after_train_reads_its_features_and_quiet_is_one_line_per_stage(
     assert [line for line in err.splitlines() if line.startswith("Checking labels: 2 folds in ")]
     report = json.loads((tmp_path / "inspection" / "inspection.json").read_text())
     assert report["timings"]["feature_cache"] == "hit"
+    status, _, err = run_main(capsys, "inspect", image_folder, "--preset", tmp_path / "run", "--image-size", 48,
+                              "--output", tmp_path / "smaller", "--folds", 2, "--quiet")
+    assert status == 0, err
+    assert "Caching mobilenet_v2 features" in err  # another size: its own features
+    report = json.loads((tmp_path / "smaller" / "inspection.json").read_text())
+    assert report["image_size"] == 48 and report["timings"]["feature_cache"] == "computed"
 
 
 def test_feature_cache_on_with_random_augmentation_is_an_error():

@@ -19,6 +19,9 @@ def add_arguments(parser) -> None:
                         metavar="NAME|DIR|JSON",
                         help="whose backbone's features confirm near duplicates and train the "
                         "out-of-fold head (default: mobilenet_v2_035, the cheapest)")
+    parser.add_argument("--image-size", type=positive_int, metavar="PIXELS",
+                        help="the backbone's input size for the features (default: the recipe's); "
+                        "smaller is faster: for a folder of small images, about their size")
     parser.add_argument("--output", metavar="DIR", help="default: inspection/<source folder name>")
     parser.add_argument("--folds", type=positive_int, default=5, help="out-of-fold folds (default: 5)")
     parser.add_argument("--top", type=positive_int, default=10, help="suspects in the terminal table")
@@ -28,6 +31,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     recipe = Recipe.from_preset(args.preset)  # a bad preset fails before any backend starts
+    if args.image_size:
+        recipe = recipe.replace(image_size=args.image_size)
     check_data_source(args.source, flag="SOURCE")
     start_backend()
     # After start_backend: these import Keras (its start-up noise held back).
