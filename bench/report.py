@@ -575,6 +575,8 @@ def _planted_lines(sizes) -> list[str]:
     for size, _, row in rows:
         differ = row.get("images_grouped_differently")
         exact = "–" if differ is None else ("yes" if differ == 0 else f"no: {differ:,} images differ")
+        if differ and row.get("photo_images_grouped_differently") is not None:
+            exact += f", {row['photo_images_grouped_differently']} of the photos"
         lines.append(f"| {row['images']:,} | {row.get('backend') or ''} | {row['image_size']} | "
                      f"{row.get('feature_pass', {}).get('seconds', row['feature_seconds']):.0f} | "
                      f"{row['search_seconds']:.1f} | {scored(row, 'photos')} | "

@@ -169,19 +169,26 @@ def step_planted_features(folder: Path, image_size: int | None = None) -> dict:
            "conflict_groups": len(duplicates.conflicts),
            "colour_fields": pair_scores(_planted_positions(folder, index), duplicates.group_of)}
     photos = folder.parent / "photos.json"
+    photo_images = np.zeros(len(index), bool)
     if photos.is_file():
         position = _positions(folder, index)
         planted = json.loads(photos.read_text())["pairs"]
         for kind, chosen in (("photos", planted), ("photos_cropped", [p for p in planted if p["cropped"]])):
             pairs = [(position[p["pair"][0]], position[p["pair"][1]]) for p in chosen]
             row[kind] = pair_scores(pairs, duplicates.group_of)
+        photo_images[[position[name] for p in planted for name in p["pair"]]] = True
     if len(index) <= BRUTE_FORCE_LIMIT:
         started = time.perf_counter()
         exact = find_duplicates(hashes, index.labels, features, exact_limit=len(index))
         row["brute_force_seconds"] = time.perf_counter() - started
         # Each image's group is named by its smallest member: equal arrays, equal groups.
-        row["images_grouped_differently"] = int(np.count_nonzero(exact.group_of != duplicates.group_of))
+        differ = exact.group_of != duplicates.group_of
+        row["images_grouped_differently"] = int(np.count_nonzero(differ))
+        row["photo_images_grouped_differently"] = int(np.count_nonzero(differ & photo_images))
         row["brute_force_groups"] = len(exact.groups)
+        if photo_images.any():
+            row["photos_brute_force"] = pair_scores(
+                [(position[p["pair"][0]], position[p["pair"][1]]) for p in planted], exact.group_of)
     return row
 
 
