@@ -133,7 +133,7 @@ def _crop_bits(codes, crops, first, second, bits) -> np.ndarray:
     ])
 
 
-def _cosines(unit, first, second, chunk: int = 65_536) -> np.ndarray:
+def _cosines(unit, first, second, chunk: int = CHUNK) -> np.ndarray:
     """Cosine of each pair of unit rows, in chunks (never n x d copies)."""
     return np.concatenate([np.zeros(0)] + [
         np.einsum("ij,ij->i", unit[first[s : s + chunk]], unit[second[s : s + chunk]]).astype(np.float64)
@@ -217,7 +217,7 @@ def unit_rows(features) -> UnitRows:
     return features if isinstance(features, UnitRows) else UnitRows(np.asanyarray(features))
 
 
-def similar_pairs(unit: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS,
+def similar_pairs(unit: "np.ndarray | UnitRows", threshold: float, neighbours: int = NEIGHBOURS,
                   exact_limit: int = EXACT_LIMIT):
     """Pairs (i < j), one among the other's `neighbours` nearest by cosine,
     with a cosine of at least `threshold`, and their cosines."""
@@ -236,11 +236,12 @@ def similar_pairs(unit: np.ndarray, threshold: float, neighbours: int = NEIGHBOU
     return low[keep], high[keep], cosine[keep]
 
 
-def nearest_neighbours(unit: np.ndarray, neighbours: int, exact_limit: int = EXACT_LIMIT,
+def nearest_neighbours(unit: "np.ndarray | UnitRows", neighbours: int, exact_limit: int = EXACT_LIMIT,
                        chunk: int = 1024) -> np.ndarray:
     """(n, neighbours) positions of each unit row's nearest others by cosine
     (-1 where fewer were found): exact in blocks up to `exact_limit` rows,
-    else a faiss HNSW graph on the first `ANN_DIMS` principal components."""
+    else from a faiss HNSW graph on the first `ANN_DIMS` principal
+    components, ranked again exactly (`_approximate_neighbours`)."""
     unit = unit_rows(unit)
     count = len(unit)
     if neighbours < 1:
@@ -292,7 +293,8 @@ def _reranked(unit: UnitRows, rows, start: int, candidates, neighbours: int) -> 
     gathered = unit[candidates.clip(0).ravel()].reshape(*candidates.shape, -1)
     cosine = np.where(valid, np.einsum("md,mkd->mk", rows, gathered), -np.inf)
     best = np.argsort(-cosine, axis=1, kind="stable")[:, :neighbours]
-    return np.where(np.take_along_axis(valid, best, 1), np.take_along_axis(candidates, best, 1), -1).astype(np.int64)
+    chosen = np.take_along_axis(candidates, best, 1)
+    return np.where(np.take_along_axis(valid, best, 1), chosen, -1).astype(np.int64)
 
 
 def components(count: int, first, second) -> np.ndarray:
