@@ -532,12 +532,13 @@ def scale_section(paths) -> list[str]:
         lines.append(f"| {size['images']:,} | {size['seconds']['decode']:.1f} | " + " | ".join(ratios)
                      + f" | {f'{warm:.1f}' if warm else ''} | "
                      + ", ".join(f"{e:.1f}" if e else "–" for e in epochs) + f" | {peak:.2f} |")
-    return (lines + ["", f"{scale.get('note', '')}; chart: [scale.png](scale.png).", ""] + _other_backends(sizes)
-            + _planted_lines(sizes))
+    return (lines + ["", f"{scale.get('note', '')}; chart: [scale.png](scale.png).", ""]
+            + _other_backends(sizes, scale.get("train_on_the_photos")) + _planted_lines(sizes))
 
 
-def _other_backends(sizes) -> list[str]:
-    """Train's first epoch measured on other backends than the table's (JAX)."""
+def _other_backends(sizes, photos: dict | None = None) -> list[str]:
+    """Train's first epoch measured on other backends than the table's (JAX),
+    and the first run of the same command on the shared photos (`photos`)."""
     found = {}
     for size in sizes:
         for base in ("train", "train_new_folder", "train_again"):
@@ -548,6 +549,9 @@ def _other_backends(sizes) -> list[str]:
     lines = [f"- {backend}, {images:,} images: " + ", ".join(
         f"{epochs[k]:.1f}" if k in epochs else "–" for k in ("train", "train_new_folder", "train_again"))
         for (images, backend), epochs in sorted(found.items())]
+    if photos:
+        lines.append(f"- first run on the {photos['images']:,} shared photos instead: " + ", ".join(
+            f"{backend} {row['first_epoch_seconds']:.1f}" for backend, row in sorted(photos["rows"].items())))
     return (["Train's first epoch (s: first run, new folder, again) on the other backends:", ""] + lines + [""]
             if lines else [])
 

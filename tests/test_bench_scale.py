@@ -114,11 +114,13 @@ def test_the_results_page_lists_the_planted_copies_found_at_each_size(tmp_path):
                                                  "train_torch": {"first_epoch_seconds": 24.04},
                                                  "train_again_torch": {"first_epoch_seconds": 9.5},
                                                  "train_again": {"first_epoch_seconds": 11.0}})}
-    (tmp_path / "scale.json").write_text(json.dumps({"sizes": sizes}))
+    photos = {"images": 3303, "rows": {"torch": {"first_epoch_seconds": 18.77}, "jax": {"first_epoch_seconds": 36.5}}}
+    (tmp_path / "scale.json").write_text(json.dumps({"sizes": sizes, "train_on_the_photos": photos}))
     lines = scale_section([tmp_path / "scale.json"])
     assert lines[-2] == ("| 100,800 | torch | 288 | 600 | 12.2 | 0.995 / 1.000 (400) | – | 0.410 / – (1000) "
                          "| yes | 3.00 |")
-    assert [line for line in lines if line.startswith("- ")] == ["- torch, 100,000 images: 24.0, –, 9.5"]
+    assert [line for line in lines if line.startswith("- ")] == [
+        "- torch, 100,000 images: 24.0, –, 9.5", "- first run on the 3,303 shared photos instead: jax 36.5, torch 18.8"]
     assert "| 100,000 | 20.0 |" in lines[4] and lines[4].endswith("| 0.00 |")  # inspect's memory apart
 
 
