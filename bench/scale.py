@@ -169,14 +169,16 @@ def step_planted_features(folder: Path, image_size: int | None = None) -> dict:
            "conflict_groups": len(duplicates.conflicts),
            "colour_fields": pair_scores(_planted_positions(folder, index), duplicates.group_of)}
     photos = folder.parent / "photos.json"
-    photo_images = np.zeros(len(index), bool)
+    photo_pairs, cropped = [], []
     if photos.is_file():
         position = _positions(folder, index)
         planted = json.loads(photos.read_text())["pairs"]
-        for kind, chosen in (("photos", planted), ("photos_cropped", [p for p in planted if p["cropped"]])):
-            pairs = [(position[p["pair"][0]], position[p["pair"][1]]) for p in chosen]
-            row[kind] = pair_scores(pairs, duplicates.group_of)
-        photo_images[[position[name] for p in planted for name in p["pair"]]] = True
+        photo_pairs = [(position[p["pair"][0]], position[p["pair"][1]]) for p in planted]
+        cropped = [pair for pair, p in zip(photo_pairs, planted) if p["cropped"]]
+        row["photos"] = pair_scores(photo_pairs, duplicates.group_of)
+        row["photos_cropped"] = pair_scores(cropped, duplicates.group_of)
+    photo_images = np.zeros(len(index), bool)
+    photo_images[np.asarray(photo_pairs, np.int64).ravel()] = True
     if len(index) <= BRUTE_FORCE_LIMIT:
         started = time.perf_counter()
         exact = find_duplicates(hashes, index.labels, features, exact_limit=len(index))
@@ -186,9 +188,8 @@ def step_planted_features(folder: Path, image_size: int | None = None) -> dict:
         row["images_grouped_differently"] = int(np.count_nonzero(differ))
         row["photo_images_grouped_differently"] = int(np.count_nonzero(differ & photo_images))
         row["brute_force_groups"] = len(exact.groups)
-        if photo_images.any():
-            row["photos_brute_force"] = pair_scores(
-                [(position[p["pair"][0]], position[p["pair"][1]]) for p in planted], exact.group_of)
+        if photo_pairs:
+            row["photos_brute_force"] = pair_scores(photo_pairs, exact.group_of)
     return row
 
 
@@ -225,8 +226,7 @@ def _planted_found(folder: Path, index, group_of) -> float | None:
     (the copies are cropped: the feature check of `inspect` is for those)."""
     if not (folder.parent / "planted.json").is_file():
         return None
-    pairs = _planted_positions(folder, index)
-    return sum(group_of[a] == group_of[b] for a, b in pairs) / max(len(pairs), 1)
+    return pair_scores(_planted_positions(folder, index), group_of)["recall"]
 
 
 class EpochLines(io.TextIOBase):

@@ -75,14 +75,17 @@ def original_pixels(number: int) -> np.ndarray:
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def near_copy(pixels: np.ndarray, rng) -> tuple[np.ndarray, int]:
-    """A crop of up to 10% per side, resized to 60-90%, and its JPEG quality (60-90)."""
+def near_copy(pixels: np.ndarray, rng, crop: bool = True) -> tuple[np.ndarray, int]:
+    """A crop of up to 10% per side (unless not `crop`), resized to 60-90%,
+    and its JPEG quality (60-90)."""
     from PIL import Image
 
-    height, width = pixels.shape[:2]
-    left, right = (int(width * f) for f in rng.uniform(0, 0.10, size=2))
-    top, bottom = (int(height * f) for f in rng.uniform(0, 0.10, size=2))
-    image = Image.fromarray(pixels[top:height - bottom, left:width - right])
+    if crop:
+        height, width = pixels.shape[:2]
+        left, right = (int(width * f) for f in rng.uniform(0, 0.10, size=2))
+        top, bottom = (int(height * f) for f in rng.uniform(0, 0.10, size=2))
+        pixels = pixels[top:height - bottom, left:width - right]
+    image = Image.fromarray(pixels)
     scale = rng.uniform(0.60, 0.90)
     image = image.resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))),
                          Image.BILINEAR)
@@ -192,14 +195,7 @@ def plant_photos(size: int, photos: Path, originals: int = PHOTO_ORIGINALS) -> P
         target = label if k % 2 == 0 else (label + 1 + int(rng.integers(classes - 1))) % classes
         with Image.open(source) as opened:
             pixels = np.asarray(opened.convert("RGB"))
-        if k % 4 == 3:  # uncropped: resized and re-encoded only
-            image = Image.fromarray(pixels)
-            scale = rng.uniform(0.60, 0.90)
-            copy = np.asarray(image.resize((round(image.width * scale), round(image.height * scale)),
-                                           Image.BILINEAR))
-            quality = int(rng.integers(60, 91))
-        else:
-            copy, quality = near_copy(pixels, rng)
+        copy, quality = near_copy(pixels, rng, crop=k % 4 != 3)  # one in four resized and re-encoded only
         original = f"{class_name(label)}/photo-{source.parent.name}-{source.stem}.jpg"
         copied = f"{class_name(target)}/photo-{source.parent.name}-{source.stem}-copy.jpg"
         (folder / "images" / original).write_bytes(source.read_bytes())
