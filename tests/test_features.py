@@ -132,8 +132,8 @@ def test_inspect_after_train_reads_its_features_and_quiet_is_one_line_per_stage(
                               "--output", tmp_path / "inspection", "--folds", 2, "--quiet")
     assert status == 0 and "Caching" not in err and "\r" not in err  # no bar
     assert [line.split(":")[0] for line in err.splitlines() if " images in " in line] == [
-        "Indexing images", "Hashing images", f"Inspecting {image_folder} (hashes, duplicates, "
-        "mobilenet_v2_035 features, 2-fold label check)"]
+        "Indexing images", "Hashing images", "Searching feature neighbours",
+        f"Inspecting {image_folder} (hashes, duplicates, mobilenet_v2_035 features, 2-fold label check)"]
     assert [line for line in err.splitlines() if line.startswith("Checking labels: 2 folds in ")]
     report = json.loads((tmp_path / "inspection" / "inspection.json").read_text())
     assert report["timings"]["feature_cache"] == "hit"

@@ -374,6 +374,14 @@ def test_approximate_neighbours_are_the_exact_ones_among_near_ties():
     assert same >= 0.98  # ranked by the principal components alone: 4% of the rows
 
 
+@pytest.mark.parametrize("exact_limit", [EXACT_LIMIT, 0])
+def test_the_feature_search_reports_each_image_once(exact_limit):
+    points = np.random.default_rng(11).normal(size=(3000, 16)).astype(np.float32)
+    done = []
+    nearest_neighbours(points, 5, exact_limit=exact_limit, chunk=512, progress=done.append)
+    assert sum(done) == 3000 and len(done) == (6 if exact_limit else 1)  # per block, per 65,536 rows
+
+
 def test_the_exact_neighbour_search_holds_one_block_at_a_time():
     import tracemalloc
 

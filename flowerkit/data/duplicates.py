@@ -68,11 +68,12 @@ class Duplicates:
 def find_duplicates(
     hashes: ImageHashes, labels, features: np.ndarray | None = None,
     strict_bits: int = STRICT_BITS, feature_cosine: float = FEATURE_COSINE,
-    crop_bits: int = CROP_BITS, exact_limit: int = EXACT_LIMIT,
+    crop_bits: int = CROP_BITS, exact_limit: int = EXACT_LIMIT, progress=None,
 ) -> Duplicates:
     """Groups of duplicates among the hashed images; `features` (n, d), if
     given, confirm close hashes and find cropped copies (see the module
-    docstring)."""
+    docstring). progress(images): called as the feature neighbours of that
+    many more images are found."""
     labels = np.asarray(labels)
     count = len(hashes)
     readable = np.ones(count, bool)
@@ -86,7 +87,7 @@ def find_duplicates(
         cosine = _cosines(unit, first, second)
         confirmed = cosine >= STRICT_COSINE
         first, second, bits, cosine = first[confirmed], second[confirmed], bits[confirmed], cosine[confirmed]
-        near = _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit)
+        near = _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit, progress)
         first, second, bits, cosine = (np.concatenate(pair) for pair in zip((first, second, bits, cosine), near))
     pairs = _listed(exact, (first, second, bits, cosine), unit)
     group_of = components(count, np.concatenate([exact[0], first]), np.concatenate([exact[1], second]))
@@ -105,10 +106,10 @@ def find_duplicates(
     return Duplicates(groups, kinds, conflicts, group_of, pairs, thresholds)
 
 
-def _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit):
+def _feature_edges(hashes, unit, readable, crop_bits, feature_cosine, exact_limit, progress=None):
     """Feature neighbours whose hashes (or crops' hashes) are close, or
     whose cosine is high: (first, second, bits, cosine)."""
-    first, second, cosine = similar_pairs(unit, -1.0, exact_limit=exact_limit)
+    first, second, cosine = similar_pairs(unit, -1.0, exact_limit=exact_limit, progress=progress)
     both = readable[first] & readable[second]
     first, second, cosine = first[both], second[both], cosine[both]
     codes = pack_bits(hashes.phash)
@@ -218,12 +219,12 @@ def unit_rows(features) -> UnitRows:
 
 
 def similar_pairs(unit: "np.ndarray | UnitRows", threshold: float, neighbours: int = NEIGHBOURS,
-                  exact_limit: int = EXACT_LIMIT):
+                  exact_limit: int = EXACT_LIMIT, progress=None):
     """Pairs (i < j), one among the other's `neighbours` nearest by cosine,
     with a cosine of at least `threshold`, and their cosines."""
     unit = unit_rows(unit)
     count = len(unit)
-    nearest = nearest_neighbours(unit, min(neighbours, count - 1), exact_limit)
+    nearest = nearest_neighbours(unit, min(neighbours, count - 1), exact_limit, progress=progress)
     rows = np.repeat(np.arange(count), nearest.shape[1])
     columns = nearest.ravel()
     valid = (columns >= 0) & (columns != rows)
@@ -237,7 +238,7 @@ def similar_pairs(unit: "np.ndarray | UnitRows", threshold: float, neighbours: i
 
 
 def nearest_neighbours(unit: "np.ndarray | UnitRows", neighbours: int, exact_limit: int = EXACT_LIMIT,
-                       chunk: int = 1024) -> np.ndarray:
+                       chunk: int = 1024, progress=None) -> np.ndarray:
     """(n, neighbours) positions of each unit row's nearest others by cosine
     (-1 where fewer were found): exact in blocks up to `exact_limit` rows,
     else from a faiss HNSW graph on the first `ANN_DIMS` principal
@@ -247,7 +248,7 @@ def nearest_neighbours(unit: "np.ndarray | UnitRows", neighbours: int, exact_lim
     if neighbours < 1:
         return np.zeros((count, 0), np.int64)
     if count > exact_limit:
-        return _approximate_neighbours(unit, neighbours)
+        return _approximate_neighbours(unit, neighbours, progress)
     whole = unit[:]  # up to exact_limit rows (the brute-force reference: any)
     found = []
     for start in range(0, count, chunk):
@@ -255,10 +256,12 @@ def nearest_neighbours(unit: "np.ndarray | UnitRows", neighbours: int, exact_lim
         similarity[np.arange(len(similarity)), np.arange(start, start + len(similarity))] = -np.inf
         # A copy: the slice alone would keep each block's whole (chunk x n) ranking alive.
         found.append(np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours].copy())
+        if progress:
+            progress(len(similarity))
     return np.concatenate(found)
 
 
-def _approximate_neighbours(unit: UnitRows, neighbours: int) -> np.ndarray:
+def _approximate_neighbours(unit: UnitRows, neighbours: int, progress=None) -> np.ndarray:
     """Each row's `neighbours` nearest others: `RERANKED` x as many
     candidates from a faiss HNSW graph on the first principal components,
     ranked again by their exact cosines (the components' ranking of near
@@ -282,6 +285,8 @@ def _approximate_neighbours(unit: UnitRows, neighbours: int) -> np.ndarray:
         candidates = index.search(np.ascontiguousarray(rows), wanted)[1]
         found += [_reranked(unit, rows[s : s + RERANK_ROWS], start + s, candidates[s : s + RERANK_ROWS],
                             neighbours) for s in range(0, len(rows), RERANK_ROWS)]
+        if progress:
+            progress(len(rows))
     return np.concatenate(found)
 
 

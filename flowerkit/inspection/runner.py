@@ -56,9 +56,11 @@ def inspect_source(recipe: Recipe, source=None, folds: int = FOLDS,
                 verbose=2 if quiet else 1)
         timer.seconds["feature_cache"] = cache
     with timer("duplicate_seconds"):
-        duplicates = find_duplicates(hashes, index.labels, features)
-        # What `train` counts (hashes alone), reported beside the feature-confirmed groups.
-        by_hashes = find_duplicates(hashes, index.labels) if features is not None else duplicates
+        by_hashes = find_duplicates(hashes, index.labels)  # what `train` counts, reported beside
+        duplicates = by_hashes
+        if features is not None:  # minutes at a million images: a stage of its own
+            with progress.stage("Searching feature neighbours", total=len(index), quiet=quiet) as bar:
+                duplicates = find_duplicates(hashes, index.labels, features, progress=bar.update)
     issues = None
     if features is not None:
         with timer("label_issue_seconds"), progress.stage(
