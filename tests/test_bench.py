@@ -447,3 +447,40 @@ def test_onnx_exports_are_timed_side_by_side(tmp_path):
     assert page[header] == "| batch | from copy (img/s, × fastest) | from torch (img/s, × fastest) |"
     assert page[header + 2].startswith("| 1 | ") and page[header + 3].startswith("| 4 | ")
     assert page[header + 5].startswith(f"{result['runtime']}, {result['date']}, 1 interleaved rounds")
+
+
+def test_eval_sizes_scores_one_run_at_several_sizes_on_its_own_split(tmp_path, image_folder):
+    import flowerkit
+    from bench.eval_sizes import main, resized_model
+    from flowerkit.inference.loading import load_run
+    from tests.helpers import tiny_recipe
+
+    recipe = tiny_recipe(head="gap", head_units=(), epochs=1)
+    flowerkit.train(recipe, str(image_folder), output_dir=tmp_path / "run", verbose=0)
+    output = tmp_path / "rows.json"
+    main([str(tmp_path / "run/model.keras"), "--sizes", "48,32", "--data", str(image_folder),
+          "--output", str(output)])
+    rows = json.loads(output.read_text())
+    assert [row["image_size"] for row in rows] == [32, 48]  # the trained size first, once
+    evaluated = flowerkit.evaluate(tmp_path / "run/model.keras", str(image_folder), split="validation",
+                                   tta="flip", quiet=True)
+    assert rows[0]["val_accuracy"] == pytest.approx(evaluated["accuracy"])
+    assert rows[0]["val_accuracy_flip_tta"] == pytest.approx(evaluated["tta"]["accuracy"])
+    assert rows[1]["validation_images"] == rows[0]["validation_images"] == evaluated["images"]
+    # The same weights at 48 px: a plain image pools to the same pixel at any size.
+    run = load_run(tmp_path / "run/model.keras")
+    at_48 = resized_model(run.model, run.recipe.replace(image_size=48, weights=None))
+    plain = np.linspace(0, 255, 3, dtype=np.float32)
+    np.testing.assert_allclose(at_48.predict_on_batch(np.tile(plain, (1, 48, 48, 1))),
+                               run.model.predict_on_batch(np.tile(plain, (1, 32, 32, 1))), rtol=1e-5)
+
+
+def test_eval_sizes_refuses_a_head_that_takes_one_size(tmp_path, image_folder):
+    import flowerkit
+    from bench.eval_sizes import main
+    from tests.helpers import tiny_recipe
+
+    flowerkit.train(tiny_recipe(epochs=1), str(image_folder), output_dir=tmp_path / "run", verbose=0)
+    with pytest.raises(SystemExit, match="Flatten head takes one input size"):
+        main([str(tmp_path / "run/model.keras"), "--sizes", "48", "--data", str(image_folder),
+              "--output", str(tmp_path / "rows.json")])
