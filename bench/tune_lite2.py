@@ -56,9 +56,12 @@ SETTINGS = {
     "smoothing0.2": dict(label_smoothing=0.2),
     "units512_cosine20": dict(head_units=(512,), learning_rate_schedule="cosine", epochs=20),
     "feature_dropout0.2_cosine20": dict(feature_dropout=0.2, learning_rate_schedule="cosine", epochs=20),
+    # The chosen head with each training photo's mirror image as a second cached view.
+    "units512_cosine20_flip": dict(head_units=(512,), learning_rate_schedule="cosine", epochs=20,
+                                   augmentation=("flip",)),
 }
 # The recipe fields a row records: those the settings change.
-CHANGED_FIELDS = {"image_size", "head_units", "dropout", "feature_dropout", "label_smoothing",
+CHANGED_FIELDS = {"image_size", "augmentation", "head_units", "dropout", "feature_dropout", "label_smoothing",
                   "learning_rate", "learning_rate_schedule", "epochs", "seed"}
 
 
