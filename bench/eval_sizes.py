@@ -21,7 +21,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from bench.report import save_row
 from flowerkit.data.loading import load_data
+from flowerkit.data.pipelines import build_dataset
 from flowerkit.inference.loading import load_run
 from flowerkit.inference.predicting import predict_dataset
 from flowerkit.model import build_model
@@ -42,17 +44,13 @@ def main(argv=None) -> None:
         raise SystemExit(f"{args.model}: a Flatten head takes one input size only; "
                          "eval_sizes needs a pooled head (head: gap).")
     sizes = [run.image_size] + [int(size) for size in args.sizes.split(",") if int(size) != run.image_size]
-    validation_files = None
+    validation = load_data(run.recipe, args.data, subsets=("validation",), quiet=True).validation
     for size in sizes:
         started = time.perf_counter()
         recipe = run.recipe.replace(image_size=size, weights=None)
         model = run.model if size == run.image_size else resized_model(run.model, recipe)
-        data = load_data(recipe, args.data, subsets=("validation",), quiet=True)
-        files = tuple(data.validation.index.images)
-        if validation_files is not None and files != validation_files:
-            raise SystemExit(f"The validation photos at {size} px differ from those at {sizes[0]} px.")
-        validation_files = files
-        predictions = predict_dataset(model, data.validation.dataset, tta="flip")
+        dataset, state = build_dataset(validation.index, size, recipe.batch_size, shuffle=False)
+        predictions = predict_dataset(model, dataset, tta="flip", state=state)
         row = {
             "run": str(Path(args.model).resolve().parent.name),
             "recipe": run.recipe.name,
@@ -66,7 +64,7 @@ def main(argv=None) -> None:
             "seconds": time.perf_counter() - started,
         }
         print(json.dumps(row), flush=True)
-        _save_row(Path(args.output), row)
+        save_row(args.output, row, key=("run", "image_size"))
 
 
 def resized_model(trained: keras.Model, recipe) -> keras.Model:
@@ -74,13 +72,6 @@ def resized_model(trained: keras.Model, recipe) -> keras.Model:
     model = build_model(recipe, num_classes=trained.output_shape[-1], compile=False)
     model.set_weights(trained.get_weights())
     return model
-
-
-def _save_row(output: Path, row: dict) -> None:
-    key = (row["run"], row["image_size"])
-    rows = json.loads(output.read_text()) if output.is_file() else []
-    rows = [r for r in rows if (r["run"], r["image_size"]) != key]
-    output.write_text(json.dumps([*rows, row], indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,19 @@ def write_result(name: str, result: dict, path=None) -> Path:
     return path
 
 
+def read_rows(path) -> list[dict]:
+    """The rows a sweep script has saved at `path` so far (`save_row`)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def save_row(path, row: dict, key: tuple[str, ...]) -> None:
+    """Adds `row` to a sweep script's JSON list at `path` as soon as it is
+    measured, in place of the row with the same values of the `key` fields."""
+    rows = [r for r in read_rows(path) if [r[k] for k in key] != [row[k] for k in key]]
+    Path(path).write_text(json.dumps([*rows, row], indent=1) + "\n")
+
+
 def load_rows(paths) -> list[dict]:
     """One row per benchmark per file: its extra_info plus the run's name."""
     rows = []

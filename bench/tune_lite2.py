@@ -31,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import flowerkit  # noqa: E402
+from bench.report import read_rows, save_row  # noqa: E402
 from flowerkit.data.decode import mirror_images  # noqa: E402
 from flowerkit.data.pipelines import iterate_batches, make_dataset, resolve_pipeline  # noqa: E402
 from flowerkit.model import build_model, split_at_features  # noqa: E402
@@ -84,7 +85,8 @@ def main() -> None:
                     continue
                 row = measure(recipe.replace(**SETTINGS[name], seed=seed), args.data,
                               with_tta=seed == recipe.seed)
-                save_row(output, {"image_size": size, "setting": name, "seed": seed, **row})
+                save_row(output, {"image_size": size, "setting": name, "seed": seed, **row},
+                         key=("image_size", "setting", "seed"))
 
 
 def measure(recipe, source: str, with_tta: bool) -> dict:
@@ -151,16 +153,6 @@ def mirrored_features(extractor, recipe, subset, pipeline) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, mirrored)
     return mirrored
-
-
-def read_rows(output: Path) -> list[dict]:
-    return json.loads(output.read_text()) if output.is_file() else []
-
-
-def save_row(output: Path, row: dict) -> None:
-    key = (row["image_size"], row["setting"], row["seed"])
-    rows = [r for r in read_rows(output) if (r["image_size"], r["setting"], r["seed"]) != key]
-    output.write_text(json.dumps([*rows, row], indent=1) + "\n")
 
 
 if __name__ == "__main__":

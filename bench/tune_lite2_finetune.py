@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 
 import flowerkit
+from bench.report import save_row
 from flowerkit.config.recipe import Recipe
 from tests.helpers import SHARED
 
@@ -52,7 +53,7 @@ def main(argv=None) -> None:
             flowerkit.train(recipe, args.data, output_dir=folder, verbose=2, overwrite=True)
         row = recorded_row(name, recipe, folder)
         print(json.dumps(row), flush=True)
-        save_row(output, row)
+        save_row(output, row, key=("setting", "backend"))
 
 
 def setting_recipe(name: str) -> Recipe:
@@ -72,8 +73,7 @@ def recorded_row(name: str, recipe: Recipe, folder: Path) -> dict:
     fine_tuning = [i for i, phase in enumerate(history["phase"]) if phase == "fine_tune"]
     return {
         "setting": name,
-        "changes": {key: list(value) if isinstance(value, tuple) else value
-                    for key, value in SETTINGS[name].items()},
+        "changes": SETTINGS[name],
         "backend": keras.backend.backend(),
         "run": folder.name,
         "val_accuracy": metrics["val_accuracy"],
@@ -83,12 +83,6 @@ def recorded_row(name: str, recipe: Recipe, folder: Path) -> dict:
         "validation_images": metrics["validation_images"],
         "wall_seconds": metrics["wall_seconds"],
     }
-
-
-def save_row(output: Path, row: dict) -> None:
-    rows = json.loads(output.read_text()) if output.is_file() else []
-    rows = [r for r in rows if (r["setting"], r["backend"]) != (row["setting"], row["backend"])]
-    output.write_text(json.dumps([*rows, row], indent=1) + "\n")
 
 
 if __name__ == "__main__":
